@@ -1,0 +1,111 @@
+"""Small typed records passed between pipeline stages.
+
+watch -> queue -> decode -> infer -> tag/refine -> write metadata -> index.
+Each stage takes and returns these, never dicts of dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+Source = Literal["user", "auto"]
+
+# Separator of hierarchy levels in tag paths, as Lightroom's lr:hierarchicalSubject uses it.
+LEVEL_SEP = "|"
+
+
+@dataclass(frozen=True)
+class PhotoFile:
+    """A file as found on disk; size and mtime let a re-scan skip unchanged files."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def stat(cls, path: Path) -> PhotoFile:
+        st = path.stat()
+        return cls(path, st.st_size, st.st_mtime_ns)
+
+
+@dataclass
+class Decoded:
+    """A photo decoded to the model's input, plus what later stages need of its pixels."""
+
+    file: PhotoFile
+    sha256: str  # of the file's bytes as read, before we write anything
+    pixels: np.ndarray  # uint8 [H, W, 3] RGB at the model's input size
+    colour: np.ndarray  # float32 colour histogram, L1-normalised (a cheap global descriptor)
+    width: int  # of the original image, after EXIF orientation
+    height: int
+    taken: str | None = None  # EXIF DateTimeOriginal as ISO 8601, when present
+
+
+@dataclass
+class Inference:
+    """What the CNN says about one photo."""
+
+    probabilities: np.ndarray  # float32 [n_classes], softmax
+    embedding: np.ndarray  # float32 [dim], L2-normalised
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One keyword with its place in the hierarchy.
+
+    `path` is the full hierarchy ("animal|mammal|cat"); its last level is the keyword
+    people search for. User tags carry score 1.0.
+    """
+
+    path: str
+    score: float = 1.0
+    source: Source = "auto"
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(LEVEL_SEP, 1)[-1]
+
+    @property
+    def levels(self) -> list[str]:
+        return self.path.split(LEVEL_SEP)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """Identity of everything that decided a photo's auto-tags.
+
+    Stored per photo, so a change of any part tells refine which photos to revisit.
+    """
+
+    backbone: str  # catalogue name + version, e.g. "mobilenet-v2@tf1-quant"
+    backbone_sha256: str
+    labelmap: str  # label-map version
+    tagprop: str = ""  # hash of learned TagProp parameters, "" when none
+    thresholds: str = ""  # hash of the tagging thresholds
+
+    def __str__(self) -> str:
+        parts = [f"{self.backbone}:{self.backbone_sha256[:12]}", f"labels:{self.labelmap}"]
+        if self.tagprop:
+            parts.append(f"tagprop:{self.tagprop}")
+        if self.thresholds:
+            parts.append(f"thr:{self.thresholds}")
+        return "/".join(parts)
+
+
+@dataclass
+class Outcome:
+    """The result of running one photo through the pipeline, for reporting."""
+
+    path: Path
+    tags: list[Tag] = field(default_factory=list)
+    written_to: Path | None = None  # the file or sidecar that received the keywords
+    skipped: str | None = None  # why nothing was done (unchanged, dry run)
+    error: str | None = None  # one line, for stderr
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
