@@ -1,0 +1,309 @@
+"""The `phototag` command line: thin wrappers that parse, call one module, and report.
+
+Every command prints results on stdout (pipe-friendly) and one line per problem on
+stderr, and goes on with the other photos; the exit status is 1 when anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from phototag import __version__, catalogue, config, decode, fetch
+from phototag.config import Config
+from phototag.index import Index, IndexUnavailable
+from phototag.infer import InferenceError
+from phototag.pipeline import Pipeline, discover
+from phototag.records import Outcome, PhotoFile
+from phototag.tagger import Tagger
+
+log = logging.getLogger("phototag")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit status 2."""
+
+
+def show(path: Path | str) -> str:
+    """A path printable on any terminal, even when its name is not valid UTF-8."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def error(path: Path | str, message: str) -> None:
+    tqdm.write(f"phototag: {show(path)}: {message}", file=sys.stderr)
+
+
+def format_tags(outcome: Outcome) -> str:
+    return ", ".join(f"{t.name} {t.score:.2f}" for t in outcome.tags) or "(no confident tags)"
+
+
+def outcome_json(outcome: Outcome) -> dict[str, object]:
+    return {
+        "path": show(outcome.path),
+        "tags": [{"tag": t.name, "path": t.path, "score": round(t.score, 4)} for t in outcome.tags],
+        "written_to": show(outcome.written_to) if outcome.written_to else None,
+        "skipped": outcome.skipped,
+        "error": outcome.error,
+    }
+
+
+# --- tag and scan -------------------------------------------------------------------
+
+
+def cmd_tag(args: argparse.Namespace, cfg: Config) -> int:
+    tagger = _tagger(cfg)
+    failed = 0
+    urls = [t for t in args.targets if t.startswith(("http://", "https://"))]
+    files = [Path(t) for t in args.targets if t not in urls]
+    outcomes = [_tag_url(url, tagger, cfg) for url in urls]
+    if files:
+        with _index(cfg, args.dry_run) as index:
+            pipeline = Pipeline(cfg, tagger, index, dry_run=args.dry_run, force=True)
+            outcomes += pipeline.run(files)
+    for outcome in outcomes:
+        if outcome.error:
+            failed += 1
+            error(outcome.path, outcome.error)
+        elif args.json:
+            print(json.dumps(outcome_json(outcome)))
+        else:
+            where = f"  -> {show(outcome.written_to)}" if outcome.written_to else ""
+            print(f"{show(outcome.path)}: {format_tags(outcome)}{where}")
+    return 1 if failed else 0
+
+
+def _tag_url(url: str, tagger: Tagger, cfg: Config) -> Outcome:
+    """Tags for a photo on the web; nothing is written (there is no file of ours to write)."""
+    try:
+        data = fetch.fetch(url, cfg.fetch.max_bytes, cfg.fetch.timeout_s, cfg.fetch.allow_private)
+        decoded = decode.decode(
+            PhotoFile(Path(url), len(data), 0),
+            data,
+            hashlib.sha256(data).hexdigest(),
+            tagger.model.input_size,
+            cfg.scan.max_pixels,
+        )
+    except (fetch.FetchError, decode.DecodeError) as exc:
+        return Outcome(Path(url), error=str(exc))
+    batch = tagger.model.run(decoded.pixels[None])
+    return Outcome(Path(url), tags=tagger.tags(batch)[0], skipped="URL: tags only, nothing written")
+
+
+def cmd_scan(args: argparse.Namespace, cfg: Config) -> int:
+    tagger = _tagger(cfg)
+    items = list(discover(args.folders, cfg.scan))
+    counts = {"tagged": 0, "unchanged": 0, "moved": 0, "failed": 0}
+    with (
+        _index(cfg, args.dry_run) as index,
+        tqdm(
+            total=len(items), unit="photo", file=sys.stderr, disable=args.quiet, mininterval=0.5
+        ) as bar,
+    ):
+
+        def done(outcome: Outcome) -> None:
+            bar.update(1)
+            if outcome.error:
+                counts["failed"] += 1
+                error(outcome.path, outcome.error)
+            elif outcome.skipped == "unchanged":
+                counts["unchanged"] += 1
+            elif outcome.skipped and outcome.skipped.startswith("moved"):
+                counts["moved"] += 1
+            else:
+                counts["tagged"] += 1
+                if args.json:
+                    tqdm.write(json.dumps(outcome_json(outcome)))
+
+        Pipeline(cfg, tagger, index, dry_run=args.dry_run, force=args.force).run(items, done)
+    verb = "would tag" if args.dry_run else "tagged"
+    print(
+        f"{verb} {counts['tagged']}, unchanged {counts['unchanged']}, moved {counts['moved']}, "
+        f"failed {counts['failed']}",
+        file=sys.stderr,
+    )
+    return 1 if counts["failed"] else 0
+
+
+def _tagger(cfg: Config) -> Tagger:
+    from phototag import tagger
+
+    try:
+        return tagger.load(cfg)
+    except (catalogue.CatalogueError, InferenceError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _index(cfg: Config, dry_run: bool) -> Index:
+    return Index(cfg.index_dir, readonly=dry_run)
+
+
+# --- models -----------------------------------------------------------------------
+
+
+def cmd_models_list(args: argparse.Namespace, cfg: Config) -> int:
+    installed = {(m.spec.name, m.spec.version): m for m in catalogue.installed()}
+    for spec in catalogue.entries():
+        mark = "installed" if (spec.name, spec.version) in installed else "available"
+        print(
+            f"{spec.name:<16} {spec.version:<12} {mark:<10} {spec.size / 1e6:6.1f} MB  {spec.file}"
+        )
+    return 0
+
+
+def cmd_models_import(args: argparse.Namespace, cfg: Config) -> int:
+    model = catalogue.import_file(args.file, args.name)
+    print(f"installed {model.spec.name} {model.spec.version} -> {show(model.path)}")
+    return 0
+
+
+def cmd_models_pull(args: argparse.Namespace, cfg: Config) -> int:
+    spec = catalogue.find(args.name, args.version)
+    with tqdm(
+        total=spec.size, unit="B", unit_scale=True, file=sys.stderr, disable=args.quiet
+    ) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total or bar.total
+            bar.update(done - bar.n)
+
+        model = catalogue.pull(args.name, args.version, progress)
+    print(f"installed {model.spec.name} {model.spec.version} -> {show(model.path)}")
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------
+
+EPILOG = """\
+first steps:
+  phototag models pull mobilenet-v2          download the default model (pinned sha256)
+  phototag models import FILE.onnx           or install a model file you already have
+  phototag tag ~/Pictures/cat.jpg            tag one photo, writing keywords into it
+  phototag scan ~/Pictures                   tag every photo below a folder
+settings: {config} (see config.yaml in the project for every setting)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phototag",
+        description="Tag photos with a CNN and write the keywords where Lightroom, digiKam, "
+        "darktable and exiftool read them (XMP dc:subject, lr:hierarchicalSubject, IPTC Keywords).",
+        epilog=EPILOG.format(config=config.default_path()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"phototag {__version__}")
+    parser.add_argument("-c", "--config", type=Path, help="settings file (default: %(default)s)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log what happens (which model, which device)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(
+        name: str, func: Callable[[argparse.Namespace, Config], int], help: str, **kw: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=kw.get("description", help))
+        p.set_defaults(func=func)
+        return p
+
+    p = command(
+        "tag",
+        cmd_tag,
+        "tag photos or URLs and write the keywords into them",
+        description="Tag photos (files or http(s) URLs), print the tags with scores, and write them "
+        "into each file (XMP and IPTC, or an XMP sidecar). Keywords already in a file are never "
+        "removed or changed. URLs are only tagged, never written.",
+    )
+    p.add_argument("targets", nargs="+", metavar="PHOTO|URL")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print tags, write nothing")
+    p.add_argument("--json", action="store_true", help="one JSON object per photo")
+    _write_options(p)
+
+    p = command(
+        "scan",
+        cmd_scan,
+        "tag every photo below folders, skipping unchanged ones",
+        description="Tag every photo below the folders, with a progress bar. Photos already indexed "
+        "with the same size and modification time are skipped without reading them; moved photos "
+        "are recognised by content and keep their tags.",
+    )
+    p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print tags, write nothing")
+    p.add_argument("--force", action="store_true", help="re-tag photos even when unchanged")
+    p.add_argument("--json", action="store_true", help="one JSON object per tagged photo")
+    _write_options(p)
+
+    models = command("models", cmd_models_list, "list, download or import models")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION")
+    p = msub.add_parser("list", help="the model catalogue and what is installed")
+    p.set_defaults(func=cmd_models_list)
+    p = msub.add_parser(
+        "import",
+        help="install a model file you have (checked against the catalogue's sha256)",
+        description="Install a local model file. Its sha256 must match a catalogue entry; this is "
+        "the offline way to get a model (e.g. `phototag models import mobilenet_v2_1.0_224_quant.onnx`).",
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--name", help="catalogue name the file must belong to (e.g. mobilenet-v2)")
+    p.set_defaults(func=cmd_models_import)
+    p = msub.add_parser(
+        "pull",
+        help="download a model by its pinned URL and sha256",
+        description="Download a model from the catalogue's pinned URL, resuming an interrupted "
+        "download and verifying its sha256. Set PHOTOTAG_MODEL_MIRROR to use a mirror.",
+    )
+    p.add_argument("name", help="catalogue name, e.g. mobilenet-v2")
+    p.add_argument("--version", help="a version (default: the newest)")
+    p.set_defaults(func=cmd_models_pull)
+    return parser
+
+
+def _write_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--sidecar",
+        dest="write_mode",
+        action="store_const",
+        const="sidecar",
+        help="write an XMP sidecar, not the photo",
+    )
+    g.add_argument(
+        "--inplace",
+        dest="write_mode",
+        action="store_const",
+        const="inplace",
+        help="write into the photo (fail if it cannot be)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="phototag: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        cfg = config.load(args.config)
+        if getattr(args, "write_mode", None):
+            cfg.write.mode = args.write_mode
+        return args.func(args, cfg)
+    except (UserError, config.ConfigError, catalogue.CatalogueError, IndexUnavailable) as exc:
+        print(f"phototag: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("phototag: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

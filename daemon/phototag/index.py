@@ -1,0 +1,239 @@
+"""The local index: one TinyDB document per photo, vectors in compact side files.
+
+TinyDB holds what people search and what re-scans compare (path, size, mtime, content
+hash, tags, model version). Embeddings and colour histograms are float16 rows in
+append-only files beside it, not JSON lists: 1280 floats cost 2.5 KB, not 25 KB.
+Lookups by path and by content hash go through in-memory maps, so nothing scans
+every document; writes are cached and flushed atomically in batches.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tinydb import TinyDB
+from tinydb.middlewares import CachingMiddleware
+from tinydb.storages import Storage
+
+from phototag.fileio import atomic_write
+from phototag.records import PhotoFile, Tag
+
+
+class IndexUnavailable(Exception):
+    """The index cannot be opened (in use, unreadable); one line for the user."""
+
+
+@dataclass
+class PhotoRecord:
+    """Everything the index knows about one photo."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str  # of the file as it is on disk now, after our write
+    width: int = 0
+    height: int = 0
+    taken: str | None = None  # EXIF DateTimeOriginal, ISO 8601
+    model_version: str = ""
+    auto: list[Tag] = field(default_factory=list)  # our tags, as written
+    user: list[str] = field(default_factory=list)  # the user's keywords in the file
+    negatives: list[str] = field(default_factory=list)  # our keywords the user deleted
+    written_to: str | None = None  # the file or sidecar holding the keywords
+    tagged_at: float = 0.0
+    vectors: dict[str, int] = field(default_factory=dict)  # vector store name -> row
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["auto"] = [[t.path, round(t.score, 4)] for t in self.auto]
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> PhotoRecord:
+        values = dict(doc)
+        values["auto"] = [Tag(p, s, "auto") for p, s in doc.get("auto", [])]
+        return cls(**values)
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB's JSON storage, but written to a temp file and renamed, so a crash never truncates it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            return json.loads(text) if text.strip() else None
+        except json.JSONDecodeError as exc:
+            raise IndexUnavailable(f"{self.path}: index file is corrupt: {exc}") from None
+
+    def write(self, data: dict[str, Any]) -> None:
+        atomic_write(self.path, json.dumps(data, separators=(",", ":")).encode())
+
+
+class VectorStore:
+    """Fixed-width float16 rows appended to a raw file; a torn last row is dropped on open."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = path
+        self.dim = dim
+        self.row_bytes = dim * 2
+        size = path.stat().st_size if path.exists() else 0
+        if size % self.row_bytes:
+            with path.open("r+b") as f:
+                f.truncate(size - size % self.row_bytes)
+        self.rows = size // self.row_bytes
+        self._map: np.ndarray | None = None
+
+    def append(self, vectors: np.ndarray) -> int:
+        """Append rows, returning the index of the first."""
+        data = np.ascontiguousarray(vectors, dtype=np.float16).reshape(-1, self.dim)
+        with self.path.open("ab") as f:
+            f.write(data.tobytes())
+        first, self.rows = self.rows, self.rows + len(data)
+        self._map = None
+        return first
+
+    def get(self, rows: np.ndarray | list[int]) -> np.ndarray:
+        if self._map is None or len(self._map) < self.rows:
+            self._map = np.memmap(self.path, np.float16, "r", shape=(self.rows, self.dim))
+        return np.asarray(self._map[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+
+
+class Index:
+    """The photo index in one folder; one writer at a time (a lock file says who)."""
+
+    def __init__(self, folder: Path, readonly: bool = False) -> None:
+        self.folder = folder
+        self.readonly = readonly
+        self._lock: int | None = None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not readonly:
+                self._take_lock()
+        except OSError as exc:
+            raise IndexUnavailable(f"{folder}: cannot open index: {exc.strerror or exc}") from None
+        storage = CachingMiddleware(AtomicJSONStorage)
+        storage.WRITE_CACHE_SIZE = 1_000_000  # we flush ourselves, once per batch
+        self.db = TinyDB(str(folder / "photos.json"), storage=storage)
+        self._by_path: dict[str, int] = {}
+        self._by_sha: dict[str, set[int]] = {}
+        for doc in self.db.all():
+            self._remember(doc["path"], doc["sha256"], doc.doc_id)
+        self._stores: dict[str, VectorStore] = {}
+
+    def _take_lock(self) -> None:
+        self._lock = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            self._lock = None
+            raise IndexUnavailable(
+                f"{self.folder}: the index is in use by another phototag process "
+                "(is the service running? stop it, or let it do the work)"
+            ) from None
+
+    def _remember(self, path: str, sha: str, doc_id: int) -> None:
+        self._by_path[path] = doc_id
+        self._by_sha.setdefault(sha, set()).add(doc_id)
+
+    def _forget(self, path: str, sha: str) -> None:
+        doc_id = self._by_path.pop(path)
+        ids = self._by_sha.get(sha, set())
+        ids.discard(doc_id)
+        if not ids:
+            self._by_sha.pop(sha, None)
+
+    def __len__(self) -> int:
+        return len(self._by_path)
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, path: Path | str) -> PhotoRecord | None:
+        doc_id = self._by_path.get(str(path))
+        return None if doc_id is None else PhotoRecord.from_doc(self.db.get(doc_id=doc_id))
+
+    def with_sha(self, sha256: str) -> list[PhotoRecord]:
+        return [PhotoRecord.from_doc(self.db.get(doc_id=i)) for i in self._by_sha.get(sha256, ())]
+
+    def unchanged(self, file: PhotoFile) -> bool:
+        """True when the file is indexed with this exact size and mtime: nothing to do."""
+        doc_id = self._by_path.get(str(file.path))
+        if doc_id is None:
+            return False
+        doc = self.db.get(doc_id=doc_id)
+        return doc["size"] == file.size and doc["mtime_ns"] == file.mtime_ns
+
+    def records(self) -> Iterator[PhotoRecord]:
+        for doc in self.db.all():
+            yield PhotoRecord.from_doc(doc)
+
+    def put(self, record: PhotoRecord, vectors: dict[str, np.ndarray] | None = None) -> None:
+        """Insert or replace the record for `record.path`, appending its vectors."""
+        for name, vector in (vectors or {}).items():
+            record.vectors[name] = self.store(name, vector.shape[-1]).append(vector)
+        old = self._by_path.get(record.path)
+        if old is not None:
+            self._forget(record.path, self.db.get(doc_id=old)["sha256"])
+            self.db.remove(doc_ids=[old])
+        doc_id = self.db.insert(record.to_doc())
+        self._remember(record.path, record.sha256, doc_id)
+
+    def move(self, old: str, new: PhotoFile, written_to: str | None = None) -> PhotoRecord:
+        """Re-point a record at its new path; tags and vectors come along, no inference."""
+        record = self.get(old)
+        if record is None:
+            raise KeyError(old)
+        self.remove(old)
+        record.path, record.size, record.mtime_ns = str(new.path), new.size, new.mtime_ns
+        record.written_to = written_to
+        self.put(record)
+        return record
+
+    def remove(self, path: Path | str) -> PhotoRecord | None:
+        record = self.get(path)
+        if record is not None:
+            doc_id = self._by_path[record.path]
+            self._forget(record.path, record.sha256)
+            self.db.remove(doc_ids=[doc_id])
+        return record
+
+    def store(self, name: str, dim: int) -> VectorStore:
+        store = self._stores.get(name)
+        if store is None:
+            store = self._stores[name] = VectorStore(self.folder / f"{name}.f16", dim)
+        if store.dim != dim:
+            raise IndexUnavailable(f"vector store {name} holds {store.dim}-d rows, not {dim}-d")
+        return store
+
+    def vectors(self, name: str, records: list[PhotoRecord], dim: int) -> np.ndarray:
+        """The stored rows of `name` for these records (all must have one), as float32."""
+        return self.store(name, dim).get([r.vectors[name] for r in records])
+
+    def flush(self) -> None:
+        if not self.readonly:
+            self.db.storage.flush()
+
+    def close(self) -> None:
+        if self.readonly:
+            self.db.storage.storage.close()
+        else:
+            self.db.close()  # flushes the write cache
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
