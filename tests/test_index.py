@@ -1,0 +1,112 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from phototag.index import Index, IndexUnavailable, PhotoRecord, VectorStore
+from phototag.records import PhotoFile, Tag
+
+
+def record(path: str, sha: str = "a" * 64) -> PhotoRecord:
+    return PhotoRecord(
+        path=path, size=10, mtime_ns=5, sha256=sha, auto=[Tag("animal|mammal|cat", 0.9)], user=["Grandma"]
+    )
+
+
+def test_put_get_and_reopen(tmp_path: Path) -> None:
+    emb = np.random.default_rng(0).random((1, 1280)).astype(np.float32)
+    with Index(tmp_path) as index:
+        index.put(record("/p/cat.jpg"), {"embedding-x": emb[0]})
+    with Index(tmp_path) as index:
+        got = index.get("/p/cat.jpg")
+        assert got is not None
+        assert got.auto == [Tag("animal|mammal|cat", 0.9)] and got.user == ["Grandma"]
+        np.testing.assert_allclose(index.vectors("embedding-x", [got], 1280)[0], emb[0], rtol=1e-3)
+    assert (tmp_path / "embedding-x.f16").stat().st_size == 1280 * 2  # float16, not JSON
+
+
+def test_unchanged_compares_size_and_mtime(tmp_path: Path) -> None:
+    with Index(tmp_path) as index:
+        index.put(record("/p/a.jpg"))
+        assert index.unchanged(PhotoFile(Path("/p/a.jpg"), 10, 5))
+        assert not index.unchanged(PhotoFile(Path("/p/a.jpg"), 10, 6))
+        assert not index.unchanged(PhotoFile(Path("/p/b.jpg"), 10, 5))
+
+
+def test_move_keeps_tags_and_vectors_and_hash_lookup(tmp_path: Path) -> None:
+    with Index(tmp_path) as index:
+        index.put(record("/p/a.jpg", "f" * 64), {"colour": np.ones(64, np.float32)})
+        moved = index.move("/p/a.jpg", PhotoFile(Path("/q/b.jpg"), 10, 7))
+        assert index.get("/p/a.jpg") is None
+        assert moved.vectors == {"colour": 0} and moved.auto[0].name == "cat"
+        assert [r.path for r in index.with_sha("f" * 64)] == ["/q/b.jpg"]
+        index.remove("/q/b.jpg")
+        assert len(index) == 0 and index.with_sha("f" * 64) == []
+
+
+def test_replacing_a_record_does_not_duplicate(tmp_path: Path) -> None:
+    with Index(tmp_path) as index:
+        index.put(record("/p/a.jpg", "1" * 64))
+        index.put(record("/p/a.jpg", "2" * 64))
+        assert len(index) == 1 and index.with_sha("1" * 64) == []
+
+
+def test_one_writer_at_a_time(tmp_path: Path) -> None:
+    with Index(tmp_path), pytest.raises(IndexUnavailable, match="in use by another phototag"):
+        Index(tmp_path)
+    with Index(tmp_path, readonly=True):
+        pass
+
+
+def test_non_utf8_path_survives_a_round_trip(tmp_path: Path) -> None:
+    odd = os.fsdecode(b"/p/caf\xe9.jpg")  # Latin-1 name: not valid UTF-8
+    with Index(tmp_path) as index:
+        index.put(record(odd))
+    with Index(tmp_path) as index:
+        assert index.get(odd) is not None
+
+
+def test_torn_vector_row_is_dropped(tmp_path: Path) -> None:
+    store = VectorStore(tmp_path / "v.f16", 4)
+    store.append(np.ones((2, 4)))
+    with (tmp_path / "v.f16").open("ab") as f:
+        f.write(b"\x00\x01\x02")  # a crash in the middle of a row
+    again = VectorStore(tmp_path / "v.f16", 4)
+    assert again.rows == 2 and again.append(np.zeros(4)) == 2
+
+
+def test_corrupt_index_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "photos.json").write_text("{not json")
+    with pytest.raises(IndexUnavailable, match="corrupt"):
+        Index(tmp_path)
+
+
+def test_kill_during_writes_leaves_a_readable_index(tmp_path: Path) -> None:
+    """The JSON file is replaced atomically: a killed writer leaves the old or the new one."""
+    script = f"""
+import numpy as np, sys
+sys.path.insert(0, {str(Path(__file__).parents[1] / "daemon")!r})
+from phototag.index import Index, PhotoRecord
+index = Index(__import__("pathlib").Path({str(tmp_path)!r}))
+i = 0
+while True:
+    index.put(PhotoRecord(path=f"/p/{{i}}.jpg", size=i, mtime_ns=i, sha256=str(i)), {{"colour": np.ones(64)}})
+    index.flush()
+    if i == 20:
+        print("go", flush=True)
+    i += 1
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"go\n"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    json.loads((tmp_path / "photos.json").read_text())
+    with Index(tmp_path) as index:
+        assert len(index) >= 21
+        rows = [r.vectors["colour"] for r in index.records()]
+        assert max(rows) < index.store("colour", 64).rows
