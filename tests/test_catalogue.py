@@ -181,10 +181,20 @@ def test_import_refuses_unknown_files(tmp_path: Path, data_home: Path) -> None:
         catalogue.import_file(truncated)
     with pytest.raises(CatalogueError, match="unknown model 'resnet'"):
         catalogue.import_file(SHARED / OLD.file, name="resnet")
-    with pytest.raises(CatalogueError, match=r"missing\.onnx: cannot read: No such file"):
+    with pytest.raises(CatalogueError, match=r"missing\.onnx: No such file or directory$"):
         catalogue.import_file(tmp_path / "missing.onnx")
     assert list(data_home.iterdir()) == []  # no temporary files, nothing installed
     assert catalogue.installed() == []
+
+
+def test_unwritable_models_folder_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_DATA_HOME", str(blocker))  # the data dir would sit under a file
+    with pytest.raises(CatalogueError, match=r"file-not-folder/phototag/models: Not a directory$"):
+        catalogue.import_file(blocker)
 
 
 def test_resolve_missing_says_how_to_get_it(data_home: Path) -> None:

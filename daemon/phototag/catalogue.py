@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, get_args
+from typing import Any, BinaryIO, Literal, ParamSpec, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -35,6 +35,8 @@ Dtype = Literal["uint8", "float32"]
 Layout = Literal["NHWC", "NCHW"]
 Colour = Literal["RGB", "BGR"]
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 _FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.onnx\Z")  # a plain name: joined to the data dir
@@ -90,6 +92,19 @@ class ModelSpec:
 class InstalledModel:
     spec: ModelSpec
     path: Path
+
+
+def _file_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Local file trouble (a missing source, permissions, a full disk) as a one-line error."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except OSError as exc:  # network errors never get here: _download converts them
+            raise CatalogueError(f"{exc.filename or models_dir()}: {exc.strerror or exc}") from exc
+
+    return wrapper
 
 
 class _Fields:
@@ -243,6 +258,7 @@ def resolve(name: str, version: str | None) -> InstalledModel:
     )
 
 
+@_file_errors
 def import_file(src: Path, name: str | None = None) -> InstalledModel:
     """Install a local copy of a catalogue model, recognised by its sha256."""
     candidates = [s for s in entries() if name is None or s.name == name]
@@ -252,12 +268,8 @@ def import_file(src: Path, name: str | None = None) -> InstalledModel:
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".import-", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with src.open("rb") as inp:
-                    digest = _copy(inp, out)
-            except OSError as exc:
-                raise CatalogueError(f"{src}: cannot read: {exc.strerror or exc}") from exc
+        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
+            digest = _copy(inp, out)
         spec = next((s for s in candidates if s.sha256 == digest), None)
         if spec is None:
             what = f"{name} model" if name else "catalogue model"
@@ -279,6 +291,7 @@ def download_url(spec: ModelSpec) -> str:
     return url
 
 
+@_file_errors
 def pull(
     name: str,
     version: str | None = None,
