@@ -260,8 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Download a model from the catalogue's pinned URL, resuming an interrupted "
         "download and verifying its sha256. Set PHOTOTAG_MODEL_MIRROR to use a mirror.",
     )
-    p.add_argument("name", help="catalogue name, e.g. mobilenet-v2")
-    p.add_argument("--version", help="a version (default: the newest)")
+    p.add_argument(
+        "name",
+        metavar="NAME[@VERSION]",
+        help="e.g. mobilenet-v2 (the newest) or mobilenet-v2@tf1-quant",
+    )
     p.set_defaults(func=cmd_models_pull)
     return parser
 

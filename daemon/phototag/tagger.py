@@ -49,7 +49,7 @@ def load(cfg: Config) -> Tagger:
     model = Model(installed.path, spec.input.name, spec.input.size, cfg.model.providers)
     labelmap = labels.load(spec.labels)
     version = ModelVersion(
-        backbone=f"{spec.name}@{spec.version}",
+        backbone=spec.ref,
         backbone_sha256=spec.sha256,
         labelmap=labelmap.version,
         thresholds=settings_hash(cfg.tagging),
