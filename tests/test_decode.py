@@ -4,9 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from phototag import decode
+from PIL import Image
 
 LIMIT = 200_000_000
 
@@ -96,6 +95,7 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     path = save(gradient(), tmp_path / "locked.jpg")
     path.chmod(0)
     if os.geteuid() == 0:  # root reads whatever the mode: make the kernel's refusal explicit
+
         def refuse(self: Path) -> bytes:
             raise PermissionError(13, "Permission denied", str(self))
 

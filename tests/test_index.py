@@ -7,14 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from phototag.index import Index, IndexUnavailable, PhotoRecord, VectorStore
 from phototag.records import PhotoFile, Tag
 
 
 def record(path: str, sha: str = "a" * 64) -> PhotoRecord:
     return PhotoRecord(
-        path=path, size=10, mtime_ns=5, sha256=sha, auto=[Tag("animal|mammal|cat", 0.9)], user=["Grandma"]
+        path=path,
+        size=10,
+        mtime_ns=5,
+        sha256=sha,
+        auto=[Tag("animal|mammal|cat", 0.9)],
+        user=["Grandma"],
     )
 
 

@@ -1,0 +1,7 @@
+"""`python -m phototag` is the `phototag` command."""
+
+import sys
+
+from phototag.cli import main
+
+sys.exit(main())

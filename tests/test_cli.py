@@ -1,0 +1,235 @@
+"""The command line end to end: real model, real photos, real metadata read back by exiftool."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from phototag import cli, infer
+from PIL import Image
+
+from tests.conftest import exiftool_keywords
+
+# Root reads and writes whatever a file's mode says; without these two capabilities
+# it meets the same refusals as any user, so the unreadable and read-only cases are real.
+AS_USER = (
+    [
+        "setpriv",
+        "--bounding-set=-dac_override,-dac_read_search",
+        "--inh-caps=-dac_override,-dac_read_search",
+    ]
+    if os.geteuid() == 0 and shutil.which("setpriv")
+    else []
+)
+
+
+def phototag(*args: str, user: bool = False) -> subprocess.CompletedProcess[str]:
+    cmd = [*(AS_USER if user else []), sys.executable, "-m", "phototag", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+@pytest.fixture
+def album(tmp_path: Path, photos: Path, installed_model: Path) -> Path:
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for name in ("cat_720p.jpg", "parrot.jpg", "hot_dog.jpg", "kite_and_cold.jpg"):
+        shutil.copy(photos / name, folder / name)
+    return folder
+
+
+def test_tag_writes_what_other_programs_read(album: Path) -> None:
+    cat = album / "cat_720p.jpg"
+    subprocess.run(
+        [
+            "exiftool",
+            "-q",
+            "-overwrite_original",
+            "-XMP:Subject=Grandma",
+            "-IPTC:Keywords=Grandma",
+            str(cat),
+        ],
+        check=True,
+    )
+    before = pixels(cat)
+    result = phototag("tag", *map(str, sorted(album.iterdir())))
+    assert result.returncode == 0, result.stderr
+    lines = {Path(line.split(":")[0]).name: line for line in result.stdout.splitlines()}
+    assert " cat " in lines["cat_720p.jpg"] + " "
+    assert any(t in lines["parrot.jpg"] for t in ("parrot", "bird"))
+    assert "hot dog" in lines["hot_dog.jpg"]
+    assert "beach" in lines["kite_and_cold.jpg"]
+
+    seen = exiftool_keywords(cat)
+    assert {"cat", "animal", "Grandma"} <= set(seen["Subject"])
+    assert {"cat", "animal", "Grandma"} <= set(seen["Keywords"])
+    assert "animal|mammal|cat" in seen["HierarchicalSubject"]
+    assert "animal/mammal/cat" in seen["TagsList"]
+    exiv2 = subprocess.run(["exiv2", "-pa", str(cat)], capture_output=True, text=True).stdout
+    assert "Xmp.dc.subject" in exiv2 and "cat" in exiv2 and "Grandma" in exiv2
+    np.testing.assert_array_equal(pixels(cat), before)  # image data untouched
+
+
+def test_dry_run_writes_nothing(album: Path) -> None:
+    before = {p: digest(p) for p in album.iterdir()}
+    result = phototag("tag", "--dry-run", "--json", str(album / "hot_dog.jpg"))
+    assert result.returncode == 0, result.stderr
+    assert '"hot dog"' in result.stdout
+    assert {p: digest(p) for p in album.iterdir()} == before
+
+
+def test_scan_shows_progress_and_rescan_infers_nothing(
+    tmp_path: Path,
+    photos: Path,
+    installed_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = tmp_path / "many"
+    sources = sorted(p for p in photos.iterdir() if p.suffix in (".jpg", ".bmp"))
+    for i in range(200):
+        sub = folder / f"roll{i % 4}"
+        sub.mkdir(parents=True, exist_ok=True)
+        src = sources[i % len(sources)]
+        shutil.copy(src, sub / f"img_{i:03d}{src.suffix}")
+    runs: list[int] = []
+    original = infer.Model.run
+    monkeypatch.setattr(
+        infer.Model, "run", lambda self, px: runs.append(len(px)) or original(self, px)
+    )
+
+    assert cli.main(["scan", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "200/200" in err  # the progress bar reached the end
+    assert "tagged 200, unchanged 0" in err
+    assert sum(runs) == 200
+
+    runs.clear()
+    assert cli.main(["scan", str(folder)]) == 0
+    assert "tagged 0, unchanged 200" in capsys.readouterr().err
+    assert runs == []  # nothing was inferred the second time
+
+
+def test_moved_photo_keeps_its_record_without_inference(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["scan", str(album)]) == 0
+    (album / "sub").mkdir()
+    os.rename(album / "parrot.jpg", album / "sub" / "renamed.jpg")
+    assert cli.main(["scan", "--json", str(album)]) == 0
+    assert "moved 1" in capsys.readouterr().err
+
+
+def make_bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
+    good = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 100, 50)).save(good, "JPEG")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    (folder / "text.jpg").write_text("not a photo\n")
+    (folder / "dir.jpg").mkdir()
+    (folder / "locked.jpg").write_bytes(good.getvalue())
+    (folder / "locked.jpg").chmod(0)
+    Image.new("1", (30000, 30000)).save(folder / "bomb.png")
+    return {
+        "empty.jpg": (folder / "empty.jpg", "empty file"),
+        "truncated.jpg": (folder / "truncated.jpg", "corrupt image"),
+        "text.jpg": (folder / "text.jpg", "not an image"),
+        "dir.jpg": (folder / "dir.jpg", "is a directory"),
+        "locked.jpg": (folder / "locked.jpg", "permission denied"),
+        "bomb.png": (folder / "bomb.png", "decompression bomb"),
+        "gone.jpg": (folder / "gone.jpg", "no such file"),
+    }
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            out[str(p)] = (
+                digest(p) if os.access(p, os.R_OK) and p.stat().st_mode & 0o444 else "unreadable"
+            )
+    return out
+
+
+def test_bad_inputs_each_get_one_line_and_others_go_on(tmp_path: Path, album: Path) -> None:
+    if not AS_USER and os.geteuid() == 0:
+        pytest.skip("needs setpriv to drop root's file-permission override")
+    bad = make_bad_inputs(album)
+    good = album / "cat_720p.jpg"
+    for name, (path, message) in bad.items():
+        before = snapshot(album)
+        result = phototag("tag", str(path), user=True)
+        assert result.returncode != 0, name
+        assert result.stderr.count("\n") == 1 and message in result.stderr, (name, result.stderr)
+        assert snapshot(album) == before, name
+    # All at once with a good photo among them: the good one is tagged, the rest reported.
+    result = phototag("tag", *(str(p) for p, _ in bad.values()), str(good), user=True)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == len(bad)
+    assert "cat" in exiftool_keywords(good)["Subject"]
+
+
+def test_read_only_photo_is_tagged_in_a_sidecar(album: Path) -> None:
+    if not AS_USER and os.geteuid() == 0:
+        pytest.skip("needs setpriv to drop root's file-permission override")
+    photo = album / "hot_dog.jpg"
+    photo.chmod(0o444)
+    before = digest(photo)
+    result = phototag("tag", str(photo), user=True)
+    assert result.returncode == 0, result.stderr
+    assert digest(photo) == before
+    sidecar = album / "hot_dog.jpg.xmp"
+    assert "hot dog" in exiftool_keywords(sidecar)["Subject"]
+
+
+def test_odd_names_and_symlink_loops(album: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    odd = os.fsencode(album) + b"/caf\xe9 " + b"x" * 200 + b".jpg"  # Latin-1, not UTF-8, and long
+    shutil.copy(album / "cat_720p.jpg", odd)
+    (album / "loop").mkdir()
+    os.symlink("..", album / "loop" / "up")
+    assert (
+        cli.main(
+            [
+                "--config",
+                str(write_config(album, "scan:\n  follow_symlinks: true\n")),
+                "scan",
+                str(album),
+            ]
+        )
+        == 0
+    )
+    assert "tagged 5" in capsys.readouterr().err
+    assert "cat" in exiftool_keywords(Path(os.fsdecode(odd)))["Subject"]
+
+
+def write_config(folder: Path, text: str) -> Path:
+    path = folder.parent / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_missing_model_says_how_to_get_it(tmp_path: Path) -> None:
+    result = phototag("tag", str(tmp_path / "x.jpg"))
+    assert result.returncode == 2
+    assert "phototag models pull mobilenet-v2" in result.stderr
+    assert "phototag models import" in result.stderr
+
+
+def test_help_teaches(tmp_path: Path) -> None:
+    result = phototag("--help")
+    assert "phototag models pull mobilenet-v2" in result.stdout and "scan" in result.stdout
