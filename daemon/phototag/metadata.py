@@ -78,6 +78,12 @@ _ARRAY_FORM = {
     R_REMOVED_PATHS: "Bag",
 }
 _XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
+# exiv2 cannot drop a WebP's XMP chunk, so "no XMP left" is written as this, in every format.
+_EMPTY_PACKET = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+    '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about=""/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+)
 _RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 
 pyexiv2.set_log_level(4)
@@ -405,6 +411,7 @@ def _has_properties(packet: str) -> bool:
 
 
 def _open(path: Path, sidecar: bool, stack: ExitStack) -> _Doc:
+    """Open a photo or sidecar; a sidecar not yet on disk opens empty."""
     try:
         st: os.stat_result | None = os.stat(path)
         data = path.read_bytes()
@@ -425,6 +432,18 @@ def _open(path: Path, sidecar: bool, stack: ExitStack) -> _Doc:
         raise MetadataError(f"{path}: cannot read metadata: {_one_line(exc)}") from exc
 
 
+def _open_embedded(path: Path, stack: ExitStack) -> _Doc | None:
+    """The photo behind a sidecar, only read for its keywords: None if exiv2 cannot read it
+    (formats exiv2 does not know, such as some GIFs, are what sidecars are for)."""
+    if not path.is_file():
+        raise MetadataError(f"{path}: no such file")
+    try:
+        return _open(path, False, stack)
+    except MetadataError as exc:
+        log.debug("%s", exc)
+        return None
+
+
 @contextmanager
 def _open_pair(
     path: Path, dest: Path, cfg: WriteConfig, other: bool
@@ -434,7 +453,7 @@ def _open_pair(
     with ExitStack() as stack:
         if dest == side:
             doc = _open(side, True, stack)
-            rest = _open(path, False, stack) if other else None
+            rest = _open_embedded(path, stack) if other else None
         else:
             doc = _open(path, False, stack)
             rest = _open(side, True, stack) if other and side.exists() else None
@@ -458,7 +477,11 @@ def _commit(doc: _Doc, new: _Fields, cfg: WriteConfig) -> None:
     if not doc.sidecar and "write" not in (doc.image.get_access_mode().get("xmp") or ""):
         raise MetadataError(f"{doc.path}: exiv2 cannot write XMP into this format; use a sidecar")
     try:
-        doc.image.modify_xmp(_to_pyexiv2(changes))
+        deleted = {k for k, v in changes.items() if v is None}
+        if set(changes) == deleted and set(doc.xmp) <= deleted:
+            doc.image.modify_raw_xmp(_EMPTY_PACKET)
+        else:
+            doc.image.modify_xmp(_to_pyexiv2(changes))
         if iptc_changed:
             doc.image.modify_iptc({IPTC_KEYWORDS: new.iptc or None, IPTC_CHARSET: IPTC_UTF8})
         if doc.sidecar:
