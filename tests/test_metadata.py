@@ -458,3 +458,43 @@ def test_legacy_latin1_iptc_is_left_alone(tmp_path: Path) -> None:
         ["exiftool", "-j", "-charset", "iptc=Latin", "-IPTC:all", str(path)], capture_output=True
     ).stdout
     assert json.loads(iptc)[0]["Keywords"] == "Café"  # untouched, no charset change
+
+
+# ---- the merge rules on plain lists, without files ----------------------------------------------
+
+
+def holder(subject: list[str], iptc: list[str] | None = None) -> metadata._Fields:
+    return metadata._Fields(subject, [], [], iptc or [], iptc_writable=True, record=None)
+
+
+def test_plan_adds_after_the_users_and_records_only_ours() -> None:
+    new = metadata._plan(holder(["Grandma", "cat"], ["Grandma", "cat"]), None, [CAT, DOG], True)
+    assert new.subject == ["Grandma", "cat", "dog", "animal", "mammal"]
+    assert new.iptc == new.subject
+    assert new.hierarchical == ["animal|mammal|cat", "animal|mammal|dog"]
+    assert new.tags_list == ["animal/mammal/cat", "animal/mammal/dog"]
+    assert new.record is not None
+    assert new.record.keywords == ["dog", "animal", "mammal"]  # "cat" stays the user's
+
+    leaves = metadata._plan(holder([]), holder(["dog"]), [CAT, DOG], ancestors=False)
+    assert leaves.subject == ["cat"]  # the photo behind a sidecar already says "dog"
+
+
+def test_plan_retag_and_user_deletion() -> None:
+    first = metadata._plan(holder(["Grandma"], ["Grandma"]), None, [CAT, DOG], True)
+    first.subject.remove("dog")  # the user deletes our "dog" (IPTC keeps a stale copy)
+    second = metadata._plan(first, None, [DOG, BIRD], True)
+    assert second.subject == ["Grandma", "animal", "bird"]
+    assert second.iptc == second.subject
+    assert second.hierarchical == ["animal|bird"]
+    assert second.record is not None
+    assert second.record.removed == ["dog"]
+    assert [t.path for t in second.record.tags] == ["animal|bird"]
+    third = metadata._plan(second, None, [DOG], True)  # still not added back
+    assert third.subject == ["Grandma"] and third.record and third.record.removed == ["dog"]
+
+
+def test_iptc_value_cuts_on_character_boundary() -> None:
+    assert metadata._iptc_value("a" * 64) == "a" * 64
+    assert metadata._iptc_value("a" * 63 + "é") == "a" * 63
+    assert metadata._iptc_value("é" * 40) == "é" * 32

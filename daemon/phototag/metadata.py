@@ -94,6 +94,10 @@ class MetadataError(Exception):
     """Keywords could not be read or written; the message is one line naming the file."""
 
 
+class _Unreadable(MetadataError):
+    """exiv2 cannot read the file's metadata (as opposed to the file itself being unreadable)."""
+
+
 @dataclass
 class FileKeywords:
     """What a photo's keywords are now, and which of them are ours."""
@@ -343,9 +347,15 @@ def _to_pyexiv2(changes: dict[str, list[str] | str | None]) -> dict[str, str | N
 
 
 def _as_list(value: object) -> list[str]:
+    """pyexiv2 gives an array as a list, a simple property (a malformed array) as a str."""
     if value is None:
         return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]  # type: ignore[attr-defined]
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _text(xmp: dict[str, object], key: str) -> str | None:
+    value = xmp.get(key)
+    return None if value is None else str(value)
 
 
 def _record(xmp: dict[str, object]) -> _Record | None:
@@ -356,15 +366,14 @@ def _record(xmp: dict[str, object]) -> _Record | None:
         path, _, score = item.rpartition("=")
         with suppress(ValueError):
             tags.append(Tag(path, float(score), "auto"))
-    text = {key: xmp.get(key) for key in (R_MODEL, R_DATE)}
     return _Record(
         tags=tags,
         keywords=_as_list(xmp.get(R_KEYWORDS)),
         paths=_as_list(xmp.get(R_PATHS)),
         removed=_as_list(xmp.get(R_REMOVED)),
         removed_paths=_as_list(xmp.get(R_REMOVED_PATHS)),
-        model_version=str(text[R_MODEL]) if text[R_MODEL] is not None else None,
-        date=str(text[R_DATE]) if text[R_DATE] is not None else None,
+        model_version=_text(xmp, R_MODEL),
+        date=_text(xmp, R_DATE),
     )
 
 
@@ -426,20 +435,18 @@ def _open(path: Path, sidecar: bool, stack: ExitStack) -> _Doc:
         stack.enter_context(image)
         xmp = image.read_xmp()
         if not xmp and _has_properties(image.read_raw_xmp()):
-            raise MetadataError(f"{path}: its XMP cannot be parsed; left as it is")
+            raise _Unreadable(f"{path}: its XMP cannot be parsed; left as it is")
         return _Doc(path, sidecar, image, xmp, _fields(image, xmp, sidecar), st)
     except (RuntimeError, ValueError) as exc:
-        raise MetadataError(f"{path}: cannot read metadata: {_one_line(exc)}") from exc
+        raise _Unreadable(f"{path}: cannot read metadata: {_one_line(exc)}") from exc
 
 
 def _open_embedded(path: Path, stack: ExitStack) -> _Doc | None:
     """The photo behind a sidecar, only read for its keywords: None if exiv2 cannot read it
     (formats exiv2 does not know, such as some GIFs, are what sidecars are for)."""
-    if not path.is_file():
-        raise MetadataError(f"{path}: no such file")
     try:
         return _open(path, False, stack)
-    except MetadataError as exc:
+    except _Unreadable as exc:
         log.debug("%s", exc)
         return None
 
@@ -561,6 +568,8 @@ def _replace(doc: _Doc, data: bytes) -> None:
                 with suppress(OSError):
                     os.chown(tmp, doc.stat.st_uid, doc.stat.st_gid)
             _check_unchanged(doc)
+        elif real.exists():
+            raise MetadataError(f"{doc.path}: appeared while we were writing it; left as it is")
         os.replace(tmp, real)
     except BaseException as exc:
         with suppress(OSError):
