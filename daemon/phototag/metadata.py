@@ -8,14 +8,15 @@ them, and refine sees which of ours the user deleted. The user's keywords are ne
 
 pyexiv2 2.16 (bundling exiv2 0.28) quirks handled here:
 - pyexiv2 raises on any error exiv2 logs, and exiv2 logs odd maker notes of real cameras as
-  errors, so its log is muted. Muted failures are caught instead by re-reading what we are about
-  to write (`_verify`) and by refusing a file whose XMP exiv2 could not parse (`_check_parsed`):
-  exiv2 would otherwise silently drop that XMP, user keywords and all.
+  errors, so its log is muted (process-wide). Muted failures are caught instead by re-reading
+  what we are about to write (`_verify`) and by refusing a file whose XMP exiv2 could not parse
+  (`_has_properties`): exiv2 would otherwise silently drop that XMP, user keywords and all.
 - pyexiv2 writes every list as rdf:Seq; dc:subject and lr:hierarchicalSubject are rdf:Bag (digiKam
   flattens a Seq hierarchy), so arrays are written item by item in exiv2's key syntax
   (`_to_pyexiv2`), each value behind an empty `type=""` so a keyword like "type=x" stays text.
 - exiv2's sidecar image type converts XMP to Exif and IPTC and back on every write, truncating
   IPTC-mapped fields and overwriting our edits; a sidecar's packet is edited in a 1x1 PNG instead.
+- exiv2 cannot remove a WebP's XMP chunk, so "no XMP left" is written as an empty packet.
 - pyexiv2 needs UTF-8 path names and leaks memory unless closed: all file I/O is done here on
   bytes (`ImageData`), which also makes temp file + fsync + rename natural.
 """
@@ -78,7 +79,7 @@ _ARRAY_FORM = {
     R_REMOVED_PATHS: "Bag",
 }
 _XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
-# exiv2 cannot drop a WebP's XMP chunk, so "no XMP left" is written as this, in every format.
+# "No XMP left", in every format (deleting every property would leave a WebP's XMP as it was).
 _EMPTY_PACKET = (
     '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
     '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
