@@ -1,0 +1,596 @@
+"""Keywords in photo files: the one place that reads and writes XMP/IPTC.
+
+Like beets' file-tag layer, the rest of phototag deals in `Tag`s and never sees exiv2. Keywords
+go where other programs look: XMP dc:subject (flat), lr:hierarchicalSubject (Lightroom, `|`),
+digiKam:TagsList (digiKam, Immich, `/`) and IPTC Keywords (UTF-8, 64 bytes each). What we add is
+recorded in our own XMP namespace, so a re-tag replaces only our keywords, undo removes exactly
+them, and refine sees which of ours the user deleted. The user's keywords are never touched.
+
+pyexiv2 2.16 (bundling exiv2 0.28) quirks handled here:
+- pyexiv2 raises on any error exiv2 logs, and exiv2 logs odd maker notes of real cameras as
+  errors, so its log is muted (process-wide). Muted failures are caught instead by re-reading
+  what we are about to write (`_verify`) and by refusing a file whose XMP exiv2 could not parse
+  (`_has_properties`): exiv2 would otherwise silently drop that XMP, user keywords and all.
+- pyexiv2 writes every list as rdf:Seq; dc:subject and lr:hierarchicalSubject are rdf:Bag (digiKam
+  flattens a Seq hierarchy), so arrays are written item by item in exiv2's key syntax
+  (`_to_pyexiv2`), each value behind an empty `type=""` so a keyword like "type=x" stays text.
+- exiv2's sidecar image type converts XMP to Exif and IPTC and back on every write, truncating
+  IPTC-mapped fields and overwriting our edits; a sidecar's packet is edited in a 1x1 PNG instead.
+- exiv2 cannot remove a WebP's XMP chunk, so "no XMP left" is written as an empty packet.
+- pyexiv2 needs UTF-8 path names and leaks memory unless closed: all file I/O is done here on
+  bytes (`ImageData`), which also makes temp file + fsync + rename natural.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import secrets
+import stat
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyexiv2
+from PIL import Image, PngImagePlugin
+
+from phototag.config import WriteConfig
+from phototag.records import LEVEL_SEP, Tag
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "http://phototag.dev/ns/1.0/"
+PREFIX = "phototag"
+TEMP_SUFFIX = ".phototag-tmp"  # our temp files end so; a folder watcher ignores them
+IPTC_MAX_BYTES = 64  # IPTC IIM limit for one keyword
+INPLACE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp"})
+
+SUBJECT = "Xmp.dc.subject"
+HIERARCHICAL = "Xmp.lr.hierarchicalSubject"
+TAGS_LIST = "Xmp.digiKam.TagsList"
+IPTC_KEYWORDS = "Iptc.Application2.Keywords"
+IPTC_CHARSET = "Iptc.Envelope.CharacterSet"
+IPTC_UTF8 = "\x1b%G"  # ISO 2022 escape announcing UTF-8
+DIGIKAM_SEP = "/"
+
+# Our record. Keywords/paths we added that the user has since deleted move to the Removed
+# lists at the next write, so we never add them again nor claim them if the user re-adds them.
+OURS = f"Xmp.{PREFIX}."
+R_TAGS = OURS + "Tags"  # seq of "path=score", the auto tags last written
+R_KEYWORDS = OURS + "Keywords"  # flat keywords we added (not the user's)
+R_PATHS = OURS + "HierarchicalKeywords"  # `|` paths we added to lr: and digiKam:
+R_REMOVED = OURS + "RemovedKeywords"
+R_REMOVED_PATHS = OURS + "RemovedHierarchicalKeywords"
+R_MODEL = OURS + "ModelVersion"
+R_DATE = OURS + "Date"  # ISO 8601, UTC
+
+_ARRAY_FORM = {
+    SUBJECT: "Bag",
+    HIERARCHICAL: "Bag",
+    TAGS_LIST: "Seq",
+    R_TAGS: "Seq",
+    R_KEYWORDS: "Bag",
+    R_PATHS: "Bag",
+    R_REMOVED: "Bag",
+    R_REMOVED_PATHS: "Bag",
+}
+_XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
+# "No XMP left", in every format (deleting every property would leave a WebP's XMP as it was).
+_EMPTY_PACKET = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+    '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about=""/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+)
+_RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+
+pyexiv2.set_log_level(4)
+pyexiv2.registerNs(NAMESPACE, PREFIX)
+
+
+class MetadataError(Exception):
+    """Keywords could not be read or written; the message is one line naming the file."""
+
+
+class _Unreadable(MetadataError):
+    """exiv2 cannot read the file's metadata (as opposed to the file itself being unreadable)."""
+
+
+@dataclass
+class FileKeywords:
+    """What a photo's keywords are now, and which of them are ours."""
+
+    keywords: list[str]  # all flat keywords (dc:subject, then IPTC; photo, then sidecar)
+    hierarchical: list[str]  # lr:hierarchicalSubject
+    ours: list[Tag]  # our recorded auto tags
+    our_keywords: list[str]  # flat keywords we added that are still there
+    removed_by_user: list[str]  # flat keywords we added that the user has deleted
+    removed_paths: list[str] = field(default_factory=list)  # likewise for hierarchical paths
+    model_version: str | None = None
+    tagged_at: str | None = None  # when we last wrote, ISO 8601
+
+    @property
+    def user_keywords(self) -> list[str]:
+        ours = set(self.our_keywords)
+        return [k for k in self.keywords if k not in ours]
+
+
+@dataclass
+class _Record:
+    tags: list[Tag] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    removed_paths: list[str] = field(default_factory=list)
+    model_version: str | None = None
+    date: str | None = None
+
+
+@dataclass
+class _Fields:
+    """The keyword fields of one metadata holder (a photo or a sidecar)."""
+
+    subject: list[str]
+    hierarchical: list[str]
+    tags_list: list[str]
+    iptc: list[str]
+    iptc_writable: bool  # False in sidecars, WebP, and legacy (non-UTF-8) IPTC we leave alone
+    record: _Record | None  # None: nothing of ours here
+
+
+@dataclass
+class _Doc:
+    path: Path
+    sidecar: bool
+    image: pyexiv2.ImageData
+    xmp: dict[str, object]
+    fields: _Fields
+    stat: os.stat_result | None  # None: a sidecar not yet on disk
+
+
+# ---- public API -------------------------------------------------------------------------------
+
+
+def sidecar(path: Path, cfg: WriteConfig) -> Path:
+    """IMG_1234.JPG.xmp (darktable, digiKam, Immich) or IMG_1234.xmp (Adobe)."""
+    if cfg.sidecar_name == "replace":
+        return path.with_suffix(".xmp")
+    return path.with_name(path.name + ".xmp")
+
+
+def target(path: Path, cfg: WriteConfig) -> Path:
+    """The file that receives our keywords: the photo or its sidecar.
+
+    In auto mode an existing sidecar wins (Immich and darktable read it before the photo, and our
+    record stays in one place), then the photo if exiv2 writes its format and we may write it.
+    """
+    side = sidecar(path, cfg)
+    if cfg.mode == "sidecar":
+        return side
+    if cfg.mode == "inplace":
+        return path
+    if side.exists() or path.suffix.lower() not in INPLACE_SUFFIXES:
+        return side
+    if _read_only(path):
+        log.info("%s is read-only; its keywords go to %s", path, side.name)
+        return side
+    return path
+
+
+def read(path: Path, cfg: WriteConfig) -> FileKeywords:
+    """Keywords of the photo merged with its sidecar's, and which are ours (from the target)."""
+    with _open_pair(path, target(path, cfg), cfg, other=True) as (doc, other):
+        return _summary(doc, other)
+
+
+def write(
+    path: Path, tags: list[Tag], model_version: str, cfg: WriteConfig, ancestors: bool = True
+) -> Path:
+    """Set our auto tags on `path` to exactly `tags`; return the file that holds them.
+
+    Ours no longer wanted are removed, the user's are kept as they are, and a keyword of ours
+    the user deleted is not added again. Nothing is written when nothing would change.
+    """
+    dest = target(path, cfg)
+    with _open_pair(path, dest, cfg, other=True) as (doc, other):
+        new = _plan(doc.fields, other.fields if other else None, tags, ancestors)
+        assert new.record is not None
+        new.record.model_version = model_version
+        new.record.date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        _commit(doc, new, cfg)
+    return dest
+
+
+def undo(path: Path, cfg: WriteConfig) -> Path:
+    """Remove exactly the keywords we added and our namespace; return the file changed."""
+    dest = target(path, cfg)
+    with _open_pair(path, dest, cfg, other=False) as (doc, _):
+        if doc.fields.record is not None:
+            new = _plan(doc.fields, None, [], ancestors=False)
+            new.record = None
+            _commit(doc, new, cfg)
+    return dest
+
+
+# ---- planning (pure) --------------------------------------------------------------------------
+
+
+def _plan(cur: _Fields, other: _Fields | None, tags: list[Tag], ancestors: bool) -> _Fields:
+    """The fields after setting our auto tags to `tags`; model version and date left to fill."""
+    rec = cur.record or _Record()
+    removed = _unique(rec.removed + [k for k in rec.keywords if k not in cur.subject])
+    removed_paths = _unique(rec.removed_paths + [p for p in rec.paths if p not in cur.hierarchical])
+    live = [t for t in tags if t.name not in removed and t.path not in removed_paths]
+    parents = [level for t in live for level in t.levels[:-1]] if ancestors else []
+    wanted = [k for k in _unique([t.name for t in live] + parents) if k not in removed]
+
+    holders = [cur, other] if other else [cur]
+    mine = set(rec.keywords) | {_iptc_value(k) for k in rec.keywords}
+    theirs = {k for f in holders for k in f.subject + f.iptc} - mine
+    keywords = [k for k in wanted if k in rec.keywords or not {k, _iptc_value(k)} & theirs]
+    dropped = set(rec.keywords) - set(keywords)
+
+    their_paths = {p for f in holders for p in f.hierarchical} | {
+        p for f in holders for p in f.tags_list
+    }
+    paths = [
+        p
+        for p in _unique([t.path for t in live])
+        if p in rec.paths or not {p, _digikam(p)} & their_paths
+    ]
+    dropped_paths = set(rec.paths) - set(paths)
+
+    iptc = cur.iptc
+    if cur.iptc_writable:
+        kept = [_iptc_value(k) for k in keywords]
+        iptc = _edit(cur.iptc, {_iptc_value(k) for k in dropped} - set(kept), kept)
+    record = _Record(
+        tags=live,
+        keywords=keywords,
+        paths=paths,
+        removed=removed,
+        removed_paths=removed_paths,
+        model_version=rec.model_version,
+        date=rec.date,
+    )
+    return _Fields(
+        subject=_edit(cur.subject, dropped, keywords),
+        hierarchical=_edit(cur.hierarchical, dropped_paths, paths),
+        tags_list=_edit(
+            cur.tags_list, {_digikam(p) for p in dropped_paths}, [_digikam(p) for p in paths]
+        ),
+        iptc=iptc,
+        iptc_writable=cur.iptc_writable,
+        record=record,
+    )
+
+
+def _summary(doc: _Doc, other: _Doc | None) -> FileKeywords:
+    holders = sorted([d for d in (doc, other) if d is not None], key=lambda d: d.sidecar)
+    rec = doc.fields.record or _Record()
+    subject = doc.fields.subject
+    return FileKeywords(
+        keywords=_unique(k for d in holders for k in _flat(d.fields)),
+        hierarchical=_unique(p for d in holders for p in d.fields.hierarchical),
+        ours=rec.tags,
+        our_keywords=[k for k in rec.keywords if k in subject],
+        removed_by_user=[k for k in _unique(rec.removed + rec.keywords) if k not in subject],
+        removed_paths=[
+            p for p in _unique(rec.removed_paths + rec.paths) if p not in doc.fields.hierarchical
+        ],
+        model_version=rec.model_version,
+        tagged_at=rec.date,
+    )
+
+
+def _flat(f: _Fields) -> list[str]:
+    """dc:subject, then IPTC keywords that are not just a subject keyword cut to 64 bytes."""
+    known = set(f.subject) | {_iptc_value(k) for k in f.subject}
+    return f.subject + [k for k in f.iptc if k not in known]
+
+
+def _edit(items: list[str], drop: set[str], add: list[str]) -> list[str]:
+    """`items` in their order without `drop`, then the new ones of `add`."""
+    kept = [x for x in items if x not in drop]
+    return kept + [x for x in _unique(add) if x not in kept]
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _digikam(path: str) -> str:
+    return path.replace(LEVEL_SEP, DIGIKAM_SEP)
+
+
+def _iptc_value(keyword: str) -> str:
+    """The keyword cut to IPTC's 64 bytes on a UTF-8 character boundary."""
+    return keyword.encode()[:IPTC_MAX_BYTES].decode("utf-8", "ignore")
+
+
+def _xmp_values(f: _Fields) -> dict[str, list[str] | str | None]:
+    """The XMP properties these fields are written as; None: the property is absent."""
+    values: dict[str, list[str] | str | None] = {
+        SUBJECT: f.subject or None,
+        HIERARCHICAL: f.hierarchical or None,
+        TAGS_LIST: f.tags_list or None,
+    }
+    rec = f.record
+    if rec is not None:
+        values |= {
+            R_TAGS: [f"{t.path}={t.score:.4f}" for t in rec.tags] or None,
+            R_KEYWORDS: rec.keywords or None,
+            R_PATHS: rec.paths or None,
+            R_REMOVED: rec.removed or None,
+            R_REMOVED_PATHS: rec.removed_paths or None,
+            R_MODEL: rec.model_version,
+            R_DATE: rec.date,
+        }
+    return values
+
+
+def _to_pyexiv2(changes: dict[str, list[str] | str | None]) -> dict[str, str | None]:
+    """Arrays as exiv2 container + item keys, so each gets its proper Bag or Seq form."""
+    out: dict[str, str | None] = {}
+    for key, value in changes.items():
+        if isinstance(value, list):
+            out[key] = f"type={_ARRAY_FORM[key]}"
+            out |= {f"{key}[{i}]": f'type="" {item}' for i, item in enumerate(value, 1)}
+        else:
+            out[key] = None if value is None else f'type="" {value}'
+    return out
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def _as_list(value: object) -> list[str]:
+    """pyexiv2 gives an array as a list, a simple property (a malformed array) as a str."""
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _text(xmp: dict[str, object], key: str) -> str | None:
+    value = xmp.get(key)
+    return None if value is None else str(value)
+
+
+def _record(xmp: dict[str, object]) -> _Record | None:
+    if not any(key.startswith(OURS) for key in xmp):
+        return None
+    tags = []
+    for item in _as_list(xmp.get(R_TAGS)):
+        path, _, score = item.rpartition("=")
+        with suppress(ValueError):
+            tags.append(Tag(path, float(score), "auto"))
+    return _Record(
+        tags=tags,
+        keywords=_as_list(xmp.get(R_KEYWORDS)),
+        paths=_as_list(xmp.get(R_PATHS)),
+        removed=_as_list(xmp.get(R_REMOVED)),
+        removed_paths=_as_list(xmp.get(R_REMOVED_PATHS)),
+        model_version=_text(xmp, R_MODEL),
+        date=_text(xmp, R_DATE),
+    )
+
+
+def _fields(image: pyexiv2.ImageData, xmp: dict[str, object], sidecar: bool) -> _Fields:
+    try:
+        iptc, utf8 = image.read_iptc(), True
+    except UnicodeDecodeError:  # legacy 8-bit IPTC: read it, but leave it alone
+        iptc, utf8 = image.read_iptc("latin-1"), False
+    access = image.get_access_mode().get("iptc") or ""
+    return _Fields(
+        subject=_as_list(xmp.get(SUBJECT)),
+        hierarchical=_as_list(xmp.get(HIERARCHICAL)),
+        tags_list=_as_list(xmp.get(TAGS_LIST)),
+        iptc=_as_list(iptc.get(IPTC_KEYWORDS)),
+        iptc_writable=not sidecar and utf8 and "write" in access,
+        record=_record(xmp),
+    )
+
+
+def _carrier(packet: str) -> bytes:
+    """A 1x1 PNG holding an XMP packet, so exiv2 edits a sidecar's XMP as plain XMP."""
+    info = PngImagePlugin.PngInfo()
+    if packet.strip():
+        info.add_itxt("XML:com.adobe.xmp", packet)
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def _open_bytes(data: bytes, sidecar: bool) -> pyexiv2.ImageData:
+    """Open with pyexiv2; a sidecar's bytes must be UTF-8 XMP."""
+    return pyexiv2.ImageData(_carrier(data.decode("utf-8")) if sidecar else data)
+
+
+def _has_properties(packet: str) -> bool:
+    """Whether an XMP packet holds anything (True too when it is not even XML)."""
+    if not packet.strip():
+        return False
+    try:
+        root = ET.fromstring(packet.strip())
+    except ET.ParseError:
+        return True
+    return any(len(d) or set(d.attrib) - {f"{_RDF}about"} for d in root.iter(f"{_RDF}Description"))
+
+
+def _open(path: Path, sidecar: bool, stack: ExitStack) -> _Doc:
+    """Open a photo or sidecar; a sidecar not yet on disk opens empty."""
+    try:
+        st: os.stat_result | None = os.stat(path)
+        data = path.read_bytes()
+    except FileNotFoundError:
+        if not sidecar:
+            raise MetadataError(f"{path}: no such file") from None
+        st, data = None, b""
+    except OSError as exc:
+        raise MetadataError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        image = _open_bytes(data, sidecar)
+        stack.enter_context(image)
+        xmp = image.read_xmp()
+        if not xmp and _has_properties(image.read_raw_xmp()):
+            raise _Unreadable(f"{path}: its XMP cannot be parsed; left as it is")
+        return _Doc(path, sidecar, image, xmp, _fields(image, xmp, sidecar), st)
+    except (RuntimeError, ValueError) as exc:
+        raise _Unreadable(f"{path}: cannot read metadata: {_one_line(exc)}") from exc
+
+
+def _open_embedded(path: Path, stack: ExitStack) -> _Doc | None:
+    """The photo behind a sidecar, only read for its keywords: None if exiv2 cannot read it
+    (formats exiv2 does not know, such as some GIFs, are what sidecars are for)."""
+    try:
+        return _open(path, False, stack)
+    except _Unreadable as exc:
+        log.debug("%s", exc)
+        return None
+
+
+@contextmanager
+def _open_pair(
+    path: Path, dest: Path, cfg: WriteConfig, other: bool
+) -> Iterator[tuple[_Doc, _Doc | None]]:
+    """The target, and (when `other`) the photo or existing sidecar that is not the target."""
+    side = sidecar(path, cfg)
+    with ExitStack() as stack:
+        if dest == side:
+            doc = _open(side, True, stack)
+            rest = _open_embedded(path, stack) if other else None
+        else:
+            doc = _open(path, False, stack)
+            rest = _open(side, True, stack) if other and side.exists() else None
+        yield doc, rest
+
+
+# ---- writing ----------------------------------------------------------------------------------
+
+
+def _commit(doc: _Doc, new: _Fields, cfg: WriteConfig) -> None:
+    """Write `new` into the doc's file, atomically, if anything but the date changes."""
+    old_values, new_values = _xmp_values(doc.fields), _xmp_values(new)
+    changes = {k: v for k, v in new_values.items() if old_values.get(k) != v}
+    if new.record is None:
+        changes |= {k: None for k in doc.xmp if k.startswith(OURS)}
+    iptc_changed = new.iptc_writable and new.iptc != doc.fields.iptc
+    if (set(changes) <= {R_DATE} and not iptc_changed) or cfg.dry_run:
+        return
+    if doc.stat is not None and _read_only(doc.path):
+        raise MetadataError(f"{doc.path}: read-only; use write.mode auto or sidecar")
+    if not doc.sidecar and "write" not in (doc.image.get_access_mode().get("xmp") or ""):
+        raise MetadataError(f"{doc.path}: exiv2 cannot write XMP into this format; use a sidecar")
+    try:
+        deleted = {k for k, v in changes.items() if v is None}
+        if set(changes) == deleted and set(doc.xmp) <= deleted:
+            doc.image.modify_raw_xmp(_EMPTY_PACKET)
+        else:
+            doc.image.modify_xmp(_to_pyexiv2(changes))
+        if iptc_changed:
+            doc.image.modify_iptc({IPTC_KEYWORDS: new.iptc or None, IPTC_CHARSET: IPTC_UTF8})
+        if doc.sidecar:
+            data = (_XML_DECL + doc.image.read_raw_xmp()).encode()
+        else:
+            data = doc.image.get_bytes()
+    except (RuntimeError, ValueError) as exc:
+        raise MetadataError(f"{doc.path}: cannot write metadata: {_one_line(exc)}") from exc
+    empty = _verify(doc, data, new)
+    if doc.sidecar and empty:  # undo emptied a sidecar: it was ours alone
+        if doc.stat is not None:
+            _check_unchanged(doc)
+            doc.path.unlink()
+        return
+    _replace(doc, data)
+
+
+def _verify(doc: _Doc, data: bytes, new: _Fields) -> bool:
+    """Re-read what we are about to write: exiv2's muted failures show here. True: XMP empty."""
+    try:
+        with _open_bytes(data, doc.sidecar) as image:
+            xmp = image.read_xmp()
+            got = _fields(image, xmp, doc.sidecar)
+    except (RuntimeError, ValueError) as exc:
+        raise MetadataError(
+            f"{doc.path}: exiv2 wrote unreadable metadata: {_one_line(exc)}"
+        ) from exc
+    if _xmp_values(got) != _xmp_values(new) or got.iptc != new.iptc:
+        raise MetadataError(f"{doc.path}: exiv2 did not write the keywords as asked; left as it is")
+    return not xmp
+
+
+def _read_only(path: Path) -> bool:
+    """No write permission, by mode bits too (root may write anything, but should not here)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return not st.st_mode & 0o222 or not os.access(path, os.W_OK)
+
+
+def _check_unchanged(doc: _Doc) -> None:
+    """Refuse to replace a file someone changed since we read it (we would lose their edit)."""
+    assert doc.stat is not None
+    try:
+        now = os.stat(doc.path)
+    except OSError as exc:
+        raise MetadataError(f"{doc.path}: vanished while writing: {exc.strerror}") from exc
+    if (now.st_size, now.st_mtime_ns, now.st_ino) != (
+        doc.stat.st_size,
+        doc.stat.st_mtime_ns,
+        doc.stat.st_ino,
+    ):
+        raise MetadataError(f"{doc.path}: changed while we were writing it; left as it is")
+
+
+def _replace(doc: _Doc, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename over the original: all or nothing.
+
+    The temp file keeps the original's mode (and owner, where allowed); a new sidecar gets the
+    mode any new file gets (0666 less the umask).
+    """
+    real = Path(os.path.realpath(doc.path))
+    tmp = real.with_name(f".{real.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise MetadataError(f"{doc.path}: cannot write in its folder: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if doc.stat is not None:
+            os.chmod(tmp, stat.S_IMODE(doc.stat.st_mode))
+            if (doc.stat.st_uid, doc.stat.st_gid) != (os.getuid(), os.getgid()):
+                with suppress(OSError):
+                    os.chown(tmp, doc.stat.st_uid, doc.stat.st_gid)
+            _check_unchanged(doc)
+        elif real.exists():
+            raise MetadataError(f"{doc.path}: appeared while we were writing it; left as it is")
+        os.replace(tmp, real)
+    except BaseException as exc:
+        with suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise MetadataError(f"{doc.path}: cannot write: {exc.strerror or exc}") from exc
+        raise
+    _fsync_dir(real.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable; some filesystems cannot, which is fine."""
+    with suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
