@@ -49,7 +49,7 @@ def album(tmp_path: Path, photos: Path, installed_model: Path) -> Path:
     folder = tmp_path / "album"
     folder.mkdir()
     for name in ("cat_720p.jpg", "parrot.jpg", "hot_dog.jpg", "kite_and_cold.jpg"):
-        shutil.copy(photos / name, folder / name)
+        shutil.copyfile(photos / name, folder / name)
     return folder
 
 
@@ -106,7 +106,7 @@ def test_scan_shows_progress_and_rescan_infers_nothing(
         sub = folder / f"roll{i % 4}"
         sub.mkdir(parents=True, exist_ok=True)
         src = sources[i % len(sources)]
-        shutil.copy(src, sub / f"img_{i:03d}{src.suffix}")
+        shutil.copyfile(src, sub / f"img_{i:03d}{src.suffix}")
     runs: list[int] = []
     original = infer.Model.run
     monkeypatch.setattr(
@@ -199,7 +199,7 @@ def test_read_only_photo_is_tagged_in_a_sidecar(album: Path) -> None:
 
 def test_odd_names_and_symlink_loops(album: Path, capsys: pytest.CaptureFixture[str]) -> None:
     odd = os.fsencode(album) + b"/caf\xe9 " + b"x" * 200 + b".jpg"  # Latin-1, not UTF-8, and long
-    shutil.copy(album / "cat_720p.jpg", odd)
+    shutil.copyfile(album / "cat_720p.jpg", odd)
     (album / "loop").mkdir()
     os.symlink("..", album / "loop" / "up")
     assert (

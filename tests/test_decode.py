@@ -79,7 +79,7 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "text": (tmp_path / "text.jpg", "not an image"),
         "directory": (tmp_path / "x.jpg", "is a directory"),
         "bomb": (bomb, "decompression bomb"),
-        "vanished": (tmp_path / "gone.jpg", "vanished"),
+        "vanished": (tmp_path / "gone.jpg", "no such file"),
     }
 
 

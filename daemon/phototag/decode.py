@@ -41,7 +41,7 @@ def read(file: PhotoFile) -> tuple[bytes, str]:
     except IsADirectoryError:
         raise DecodeError("is a directory, not a photo") from None
     except FileNotFoundError:
-        raise DecodeError("vanished before it could be read") from None
+        raise DecodeError("no such file (moved or deleted before it could be read)") from None
     except PermissionError:
         raise DecodeError("permission denied") from None
     except OSError as exc:
@@ -87,7 +87,7 @@ def load(path: Path, size: int, max_pixels: int) -> Decoded:
     try:
         file = PhotoFile.stat(path)
     except FileNotFoundError:
-        raise DecodeError("vanished before it could be read") from None
+        raise DecodeError("no such file (moved or deleted before it could be read)") from None
     except OSError as exc:
         raise DecodeError(f"cannot stat: {exc.strerror or exc}") from None
     data, sha256 = read(file)
