@@ -233,3 +233,23 @@ def test_missing_model_says_how_to_get_it(tmp_path: Path) -> None:
 def test_help_teaches(tmp_path: Path) -> None:
     result = phototag("--help")
     assert "phototag models pull mobilenet-v2" in result.stdout and "scan" in result.stdout
+
+
+def test_models_pull_through_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`models pull` end to end against a local mirror of the shared models (never the internet)."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler
+
+    from tests.conftest import MODELS, need_shared
+    from tests.localserver import serve
+
+    handler = partial(SimpleHTTPRequestHandler, directory=str(need_shared(MODELS)))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    with serve(handler) as url:  # type: ignore[arg-type]
+        monkeypatch.setenv("PHOTOTAG_MODEL_MIRROR", url)
+        assert cli.main(["models", "pull", "mobilenet-v2@tf1-quant"]) == 0
+    assert "installed mobilenet-v2@tf1-quant" in capsys.readouterr().out
+    assert cli.main(["models", "list"]) == 0
+    assert "mobilenet-v2@tf1-quant       installed" in capsys.readouterr().out

@@ -149,33 +149,40 @@ def _index(cfg: Config, dry_run: bool) -> Index:
 
 
 def cmd_models_list(args: argparse.Namespace, cfg: Config) -> int:
-    installed = {(m.spec.name, m.spec.version): m for m in catalogue.installed()}
+    installed = {m.spec.ref for m in catalogue.installed()}
     for spec in catalogue.entries():
-        mark = "installed" if (spec.name, spec.version) in installed else "available"
-        print(
-            f"{spec.name:<16} {spec.version:<12} {mark:<10} {spec.size / 1e6:6.1f} MB  {spec.file}"
-        )
+        mark = "installed" if spec.ref in installed else "available"
+        newest = "  (newest)" if catalogue.find(spec.name).ref == spec.ref else ""
+        print(f"{spec.ref:<28} {mark:<10} {spec.size / 1e6:5.1f} MB  {spec.licence}{newest}")
+    print(f"models folder: {show(catalogue.models_dir())}", file=sys.stderr)
     return 0
 
 
 def cmd_models_import(args: argparse.Namespace, cfg: Config) -> int:
     model = catalogue.import_file(args.file, args.name)
-    print(f"installed {model.spec.name} {model.spec.version} -> {show(model.path)}")
+    print(f"installed {model.spec.ref} -> {show(model.path)}")
     return 0
 
 
 def cmd_models_pull(args: argparse.Namespace, cfg: Config) -> int:
-    spec = catalogue.find(args.name, args.version)
-    with tqdm(
-        total=spec.size, unit="B", unit_scale=True, file=sys.stderr, disable=args.quiet
-    ) as bar:
+    name, version = catalogue.split_ref(args.ref)
+    spec = catalogue.find(name, version)
+    bar = tqdm(
+        total=spec.size,
+        unit="B",
+        unit_scale=True,
+        desc=f"pulling {spec.ref}",
+        file=sys.stderr,
+        disable=args.quiet,
+    )
+    with bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total or bar.total
             bar.update(done - bar.n)
 
-        model = catalogue.pull(args.name, args.version, progress)
-    print(f"installed {model.spec.name} {model.spec.version} -> {show(model.path)}")
+        model = catalogue.pull(name, version, progress)
+    print(f"installed {model.spec.ref} -> {show(model.path)}")
     return 0
 
 
@@ -261,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         "download and verifying its sha256. Set PHOTOTAG_MODEL_MIRROR to use a mirror.",
     )
     p.add_argument(
-        "name",
+        "ref",
         metavar="NAME[@VERSION]",
         help="e.g. mobilenet-v2 (the newest) or mobilenet-v2@tf1-quant",
     )
