@@ -55,6 +55,19 @@ def outcome_json(outcome: Outcome) -> dict[str, object]:
     }
 
 
+def progress_bar(args: argparse.Namespace, total: int, unit: str, desc: str | None = None) -> tqdm:
+    """A progress bar on stderr: live on a terminal, a line every 10 s in a log, none with -q."""
+    return tqdm(
+        total=total,
+        unit=unit,
+        unit_scale=unit == "B",
+        desc=desc,
+        file=sys.stderr,
+        disable=args.quiet,
+        mininterval=0.5 if sys.stderr.isatty() else 10,
+    )
+
+
 # --- tag and scan -------------------------------------------------------------------
 
 
@@ -103,9 +116,7 @@ def cmd_scan(args: argparse.Namespace, cfg: Config) -> int:
     counts = {"tagged": 0, "unchanged": 0, "moved": 0, "failed": 0}
     with (
         _index(cfg, args.dry_run) as index,
-        tqdm(
-            total=len(items), unit="photo", file=sys.stderr, disable=args.quiet, mininterval=0.5
-        ) as bar,
+        progress_bar(args, len(items), "photo") as bar,
     ):
 
         def done(outcome: Outcome) -> None:
@@ -167,15 +178,7 @@ def cmd_models_import(args: argparse.Namespace, cfg: Config) -> int:
 def cmd_models_pull(args: argparse.Namespace, cfg: Config) -> int:
     name, version = catalogue.split_ref(args.ref)
     spec = catalogue.find(name, version)
-    bar = tqdm(
-        total=spec.size,
-        unit="B",
-        unit_scale=True,
-        desc=f"pulling {spec.ref}",
-        file=sys.stderr,
-        disable=args.quiet,
-    )
-    with bar:
+    with progress_bar(args, spec.size, "B", f"pulling {spec.ref}") as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total or bar.total
