@@ -52,9 +52,19 @@ def exiftool_keywords(path: Path) -> dict[str, list[str]]:
     import json
 
     if shutil.which("exiftool") is None:
-        pytest.fail("exiftool is needed as an independent reader: apt-get install libimage-exiftool-perl")
+        pytest.fail(
+            "exiftool is needed as an independent reader: apt-get install libimage-exiftool-perl"
+        )
     out = subprocess.run(
-        ["exiftool", "-j", "-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-IPTC:Keywords", str(path)],
+        [
+            "exiftool",
+            "-j",
+            "-XMP:Subject",
+            "-XMP:HierarchicalSubject",
+            "-XMP:TagsList",
+            "-IPTC:Keywords",
+            str(path),
+        ],
         capture_output=True,
         check=True,
     ).stdout

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from phototag.queue import Queue
 
 A, B, C = Path("/p/a.jpg"), Path("/p/b.jpg"), Path("/p/c.jpg")
