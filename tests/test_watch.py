@@ -172,6 +172,28 @@ def test_a_folder_moved_to_the_trash_is_one_delete(
     recorder.wait_for("delete", trip)
 
 
+def test_a_renamed_folder_moves_its_photos_and_one_moved_in_is_tagged(
+    live: tuple[Watcher, Recorder], album: Path, tmp_path: Path
+) -> None:
+    _, recorder = live
+    trip, renamed = album / "trip", album / "Trip 2024"
+    trip.mkdir()
+    (trip / "1.jpg").write_bytes(b"x")
+    recorder.wait_for("tag", trip / "1.jpg")
+    trip.rename(renamed)
+    recorder.wait_for("move", renamed / "1.jpg")
+    outside = tmp_path / "card"
+    outside.mkdir()
+    (outside / "2.jpg").write_bytes(b"x")
+    outside.rename(album / "card")
+    recorder.wait_for("tag", album / "card" / "2.jpg")
+    assert recorder.seen() == [
+        ("tag", trip / "1.jpg", None),
+        ("move", renamed / "1.jpg", trip / "1.jpg"),
+        ("tag", album / "card" / "2.jpg", None),
+    ]
+
+
 def test_events_are_held_until_release(album: Path) -> None:
     recorder = Recorder()
     watcher = Watcher(settings(album), recorder)

@@ -270,7 +270,6 @@ class Service:
                 log.info("%d jobs of a stopped run are queued again", recovered)
             self._processor = self.make_processor(self.cfg, self._index)
             self._watcher = self._start_watcher(self.cfg)
-            sd_notify("READY=1", f"STATUS={self._summary()}")
             try:
                 self._loop()
             finally:
@@ -288,6 +287,9 @@ class Service:
         watcher.start()
         self._state = "catching up"
         self._write_status(force=True, watcher=watcher)
+        # Ready once events are caught: a catch-up of a big network tree may outlast
+        # systemd's start timeout, and nothing is lost while it runs.
+        sd_notify("READY=1", "STATUS=catching up")
         found = watcher.catch_up(self._index, self.stopping)
         watcher.release()
         log.info(
@@ -337,19 +339,26 @@ class Service:
 
     def _work(self, jobs: list[Job]) -> None:
         """Run jobs in their queue order: consecutive tags as one batch, moves and deletes
-        one by one between them (a photo tagged, then moved, must be tagged first)."""
+        one by one between them (a photo tagged, then moved, must be tagged first).
+
+        Jobs are marked done only after the index is flushed, so a crash in between
+        repeats them instead of losing their index updates.
+        """
+        finished: list[Job] = []
         tags: list[Job] = []
         for job in jobs:
             if job.kind == "tag":
                 tags.append(job)
                 continue
-            self._tag(tags)
+            finished += self._tag(tags)
             tags = []
-            self._relocate(job)
-        self._tag(tags)
+            if self._relocate(job):
+                finished.append(job)
+        finished += self._tag(tags)
         self._index.flush()
+        self._queue.done(finished)
 
-    def _tag(self, jobs: list[Job]) -> None:
+    def _tag(self, jobs: list[Job]) -> list[Job]:
         finished, todo = [], []
         for job in jobs:
             try:
@@ -362,41 +371,42 @@ class Service:
                 continue
             # Unchanged: our own keyword write coming back as an event, or a touched file.
             (finished if unchanged else todo).append(job)
-        if todo:
-            try:
-                outcomes = {str(o.path): o for o in self._processor([j.path for j in todo])}
-            except Exception as exc:  # a bug or a broken model: keep the jobs, retry later
-                log.exception("tagging a batch of %d failed", len(todo))
-                outcomes = {str(j.path): Outcome(j.path, error=f"{exc}") for j in todo}
-            for job in todo:
-                outcome = outcomes.get(str(job.path)) or Outcome(job.path, error="no result")
-                if outcome.error:
-                    self._failed(job, outcome.error)
-                else:
-                    finished.append(job)
-                    log.info("%s: %s", job.path, _describe(outcome))
-        self._queue.done(finished)
+        if not todo:
+            return finished
+        try:
+            outcomes = {str(o.path): o for o in self._processor([j.path for j in todo])}
+        except Exception as exc:  # a bug or a broken model: keep the jobs, retry later
+            log.exception("tagging a batch of %d failed", len(todo))
+            outcomes = {str(j.path): Outcome(j.path, error=f"{exc}") for j in todo}
+        for job in todo:
+            outcome = outcomes.get(str(job.path)) or Outcome(job.path, error="no result")
+            if outcome.error:
+                self._failed(job, outcome.error)
+            else:
+                finished.append(job)
+                log.info("%s: %s", job.path, _describe(outcome))
+        return finished
 
-    def _relocate(self, job: Job) -> None:
+    def _relocate(self, job: Job) -> bool:
+        """Apply a move or delete to the index; False when it failed (and will be retried)."""
         if self.cfg.write.dry_run:
             log.info("dry run: would %s %s", job.kind, job.path)
-            self._queue.done([job])
-            return
+            return True
         try:
             if job.kind == "move":
                 assert job.old is not None
                 if moves.move(self._index, job.old, job.path):
                     self._queue.put(job.path, "tag")
                 log.info("%s -> %s", job.old, job.path)
-            elif job.path.suffix.lower() in self.cfg.scan.extensions:
+            elif job.path.suffix.lower() in self._watcher.filter.extensions:
                 if moves.delete(self._index, job.path, job.old):
                     log.info("%s: gone, forgotten", job.path)
             elif n := moves.delete_folder(self._index, job.path):
                 log.info("%s: folder gone, %d photos forgotten", job.path, n)
         except OSError as exc:
             self._failed(job, f"{exc.strerror or exc}")
-            return
-        self._queue.done([job])
+            return False
+        return True
 
     def _failed(self, job: Job, message: str) -> None:
         retry = self._queue.failed(job, message)
