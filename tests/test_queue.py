@@ -66,6 +66,13 @@ def test_moves_merge_with_what_is_pending(queue: Queue) -> None:
     assert kinds(queue.take(10)) == [("delete", A, C)]
 
 
+def test_a_move_needs_its_old_path(queue: Queue) -> None:
+    with pytest.raises(ValueError, match="move job needs old path"):
+        queue.put(A, "move")
+    with pytest.raises(ValueError, match="tag job takes no old path"):
+        queue.put(A, "tag", old=B)
+
+
 def test_failures_retry_with_backoff_then_give_up(queue: Queue) -> None:
     queue.put(A, "tag")
     (job,) = queue.take(1)

@@ -208,6 +208,7 @@ def test_status_of_a_running_service(album: Path) -> None:
         st = service.status()
         assert st is not None and st.running and st.pid == os.getpid() and st.state == "idle"
         assert "running (pid" in service.describe(st)
+        assert service.status_path().stat().st_mode & 0o777 == 0o644  # for other users' status
     finally:
         running.stop()
     assert service.status_path() == paths.state_dir() / "status.json"
@@ -284,7 +285,8 @@ def test_the_service_process_under_systemd_signals(
 
         cfg_file.write_text("watch:\n  folders: [/no/such/folder]\n")
         proc.send_signal(signal.SIGHUP)
-        expect(b"READY=1")
+        expect(b"RELOADING=1")
+        expect(b"READY=1")  # one READY per reload: this one says the old settings still serve
         assert proc.poll() is None
 
         (album / "slow.jpg").write_bytes(b"x")

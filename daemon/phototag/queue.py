@@ -155,6 +155,8 @@ class Queue:
         move a->b takes over a's pending job (so a move of a moved file is one move from
         its indexed path); delete after a pending move x->p forgets both p and x.
         """
+        if (kind == "move") != (old is not None):
+            raise ValueError(f"a {kind} job {'needs' if kind == 'move' else 'takes no'} old path")
         new, prior = _enc(path), _enc(old)
         now = time.time()
         with self._ready:

@@ -327,13 +327,15 @@ class Service:
             processor = self.make_processor(cfg, self._index)
         except Exception as exc:  # whatever is wrong, the old settings keep working
             log.error("reload failed, keeping the old settings: %s", str(exc).splitlines()[0])
+            sd_notify("READY=1", f"STATUS={self._summary()}")
+            return
+        if (cfg.watch, cfg.scan) != (self.cfg.watch, self.cfg.scan):
+            old, self._watcher = self._watcher, self._start_watcher(cfg)  # says READY=1
+            old.stop()
         else:
-            if (cfg.watch, cfg.scan) != (self.cfg.watch, self.cfg.scan):
-                old, self._watcher = self._watcher, self._start_watcher(cfg)
-                old.stop()
-            self.cfg, self._processor = cfg, processor
-            log.info("settings reloaded from %s", cfg.source or "defaults")
-        sd_notify("READY=1", f"STATUS={self._summary()}")
+            sd_notify("READY=1", f"STATUS={self._summary()}")
+        self.cfg, self._processor = cfg, processor
+        log.info("settings reloaded from %s", cfg.source or "defaults")
 
     # work ---------------------------------------------------------------------------
 
@@ -393,8 +395,7 @@ class Service:
             log.info("dry run: would %s %s", job.kind, job.path)
             return True
         try:
-            if job.kind == "move":
-                assert job.old is not None
+            if job.kind == "move" and job.old is not None:
                 if moves.move(self._index, job.old, job.path):
                     self._queue.put(job.path, "tag")
                 log.info("%s -> %s", job.old, job.path)
@@ -445,7 +446,8 @@ class Service:
             errors=q.errors,
         )
         try:
-            atomic_write(status_path(self.state_dir), current.to_json())
+            # Readable by all: `phototag status` may run as another user than the service.
+            atomic_write(status_path(self.state_dir), current.to_json(), mode=0o644)
         except OSError as exc:
             log.warning("cannot write the status file: %s", exc.strerror or exc)
 
