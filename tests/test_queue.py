@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from phototag.queue import Queue
+from phototag.queue import Queue, QueueError
 
 A, B, C = Path("/p/a.jpg"), Path("/p/b.jpg"), Path("/p/c.jpg")
 
@@ -118,7 +118,7 @@ def test_take_waits_without_polling_until_put_or_wake(queue: Queue) -> None:
 def test_leases_of_a_dead_process_return_to_pending(tmp_path: Path) -> None:
     path = tmp_path / "q.sqlite3"
     code = (
-        "import sys; from pathlib import Path; from phototag.queue import Queue\n"
+        "import sys; from pathlib import Path; from phototag.queue import Queue, QueueError\n"
         "q = Queue(Path(sys.argv[1])); q.put(Path('/p/a.jpg'), 'tag'); q.put(Path('/p/b.jpg'), 'tag')\n"
         "q.take(1)\n"
     )
@@ -150,7 +150,7 @@ def test_jobs_survive_kill_9(tmp_path: Path) -> None:
     """A producer is SIGKILLed mid-stream: every put it reported is there after reopening."""
     path = tmp_path / "q.sqlite3"
     code = (
-        "import sys; from pathlib import Path; from phototag.queue import Queue\n"
+        "import sys; from pathlib import Path; from phototag.queue import Queue, QueueError\n"
         "q = Queue(Path(sys.argv[1]))\n"
         "for i in range(100000):\n"
         "    q.put(Path(f'/p/{i}.jpg'), 'tag')\n"
@@ -173,3 +173,11 @@ def test_jobs_survive_kill_9(tmp_path: Path) -> None:
         assert len(q) >= last + 1
         paths = {j.path for j in q.take(100000)}
     assert {Path(f"/p/{i}.jpg") for i in range(last + 1)} <= paths
+
+
+def test_a_file_that_is_not_a_queue_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "q.sqlite3").write_bytes(b"not a database, really" * 100)
+    with pytest.raises(
+        QueueError, match=r"q\.sqlite3: cannot open the work queue: file is not a database"
+    ):
+        Queue(tmp_path / "q.sqlite3")

@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS errors (
 """
 
 
+class QueueError(Exception):
+    """The queue file cannot be opened (unwritable state dir, not a database); one line."""
+
+
 @dataclass(frozen=True)
 class Job:
     id: int
@@ -107,13 +111,16 @@ class Queue:
         self.path = path
         self.max_tries = max_tries
         self.backoff_s = backoff_s
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection guarded by one lock: the threads are few and each statement short.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # One connection guarded by one lock: the threads are few, each statement short.
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise QueueError(f"{path}: cannot open the work queue: {exc}") from None
         # An RLock, so a signal handler that wakes the main loop while it holds the lock
         # cannot deadlock.
         self._ready = threading.Condition(threading.RLock())

@@ -29,7 +29,7 @@ from phototag import config, moves, paths
 from phototag.config import Config, ConfigError
 from phototag.fileio import atomic_write
 from phototag.index import Index
-from phototag.queue import Job, JobError, Queue, pid_alive
+from phototag.queue import Job, JobError, Queue, QueueError, pid_alive
 from phototag.records import Outcome, PhotoFile
 from phototag.watch import Watcher, folders
 
@@ -260,10 +260,11 @@ class Service:
 
     def run(self) -> int:
         validate(self.cfg)
-        with (
-            Index(self.cfg.index_dir) as self._index,
-            Queue(self.state_dir / QUEUE_FILE) as self._queue,
-        ):
+        try:
+            queue = Queue(self.state_dir / QUEUE_FILE)
+        except QueueError as exc:
+            raise ServiceError(str(exc)) from None
+        with queue as self._queue, Index(self.cfg.index_dir) as self._index:
             self._install_signals()
             recovered = self._queue.recover()
             if recovered:
