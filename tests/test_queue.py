@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from phototag import queue as queue_module
 from phototag.queue import Queue, QueueError
 
 A, B, C = Path("/p/a.jpg"), Path("/p/b.jpg"), Path("/p/c.jpg")
@@ -118,7 +119,7 @@ def test_take_waits_without_polling_until_put_or_wake(queue: Queue) -> None:
 def test_leases_of_a_dead_process_return_to_pending(tmp_path: Path) -> None:
     path = tmp_path / "q.sqlite3"
     code = (
-        "import sys; from pathlib import Path; from phototag.queue import Queue, QueueError\n"
+        "import sys; from pathlib import Path; from phototag.queue import Queue\n"
         "q = Queue(Path(sys.argv[1])); q.put(Path('/p/a.jpg'), 'tag'); q.put(Path('/p/b.jpg'), 'tag')\n"
         "q.take(1)\n"
     )
@@ -134,10 +135,16 @@ def test_a_lease_held_by_a_live_process_is_left_alone(queue: Queue, tmp_path: Pa
     queue.put(A, "tag")
     queue.take(1)
     db = sqlite3.connect(queue.path)
-    db.execute("UPDATE jobs SET owner = ?", (os.getppid(),))  # alive, and not us
+    db.execute("UPDATE jobs SET owner = ?", (queue_module._identity(os.getppid()),))
     db.commit()
     db.close()
-    assert queue.recover() == 0
+    assert queue.recover() == 0  # alive, and not us
+    db = sqlite3.connect(queue.path)
+    owner = queue_module._identity(os.getppid()).replace(queue_module.BOOT_ID, "another-boot")
+    db.execute("UPDATE jobs SET owner = ?", (owner,))  # that pid, before a reboot
+    db.commit()
+    db.close()
+    assert queue.recover() == 1
 
 
 def test_file_names_that_are_not_utf8_survive(queue: Queue) -> None:
@@ -150,7 +157,7 @@ def test_jobs_survive_kill_9(tmp_path: Path) -> None:
     """A producer is SIGKILLed mid-stream: every put it reported is there after reopening."""
     path = tmp_path / "q.sqlite3"
     code = (
-        "import sys; from pathlib import Path; from phototag.queue import Queue, QueueError\n"
+        "import sys; from pathlib import Path; from phototag.queue import Queue\n"
         "q = Queue(Path(sys.argv[1]))\n"
         "for i in range(100000):\n"
         "    q.put(Path(f'/p/{i}.jpg'), 'tag')\n"

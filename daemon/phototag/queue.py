@@ -17,10 +17,12 @@ tagged once, and the newest request wins (a delete after a tag is a delete).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,7 +42,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL,         -- pending | leased
     tries INTEGER NOT NULL DEFAULT 0,
     not_before REAL NOT NULL DEFAULT 0,
-    owner INTEGER,               -- pid holding the lease
+    owner TEXT,                  -- the process holding the lease: boot id, pid, start time
     added REAL NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS pending_path ON jobs(path) WHERE state = 'pending';
@@ -102,6 +104,33 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _identity(pid: int) -> str:
+    """A process as boot id, pid and start time: a pid alone is reused, after a reboot at once."""
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = ""
+    return f"{BOOT_ID}:{pid}:{start}"
+
+
+def owner_alive(owner: str) -> bool:
+    boot, pid, start = owner.split(":")
+    if not (boot and start):  # no /proc: trust the pid
+        return pid_alive(int(pid))
+    return boot == BOOT_ID and _identity(int(pid)) == owner
+
+
+BOOT_ID = _boot_id()
+OWNER = _identity(os.getpid())
+
+
 class Queue:
     """Jobs for the service, shared by the watcher threads and the main loop of one process."""
 
@@ -136,6 +165,19 @@ class Queue:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One atomic change, under the lock; the threads' waits are woken after it."""
+        with self._ready:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self._ready.notify_all()
+
     def _pending(self, path: bytes) -> tuple[int, str, bytes | None] | None:
         return self._db.execute(
             "SELECT id, kind, old FROM jobs WHERE state = 'pending' AND path = ?", (path,)
@@ -165,29 +207,21 @@ class Queue:
         if (kind == "move") != (old is not None):
             raise ValueError(f"a {kind} job {'needs' if kind == 'move' else 'takes no'} old path")
         new, prior = _enc(path), _enc(old)
-        now = time.time()
-        with self._ready:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                existing = self._pending(new)
-                if kind == "tag" and existing is not None and existing[1] == "move":
-                    kind, prior = "move", existing[2]
-                elif kind == "delete" and existing is not None and existing[1] == "move":
-                    prior = existing[2]
-                elif kind == "move":
-                    source = self._pending(prior)
-                    if source is not None:
-                        self._db.execute("DELETE FROM jobs WHERE id = ?", (source[0],))
-                        if source[1] == "move":
-                            prior = source[2]
-                    if prior == new:  # moved back where it was: only a content check is left
-                        kind, prior = "tag", None
-                self._upsert(new, kind, prior, now)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._ready.notify_all()
+        with self._transaction():
+            existing = self._pending(new)
+            if kind == "tag" and existing is not None and existing[1] == "move":
+                kind, prior = "move", existing[2]
+            elif kind == "delete" and existing is not None and existing[1] == "move":
+                prior = existing[2]
+            elif kind == "move":
+                source = self._pending(prior)  # type: ignore[arg-type]
+                if source is not None:
+                    self._db.execute("DELETE FROM jobs WHERE id = ?", (source[0],))
+                    if source[1] == "move":
+                        prior = source[2]
+                if prior == new:  # moved back where it was: only a content check is left
+                    kind, prior = "tag", None
+            self._upsert(new, kind, prior, time.time())
 
     def take(self, n: int, timeout: float | None = 0) -> list[Job]:
         """Lease up to `n` ready jobs, oldest first; wait up to `timeout` s (None: forever) for one.
@@ -205,10 +239,11 @@ class Queue:
                     (now, n),
                 ).fetchall()
                 if rows:
-                    self._db.executemany(
-                        "UPDATE jobs SET state = 'leased', owner = ? WHERE id = ?",
-                        [(os.getpid(), r[0]) for r in rows],
-                    )
+                    with self._transaction():
+                        self._db.executemany(
+                            "UPDATE jobs SET state = 'leased', owner = ? WHERE id = ?",
+                            [(OWNER, r[0]) for r in rows],
+                        )
                     return [Job(r[0], _dec(r[1]), r[2], _dec(r[3]), r[4]) for r in rows]  # type: ignore[arg-type]
                 if self._woken:
                     self._woken = False
@@ -231,20 +266,9 @@ class Queue:
             self._ready.notify_all()
 
     def done(self, jobs: list[Job]) -> None:
-        with self._ready:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             self._db.executemany("DELETE FROM jobs WHERE id = ?", [(j.id,) for j in jobs])
             self._count("done", len(jobs))
-            self._db.execute("COMMIT")
-
-    def release(self, jobs: list[Job]) -> None:
-        """Give leased jobs back untouched (shutdown before they were processed)."""
-        with self._ready:
-            self._db.execute("BEGIN IMMEDIATE")
-            for job in jobs:
-                self._requeue(job.id, _enc(job.path), job.tries, 0.0)
-            self._db.execute("COMMIT")
-            self._ready.notify_all()
 
     def failed(self, job: Job, message: str) -> bool:
         """Record a failure; retry later with back-off, or give up after `max_tries`.
@@ -254,8 +278,7 @@ class Queue:
         tries = job.tries + 1
         retry = tries < self.max_tries
         now = time.time()
-        with self._ready:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             if retry:
                 delay = self.backoff_s * 2 ** (tries - 1)
                 self._requeue(job.id, _enc(job.path), tries, now + delay)
@@ -270,7 +293,6 @@ class Queue:
             self._db.execute(
                 "DELETE FROM errors WHERE id <= (SELECT MAX(id) FROM errors) - ?", (KEEP_ERRORS,)
             )
-            self._db.execute("COMMIT")
         return retry
 
     def _requeue(self, job_id: int, path: bytes | None, tries: int, not_before: float) -> None:
@@ -285,17 +307,14 @@ class Queue:
             )
 
     def recover(self) -> int:
-        """Return jobs leased by a process that is gone (crashed, killed) to pending."""
-        with self._ready:
-            self._db.execute("BEGIN IMMEDIATE")
+        """Return jobs leased by a process that is gone (crashed, killed, or before a reboot)."""
+        with self._transaction():
             rows = self._db.execute(
                 "SELECT id, path, tries, owner FROM jobs WHERE state = 'leased' ORDER BY id"
             ).fetchall()
-            lost = [r for r in rows if r[3] == os.getpid() or not pid_alive(r[3])]
+            lost = [r for r in rows if r[3] == OWNER or not owner_alive(r[3])]
             for job_id, path, tries, _ in lost:
                 self._requeue(job_id, path, tries, 0.0)
-            self._db.execute("COMMIT")
-            self._ready.notify_all()
         return len(lost)
 
     def _count(self, name: str, n: int) -> None:

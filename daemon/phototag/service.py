@@ -294,12 +294,14 @@ class Service:
         found = watcher.catch_up(self._index, self.stopping)
         watcher.release()
         log.info(
-            "watching %d folders; since last run: %d new or changed, %d vanished, %d settling",
+            "folders watched: %d; since the last run: %d new or changed, %d vanished, %d settling",
             len(watcher.filter.roots),
             found.tag,
             found.delete,
             found.settling,
         )
+        self._state = "idle"
+        sd_notify(f"STATUS={self._summary()}")
         return watcher
 
     def _loop(self) -> None:
