@@ -277,6 +277,19 @@ def test_filesystem_type_reads_proc_mounts(tmp_path: Path) -> None:
     assert watch.filesystem_type(tmp_path) != ""
 
 
+def test_filesystem_type_takes_the_deepest_mount(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/sda1 / ext4 rw 0 0\n"
+        "nas:/photos /mnt/my\\040nas nfs4 rw 0 0\n"
+        "/dev/sdb1 /mnt/my\\040nas/local ext4 rw 0 0\n"
+    )
+    assert watch.filesystem_type(Path("/mnt/my nas/2024"), mounts) == "nfs4"
+    assert watch.filesystem_type(Path("/mnt/my nas/local/x"), mounts) == "ext4"
+    assert watch.filesystem_type(Path("/mnt/my nasty"), mounts) == "ext4"
+    assert watch.filesystem_type(Path("/x"), tmp_path / "missing") == ""
+
+
 def test_path_filter() -> None:
     f = PathFilter(
         (Path("/photos"),), frozenset({".jpg"}), ("*",), ("*/raw/*", "tmp*"), recursive=True

@@ -17,6 +17,7 @@ import errno
 import fnmatch
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -74,8 +75,14 @@ NETWORK_FS = frozenset(
 )
 
 # Only the events we act on reach us: no open/close-without-write storm while we read photos.
-EVENTS = [FileClosedEvent, FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent]
-EVENTS_WITH_DIRS = [*EVENTS, DirDeletedEvent]
+EVENTS = [
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    DirDeletedEvent,
+]
 
 
 def folders(cfg: Config) -> list[Path]:
@@ -209,10 +216,10 @@ class Settler:
         return ready
 
 
-def filesystem_type(folder: Path) -> str:
+def filesystem_type(folder: Path, mounts: Path = Path("/proc/mounts")) -> str:
     """The type of the filesystem holding `folder` per /proc/mounts; "" where unknown."""
     try:
-        lines = Path("/proc/mounts").read_text().splitlines()
+        lines = mounts.read_text().splitlines()
     except OSError:
         return ""
     real = os.path.realpath(folder)
@@ -222,7 +229,7 @@ def filesystem_type(folder: Path) -> str:
         if len(fields) < 3:
             continue
         # /proc/mounts escapes space, tab, newline and backslash as octal.
-        mount = fields[1].encode().decode("unicode_escape")
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[1])
         inside = real == mount or real.startswith(mount.rstrip("/") + "/")
         if inside and len(mount) >= len(best):
             best, kind = mount, fields[2]
@@ -291,7 +298,7 @@ class Watcher(FileSystemEventHandler):
                         inotify = Observer()
                         inotify.start()
                         self._observers.append(inotify)
-                    self._schedule(inotify, folder, EVENTS_WITH_DIRS)
+                    self._schedule(inotify, folder)
                     continue
                 except OSError as exc:
                     reason = inotify_failure(exc)
@@ -302,14 +309,14 @@ class Watcher(FileSystemEventHandler):
                 reason,
             )
             poller = PollingObserver(timeout=self.cfg.watch.poll_interval_s)
-            self._schedule(poller, folder, EVENTS_WITH_DIRS)
+            self._schedule(poller, folder)
             poller.start()
             self._observers.append(poller)
             self.polled[folder] = reason
 
-    def _schedule(self, observer: BaseObserver, folder: Path, events: list) -> None:
+    def _schedule(self, observer: BaseObserver, folder: Path) -> None:
         observer.schedule(
-            self, str(folder), recursive=self.cfg.watch.recursive, event_filter=events
+            self, str(folder), recursive=self.cfg.watch.recursive, event_filter=EVENTS
         )
 
     def stop(self) -> None:
