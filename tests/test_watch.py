@@ -80,13 +80,17 @@ def live(album: Path) -> Iterator[tuple[Watcher, Recorder]]:
 
 
 def write_slowly(path: Path, chunks: int, pause: float) -> float:
-    """Write a file in chunks with pauses, as a slow copy or download does; returns when it closed."""
+    """Write a file in chunks with pauses, as a slow copy or download does.
+
+    Returns the time of the last write, just before the close (the watcher may see the
+    close before this thread returns from it).
+    """
     with path.open("wb") as f:
         for i in range(chunks):
+            time.sleep(pause)
             f.write(bytes([i]) * 50_000)
             f.flush()
-            time.sleep(pause)
-    return time.monotonic()
+        return time.monotonic()
 
 
 @pytest.mark.parametrize("poll", [False, True], ids=["inotify", "polling"])
@@ -96,9 +100,9 @@ def test_a_slowly_written_photo_is_queued_once_after_it_is_complete(
     with watching(settings(album, poll=poll)) as (watcher, recorder):
         assert bool(watcher.polled) == poll
         photo = album / "slow.jpg"
-        closed = write_slowly(photo, chunks=10, pause=0.3)  # 3 s; settle_s is 1 s
+        last_write = write_slowly(photo, chunks=10, pause=0.3)  # 3 s; settle_s is 1 s
         queued = recorder.wait_for("tag", photo)
-        assert queued >= closed
+        assert queued >= last_write
         time.sleep(1.5)  # longer than settle_s: no second job from the settler
         assert recorder.seen() == [("tag", photo, None)]
 
