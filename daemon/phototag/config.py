@@ -87,6 +87,7 @@ class WatchConfig:
     exclude: list[str] = field(default_factory=list)
     settle_s: float = 2.0  # a file must keep its size and mtime this long before tagging
     poll: bool = False  # force polling (network filesystems)
+    poll_interval_s: float = 10.0  # how often a polled folder is re-listed
 
 
 @dataclass

@@ -1,0 +1,493 @@
+"""`phototag watch`: the long-running service around the watcher, the queue and the pipeline.
+
+One main thread takes jobs from the persistent queue in batches and runs them; the
+watcher's threads only add jobs. Tag jobs go to a `Processor` (the real one is the
+pipeline; tests pass a fake), moves and deletes go to the index. Idle, the main thread
+sleeps on the queue's condition and wakes every `HEARTBEAT_S` to refresh the status file.
+
+Signals: SIGTERM/SIGINT finish the batch in flight and exit 0; a second SIGINT kills at
+once (the queue survives that). SIGHUP reloads the settings, keeping the old ones when
+the new ones are wrong. systemd hears READY/RELOADING/STOPPING through sd_notify.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from phototag import config, moves, paths
+from phototag.config import Config, ConfigError
+from phototag.fileio import atomic_write
+from phototag.index import Index
+from phototag.queue import Job, JobError, Queue, QueueError, pid_alive
+from phototag.records import Outcome, PhotoFile
+from phototag.watch import Watcher, folders
+
+if TYPE_CHECKING:
+    from phototag.pipeline import Pipeline
+
+log = logging.getLogger("phototag.service")
+
+HEARTBEAT_S = 30.0  # the status file is rewritten at least this often
+STALE_S = 3 * HEARTBEAT_S  # an older status file means the service is not running
+STATUS_EVERY_S = 2.0  # at most this often while busy
+QUEUE_FILE = "queue.sqlite3"
+STATUS_FILE = "status.json"
+
+
+class ServiceError(Exception):
+    """The service cannot do what was asked (unreadable status, cannot install); one line."""
+
+
+class Processor(Protocol):
+    """Tags photos: `Pipeline.run` with the model loaded, or a fake in tests."""
+
+    version: str  # the model version, for `phototag status`
+
+    def __call__(self, paths: list[Path]) -> list[Outcome]: ...
+
+
+ProcessorFactory = Callable[[Config, Index], Processor]
+
+
+@dataclass
+class PipelineProcessor:
+    pipeline: Pipeline
+
+    @property
+    def version(self) -> str:
+        return str(self.pipeline.tagger.version)
+
+    def __call__(self, paths: list[Path]) -> list[Outcome]:
+        return self.pipeline.run(paths)
+
+
+def pipeline_processor(cfg: Config, index: Index) -> Processor:
+    """The real processor. Imported here, not at the top, so `phototag status` and the
+    service's tests load neither ONNX Runtime nor the model."""
+    from phototag import tagger
+    from phototag.pipeline import Pipeline
+
+    # force: the service already skipped photos the index says are unchanged.
+    pipeline = Pipeline(cfg, tagger.load(cfg), index, dry_run=cfg.write.dry_run, force=True)
+    return PipelineProcessor(pipeline)
+
+
+def validate(cfg: Config) -> list[Path]:
+    """The folders to watch, or a ConfigError saying what to fix."""
+    where = cfg.source or config.default_path()
+    if not cfg.watch.folders:
+        raise ConfigError(
+            f"{where}: watch.folders is empty: name the folders to watch, e.g.\n"
+            "watch:\n  folders: [~/Pictures]"
+        )
+    if cfg.watch.settle_s < 0 or cfg.watch.poll_interval_s <= 0:
+        raise ConfigError(f"{where}: watch.settle_s and watch.poll_interval_s must be positive")
+    result = folders(cfg)
+    for given, folder in zip(cfg.watch.folders, result, strict=True):
+        if not folder.exists():
+            raise ConfigError(f"{where}: watch.folders: {given}: no such folder")
+        if not folder.is_dir():
+            raise ConfigError(f"{where}: watch.folders: {given}: not a folder")
+        if not os.access(folder, os.R_OK | os.X_OK):
+            raise ConfigError(f"{where}: watch.folders: {given}: cannot read it (permissions)")
+    return result
+
+
+# --- systemd ------------------------------------------------------------------------
+
+
+def sd_notify(*fields: str) -> bool:
+    """Tell systemd (Type=notify) about our state; False when not started by systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall("\n".join(fields).encode())
+    except OSError as exc:
+        log.warning("cannot notify systemd at %s: %s", address.lstrip("\0"), exc)
+        return False
+    return True
+
+
+def under_journald() -> bool:
+    """True when stderr goes to the journal (systemd sets JOURNAL_STREAM to its dev:inode)."""
+    try:
+        dev, ino = (int(v) for v in os.environ["JOURNAL_STREAM"].split(":"))
+        st = os.fstat(sys.stderr.fileno())
+    except (KeyError, ValueError, OSError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
+class JournalFormatter(logging.Formatter):
+    """Plain lines with sd-daemon(3) "<N>" priority prefixes; journald adds the time."""
+
+    PRIORITY: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{self.PRIORITY.get(record.levelno, 2)}>{super().format(record)}"
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Service logging: INFO by default (one line per photo), timestamps unless journald."""
+    handler = logging.StreamHandler(sys.stderr)
+    if under_journald():
+        handler.setFormatter(JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
+    )
+
+
+# --- status -------------------------------------------------------------------------
+
+
+@dataclass
+class ServiceStatus:
+    """What `phototag status` shows; written by the service, read by anyone."""
+
+    pid: int
+    started: float
+    updated: float
+    state: str  # starting | catching up | idle | tagging | stopped
+    folders: list[str]
+    polled: list[str]  # folders watched by polling (network filesystem, inotify limits)
+    model_version: str
+    queued: int = 0
+    in_flight: int = 0
+    done: int = 0
+    failed: int = 0  # given up after retries
+    retried: int = 0
+    errors: list[JobError] = field(default_factory=list)  # newest first
+    running: bool = False  # computed by `status()`, not stored
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data.pop("running")
+        data["errors"] = [[e.at, str(e.path), e.message, e.final] for e in self.errors]
+        return json.dumps(data, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, text: str) -> ServiceStatus:
+        data = json.loads(text)
+        data["errors"] = [JobError(at, Path(p), m, f) for at, p, m, f in data["errors"]]
+        return cls(**data)
+
+
+def status_path(state_dir: Path | None = None) -> Path:
+    return (state_dir or paths.state_dir()) / STATUS_FILE
+
+
+def status(state_dir: Path | None = None) -> ServiceStatus | None:
+    """The service's last status; None if it never ran with this state dir.
+
+    `running` is true when its process is alive and it wrote the file recently (a
+    reused pid alone would fool us; a stale file alone would too).
+    """
+    path = status_path(state_dir)
+    try:
+        result = ServiceStatus.from_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ServiceError(f"{path}: unreadable status file: {exc}") from None
+    result.running = (
+        result.state != "stopped"
+        and pid_alive(result.pid)
+        and time.time() - result.updated < STALE_S
+    )
+    return result
+
+
+# --- the service --------------------------------------------------------------------
+
+
+class Service:
+    """The main loop; `run()` returns the exit status."""
+
+    def __init__(self, cfg: Config, make_processor: ProcessorFactory = pipeline_processor):
+        self.cfg = cfg
+        self.make_processor = make_processor
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self.state_dir = paths.state_dir()
+        self.started = time.time()
+        self._state = "starting"
+        self._status_at = 0.0
+        self._status_state = ""
+
+    # signals ------------------------------------------------------------------------
+
+    def request_stop(self, signum: int | None = None, frame: object = None) -> None:
+        if signum == signal.SIGINT:  # a second Ctrl-C kills at once
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        self.stopping.set()
+        self._queue.wake()
+
+    def request_reload(self, signum: int | None = None, frame: object = None) -> None:
+        self.reload_requested.set()
+        self._queue.wake()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # tests run the service in a thread and call request_stop()
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    # lifecycle ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        validate(self.cfg)
+        try:
+            queue = Queue(self.state_dir / QUEUE_FILE)
+        except QueueError as exc:
+            raise ServiceError(str(exc)) from None
+        with queue as self._queue, Index(self.cfg.index_dir) as self._index:
+            self._install_signals()
+            recovered = self._queue.recover()
+            if recovered:
+                log.info("%d jobs of a stopped run are queued again", recovered)
+            self._processor = self.make_processor(self.cfg, self._index)
+            self._watcher = self._start_watcher(self.cfg)
+            try:
+                self._loop()
+            finally:
+                sd_notify("STOPPING=1")
+                self._watcher.stop()
+                self._index.flush()
+                self._state = "stopped"
+                self._write_status(force=True)
+        log.info("stopped")
+        return 0
+
+    def _start_watcher(self, cfg: Config) -> Watcher:
+        """Watch first and hold the events, catch up with the index, then let events through."""
+        watcher = Watcher(cfg, self._queue.put)
+        watcher.start()
+        self._state = "catching up"
+        self._write_status(force=True, watcher=watcher)
+        # Ready once events are caught: a catch-up of a big network tree may outlast
+        # systemd's start timeout, and nothing is lost while it runs.
+        sd_notify("READY=1", "STATUS=catching up")
+        found = watcher.catch_up(self._index, self.stopping)
+        watcher.release()
+        log.info(
+            "folders watched: %d; since the last run: %d new or changed, %d vanished, %d settling",
+            len(watcher.filter.roots),
+            found.tag,
+            found.delete,
+            found.settling,
+        )
+        self._state = "idle"
+        sd_notify(f"STATUS={self._summary()}")
+        return watcher
+
+    def _loop(self) -> None:
+        batch_size = max(1, self.cfg.model.batch_size)
+        while not self.stopping.is_set():
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self._reload()
+            self._state = "idle"
+            self._write_status()
+            jobs = self._queue.take(batch_size, timeout=HEARTBEAT_S)
+            if jobs:
+                self._state = "tagging"
+                self._write_status()
+                sd_notify(f"STATUS={self._summary()}")
+                self._work(jobs)
+                sd_notify(f"STATUS={self._summary()}")
+
+    def _reload(self) -> None:
+        sd_notify("RELOADING=1")
+        try:
+            cfg = config.load(self.cfg.source)
+            validate(cfg)
+            if cfg.index_dir != self.cfg.index_dir:
+                raise ConfigError("index.path changed: restart the service to use the new index")
+            processor = self.make_processor(cfg, self._index)
+        except Exception as exc:  # whatever is wrong, the old settings keep working
+            log.error("reload failed, keeping the old settings: %s", str(exc).splitlines()[0])
+            sd_notify("READY=1", f"STATUS={self._summary()}")
+            return
+        if (cfg.watch, cfg.scan) != (self.cfg.watch, self.cfg.scan):
+            old, self._watcher = self._watcher, self._start_watcher(cfg)  # says READY=1
+            old.stop()
+        else:
+            sd_notify("READY=1", f"STATUS={self._summary()}")
+        self.cfg, self._processor = cfg, processor
+        log.info("settings reloaded from %s", cfg.source or "defaults")
+
+    # work ---------------------------------------------------------------------------
+
+    def _work(self, jobs: list[Job]) -> None:
+        """Run jobs in their queue order: consecutive tags as one batch, moves and deletes
+        one by one between them (a photo tagged, then moved, must be tagged first).
+
+        Jobs are marked done only after the index is flushed, so a crash in between
+        repeats them instead of losing their index updates.
+        """
+        finished: list[Job] = []
+        tags: list[Job] = []
+        for job in jobs:
+            if job.kind == "tag":
+                tags.append(job)
+                continue
+            finished += self._tag(tags)
+            tags = []
+            if self._relocate(job):
+                finished.append(job)
+        finished += self._tag(tags)
+        self._index.flush()
+        self._queue.done(finished)
+
+    def _tag(self, jobs: list[Job]) -> list[Job]:
+        finished, todo = [], []
+        for job in jobs:
+            try:
+                unchanged = self._index.unchanged(PhotoFile.stat(job.path))
+            except FileNotFoundError:  # gone again: its delete or move job follows
+                finished.append(job)
+                continue
+            except OSError as exc:
+                self._failed(job, exc.strerror or str(exc))
+                continue
+            # Unchanged: our own keyword write coming back as an event, or a touched file.
+            (finished if unchanged else todo).append(job)
+        if not todo:
+            return finished
+        try:
+            outcomes = {str(o.path): o for o in self._processor([j.path for j in todo])}
+        except Exception as exc:  # a bug or a broken model: keep the jobs, retry later
+            log.exception("tagging a batch of %d failed", len(todo))
+            outcomes = {str(j.path): Outcome(j.path, error=f"{exc}") for j in todo}
+        for job in todo:
+            outcome = outcomes.get(str(job.path)) or Outcome(job.path, error="no result")
+            if outcome.error:
+                self._failed(job, outcome.error)
+            else:
+                finished.append(job)
+                log.info("%s: %s", job.path, _describe(outcome))
+        return finished
+
+    def _relocate(self, job: Job) -> bool:
+        """Apply a move or delete to the index; False when it failed (and will be retried)."""
+        if self.cfg.write.dry_run:
+            log.info("dry run: would %s %s", job.kind, job.path)
+            return True
+        try:
+            if job.kind == "move" and job.old is not None:
+                if moves.move(self._index, job.old, job.path):
+                    self._queue.put(job.path, "tag")
+                log.info("%s -> %s", job.old, job.path)
+            elif job.path.suffix.lower() in self._watcher.filter.extensions:
+                if moves.delete(self._index, job.path, job.old):
+                    log.info("%s: gone, forgotten", job.path)
+            elif n := moves.delete_folder(self._index, job.path):
+                log.info("%s: folder gone, %d photos forgotten", job.path, n)
+        except OSError as exc:
+            self._failed(job, f"{exc.strerror or exc}")
+            return False
+        return True
+
+    def _failed(self, job: Job, message: str) -> None:
+        retry = self._queue.failed(job, message)
+        log.warning("%s: %s%s", job.path, message, " (will retry)" if retry else " (giving up)")
+
+    # status -------------------------------------------------------------------------
+
+    def _summary(self) -> str:
+        q = self._queue.stats()
+        return f"{self._state}: {q.pending} queued, {q.done} done, {q.failed} failed"
+
+    def _write_status(self, force: bool = False, watcher: Watcher | None = None) -> None:
+        now = time.time()
+        if (
+            not force
+            and self._state == self._status_state
+            and now - self._status_at < STATUS_EVERY_S
+        ):
+            return
+        self._status_at, self._status_state = now, self._state
+        watcher = watcher or self._watcher
+        q = self._queue.stats()
+        current = ServiceStatus(
+            pid=os.getpid(),
+            started=self.started,
+            updated=now,
+            state=self._state,
+            folders=[str(f) for f in watcher.filter.roots],
+            polled=[str(f) for f in watcher.polled],
+            model_version=self._processor.version,
+            queued=q.pending,
+            in_flight=q.in_flight,
+            done=q.done,
+            failed=q.failed,
+            retried=q.retried,
+            errors=q.errors,
+        )
+        try:
+            # Readable by all: `phototag status` may run as another user than the service.
+            atomic_write(status_path(self.state_dir), current.to_json(), mode=0o644)
+        except OSError as exc:
+            log.warning("cannot write the status file: %s", exc.strerror or exc)
+
+
+def _describe(outcome: Outcome) -> str:
+    if outcome.skipped:
+        return outcome.skipped
+    tags = ", ".join(f"{t.name} {t.score:.2f}" for t in outcome.tags) or "no confident tags"
+    return f"{tags} -> {outcome.written_to}" if outcome.written_to else tags
+
+
+def run(cfg: Config, make_processor: ProcessorFactory = pipeline_processor) -> int:
+    """`phototag watch`: serve until SIGTERM/SIGINT; returns the exit status (0)."""
+    return Service(cfg, make_processor).run()
+
+
+def describe(st: ServiceStatus | None) -> str:
+    """`phototag status` output: a few lines a person reads."""
+    if st is None:
+        return "phototag service: never ran here (no status file)"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.started))
+    head = (
+        f"phototag service: running (pid {st.pid}, since {since}), {st.state}"
+        if st.running
+        else f"phototag service: not running (last seen {time.ctime(st.updated)})"
+    )
+    lines = [
+        head,
+        f"folders: {', '.join(st.folders)}"
+        + (f" (polled: {', '.join(st.polled)})" if st.polled else ""),
+        f"model: {st.model_version}",
+        f"queue: {st.queued} waiting, {st.in_flight} in progress; "
+        f"{st.done} done, {st.failed} failed, {st.retried} retries",
+    ]
+    lines += [
+        f"  {time.strftime('%m-%d %H:%M', time.localtime(e.at))} {e.path}: {e.message}"
+        + ("" if e.final else " (will retry)")
+        for e in st.errors[:5]
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,436 @@
+"""Watch folders and turn file events into queue jobs, only for photos that are complete.
+
+A photo is complete when the writer closes it (inotify's IN_CLOSE_WRITE) or, where no
+close is seen (polling, network filesystems, a writer that keeps the file open), when
+its size and mtime have held still for `settle_s`. A rename onto a photo name is complete
+at once: that is how downloaders, editors and our own metadata writer publish a file.
+
+Our own keyword writes come back as events too (a temp file renamed over the photo).
+They are not filtered here: the index records the photo's size and mtime after our
+write, so the service finds such a job "unchanged" and finishes it without inference.
+That holds however late the event arrives, which a "recently written" set would not.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import (
+    DirDeletedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from phototag.config import Config
+from phototag.index import Index
+from phototag.queue import Kind
+from phototag.records import PhotoFile
+
+log = logging.getLogger("phototag.watch")
+
+Put = Callable[[Path, Kind, Path | None], None]
+
+# Filesystems whose changes made by other machines inotify never reports.
+NETWORK_FS = frozenset(
+    [
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "virtiofs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "afs",
+        "ncpfs",
+        "davfs",
+        "fuse.sshfs",
+        "sshfs",
+        "fuse.rclone",
+        "fuse.glusterfs",
+        "fuse.davfs2",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+    ]
+)
+
+# Only the events we act on reach us: no open/close-without-write storm while we read photos.
+EVENTS = [
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    DirDeletedEvent,
+]
+
+
+def folders(cfg: Config) -> list[Path]:
+    """The watched folders as absolute paths, `~` expanded, as events and the index name them."""
+    return [Path(os.path.abspath(Path(f).expanduser())) for f in cfg.watch.folders]
+
+
+@dataclass(frozen=True)
+class PathFilter:
+    """Which paths are photos we watch: below a root, not hidden, a photo extension, globs.
+
+    Hidden names cover our temp files (`.IMG.JPG.x.phototag-tmp`); the extension test
+    covers partial downloads (`.part`, `.crdownload`), backups (`~`) and sidecars (`.xmp`).
+    Globs are matched against the file name, the path below the root and the full path,
+    so `*.tmp.jpg`, `Private/*` and `*/cache/*` all do what they look like.
+    """
+
+    roots: tuple[Path, ...]
+    extensions: frozenset[str]
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    recursive: bool
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> PathFilter:
+        return cls(
+            tuple(folders(cfg)),
+            frozenset(e.lower() for e in cfg.scan.extensions),
+            tuple(cfg.watch.include),
+            tuple(cfg.watch.exclude),
+            cfg.watch.recursive,
+        )
+
+    def below(self, path: Path) -> Path | None:
+        """`path` relative to its watched root, if it is visible below one."""
+        for root in self.roots:
+            if path.is_relative_to(root) and path != root:
+                rel = path.relative_to(root)
+                if any(part.startswith(".") for part in rel.parts):
+                    return None
+                return rel if self.recursive or len(rel.parts) == 1 else None
+        return None
+
+    def accepts(self, path: Path) -> bool:
+        rel = self.below(path)
+        if rel is None or path.suffix.lower() not in self.extensions:
+            return False
+        names = (rel.name, rel.as_posix(), path.as_posix())
+
+        def matches(patterns: tuple[str, ...]) -> bool:
+            return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)
+
+        return matches(self.include) and not matches(self.exclude)
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+class Settler:
+    """Photos that changed without a close event yet; emitted once they hold still.
+
+    One thread sleeps on a condition until the earliest deadline, so an idle settler
+    costs nothing.
+    """
+
+    def __init__(self, settle_s: float, emit: Callable[[Path], None]) -> None:
+        self.settle_s = settle_s
+        self._emit = emit
+        self._due: dict[Path, tuple[float, tuple[int, int] | None]] = {}
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="phototag-settler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def touch(self, path: Path) -> None:
+        """`path` changed: emit it after `settle_s` without further change."""
+        with self._cond:
+            self._due[path] = (time.monotonic() + self.settle_s, _signature(path))
+            self._cond.notify_all()
+
+    def forget(self, path: Path) -> bool:
+        """Stop waiting for `path`; True if it was waited for (still being written)."""
+        with self._cond:
+            return self._due.pop(path, None) is not None
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._due)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                ready = self._settled()
+                while not ready and not self._stopped:
+                    first = min((d for d, _ in self._due.values()), default=None)
+                    self._cond.wait(None if first is None else max(0.0, first - time.monotonic()))
+                    ready = self._settled()
+                if self._stopped:
+                    return
+            for path in ready:  # outside the lock: emitting takes the queue's lock
+                self._emit(path)
+
+    def _settled(self) -> list[Path]:
+        """Pop the paths whose deadline passed with the file unchanged; re-arm the others."""
+        now = time.monotonic()
+        ready = []
+        for path, (deadline, before) in list(self._due.items()):
+            if deadline > now:
+                continue
+            after = _signature(path)
+            if after is None or after[0] == 0:  # gone (a delete event follows) or still empty
+                del self._due[path]
+            elif after != before:
+                self._due[path] = (now + self.settle_s, after)
+            else:
+                del self._due[path]
+                ready.append(path)
+        return ready
+
+
+def filesystem_type(folder: Path, mounts: Path = Path("/proc/mounts")) -> str:
+    """The type of the filesystem holding `folder` per /proc/mounts; "" where unknown."""
+    try:
+        lines = mounts.read_text().splitlines()
+    except OSError:
+        return ""
+    real = os.path.realpath(folder)
+    best, kind = "", ""
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        # /proc/mounts escapes space, tab, newline and backslash as octal.
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[1])
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, kind = mount, fields[2]
+    return kind
+
+
+def polling_reason(folder: Path, cfg: Config) -> str | None:
+    """Why `folder` must be polled rather than watched with inotify, or None."""
+    if cfg.watch.poll:
+        return "watch.poll is set"
+    fstype = filesystem_type(folder)
+    if fstype in NETWORK_FS:
+        return f"it is on a network filesystem ({fstype}), where inotify misses other machines' changes"
+    return None
+
+
+def inotify_failure(exc: OSError) -> str:
+    """One line that tells the user which kernel limit to raise."""
+    if exc.errno == errno.ENOSPC:
+        try:
+            limit = Path("/proc/sys/fs/inotify/max_user_watches").read_text().strip()
+        except OSError:
+            limit = "?"
+        return (
+            f"too few inotify watches (fs.inotify.max_user_watches = {limit}); raise it with "
+            "`sysctl fs.inotify.max_user_watches=524288` (and in /etc/sysctl.d/ to keep it)"
+        )
+    if exc.errno == errno.EMFILE:
+        return "too many inotify instances (raise fs.inotify.max_user_instances)"
+    return f"inotify failed: {exc.strerror or exc}"
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    tag: int  # new or changed photos queued
+    settling: int  # photos modified moments ago, left to the settler
+    delete: int  # indexed photos that vanished
+
+
+class Watcher(FileSystemEventHandler):
+    """Observers over the configured folders, feeding `put(path, kind, old)`.
+
+    Starts holding its events: the caller runs `catch_up` against the index, then
+    `release`, so a live event (a delete) always lands after the catch-up's job for
+    the same path (a tag) and wins.
+    """
+
+    def __init__(self, cfg: Config, put: Put) -> None:
+        self.filter = PathFilter.from_config(cfg)
+        self.cfg = cfg
+        self._put = put
+        self._held: list[tuple[Path, Kind, Path | None]] | None = []
+        self._lock = threading.Lock()
+        self.settler = Settler(cfg.watch.settle_s, lambda p: self._emit(p, "tag"))
+        self._observers: list[BaseObserver] = []
+        self.polled: dict[Path, str] = {}  # folder -> why it is polled
+
+    def start(self) -> None:
+        self.settler.start()
+        inotify: BaseObserver | None = None
+        for folder in self.filter.roots:
+            reason = polling_reason(folder, self.cfg)
+            if reason is None:
+                try:
+                    if inotify is None:
+                        inotify = Observer()
+                        inotify.start()
+                        self._observers.append(inotify)
+                    self._schedule(inotify, folder)
+                    continue
+                except OSError as exc:
+                    reason = inotify_failure(exc)
+            log.warning(
+                "%s: polling every %g s because %s",
+                folder,
+                self.cfg.watch.poll_interval_s,
+                reason,
+            )
+            poller = PollingObserver(timeout=self.cfg.watch.poll_interval_s)
+            self._schedule(poller, folder)
+            poller.start()
+            self._observers.append(poller)
+            self.polled[folder] = reason
+
+    def _schedule(self, observer: BaseObserver, folder: Path) -> None:
+        observer.schedule(
+            self, str(folder), recursive=self.cfg.watch.recursive, event_filter=EVENTS
+        )
+
+    def stop(self) -> None:
+        for observer in self._observers:
+            observer.stop()
+        for observer in self._observers:
+            observer.join()
+        self._observers.clear()
+        self.settler.stop()
+
+    def release(self) -> None:
+        """Pass on the events held since `start`, then every event as it comes."""
+        with self._lock:
+            for job in self._held or ():
+                self._put(*job)
+            self._held = None
+
+    def _emit(self, path: Path, kind: Kind, old: Path | None = None) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append((path, kind, old))
+            else:
+                self._put(path, kind, old)
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            self._on(event)
+        except Exception:  # an exception here would silently end the observer's thread
+            log.exception("cannot handle %s", event)
+
+    def _on(self, event: FileSystemEvent) -> None:
+        src = Path(os.fsdecode(event.src_path))
+        accepts = self.filter.accepts
+        if event.is_directory:
+            # A folder moved out of the tree (to the trash) reports only itself, not its photos.
+            if event.event_type == "deleted" and self.filter.below(src) is not None:
+                self._emit(src, "delete")
+            return
+        if event.event_type == "closed":
+            if accepts(src):
+                self.settler.forget(src)
+                self._emit(src, "tag")
+        elif event.event_type in ("created", "modified"):
+            if accepts(src):
+                self.settler.touch(src)
+        elif event.event_type == "deleted":
+            if accepts(src):
+                self.settler.forget(src)
+                self._emit(src, "delete")
+        elif event.event_type == "moved":
+            self._moved(src, Path(os.fsdecode(event.dest_path)))
+
+    def _moved(self, src: Path, dest: Path) -> None:
+        was_photo, is_photo = self.filter.accepts(src), self.filter.accepts(dest)
+        half_written = self.settler.forget(src)
+        if was_photo and is_photo and not half_written:
+            self._emit(dest, "move", src)  # tags and vectors follow, no inference
+            return
+        if was_photo:
+            self._emit(src, "delete")
+        if is_photo:
+            if half_written:
+                self.settler.touch(dest)
+            else:  # renamed onto a photo name: published complete (downloads, atomic saves)
+                self._emit(dest, "tag")
+
+    def walk(self) -> Iterator[Path]:
+        """The photos below the watched folders now, without following symlinks."""
+        for root in self.filter.roots:
+            for folder, subdirs, files in os.walk(root, onerror=_walk_error):
+                visible = sorted(d for d in subdirs if not d.startswith("."))
+                subdirs[:] = visible if self.filter.recursive else []
+                for name in sorted(files):
+                    path = Path(folder, name)
+                    if self.filter.accepts(path):
+                        yield path
+
+    def catch_up(self, index: Index, stop: threading.Event | None = None) -> CatchUp:
+        """Queue what changed while nobody watched: new and changed photos first, then the gone.
+
+        Tags go first so that a photo moved while we were away is found by content at
+        its new path (the pipeline moves its record) before its old path is forgotten.
+        Photos modified within `settle_s` may still be being written: the settler decides.
+        """
+        tag = settling = 0
+        seen: set[str] = set()
+        now_ns = time.time_ns()
+        for path in self.walk():
+            if stop is not None and stop.is_set():
+                break
+            try:
+                file = PhotoFile.stat(path)
+            except OSError:
+                continue
+            seen.add(str(path))
+            if index.unchanged(file):
+                continue
+            if now_ns - file.mtime_ns < self.settler.settle_s * 1e9:
+                self.settler.touch(path)
+                settling += 1
+            else:
+                self._put(path, "tag", None)
+                tag += 1
+        gone = [
+            Path(r.path)
+            for r in index.records()
+            if r.path not in seen
+            and self.filter.below(Path(r.path)) is not None
+            and not os.path.lexists(r.path)
+        ]
+        for path in gone:
+            self._put(path, "delete", None)
+        return CatchUp(tag, settling, len(gone))
+
+
+def _walk_error(exc: OSError) -> None:
+    log.warning("%s: cannot list folder: %s", exc.filename, exc.strerror or exc)

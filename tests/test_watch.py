@@ -1,0 +1,307 @@
+import contextlib
+import errno
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from phototag import watch
+from phototag.config import Config
+from phototag.index import Index, PhotoRecord
+from phototag.records import PhotoFile
+from phototag.watch import PathFilter, Watcher
+
+
+class Recorder:
+    """A fake queue's `put` that remembers when each job arrived."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[float, str, Path, Path | None]] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, path: Path, kind: str, old: Path | None) -> None:
+        with self.cond:
+            self.jobs.append((time.monotonic(), kind, path, old))
+            self.cond.notify_all()
+
+    def wait_for(self, kind: str, path: Path, timeout: float = 5.0) -> float:
+        """When the job arrived; fails the test if it does not within `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for at, k, p, _ in self.jobs:
+                    if (k, p) == (kind, path):
+                        return at
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"no {kind} job for {path} within {timeout} s; got {self.seen()}")
+                self.cond.wait(left)
+
+    def seen(self) -> list[tuple[str, Path, Path | None]]:
+        with self.cond:
+            return [(k, p, o) for _, k, p, o in self.jobs]
+
+
+def settings(folder: Path, **watch_settings: object) -> Config:
+    cfg = Config()
+    cfg.watch.folders = [str(folder)]
+    cfg.watch.settle_s = 1.0
+    cfg.watch.poll_interval_s = 0.2
+    for key, value in watch_settings.items():
+        setattr(cfg.watch, key, value)
+    return cfg
+
+
+@pytest.fixture
+def album(tmp_path: Path) -> Path:
+    folder = tmp_path / "album"
+    folder.mkdir()
+    return folder
+
+
+@contextlib.contextmanager
+def watching(cfg: Config) -> Iterator[tuple[Watcher, Recorder]]:
+    recorder = Recorder()
+    watcher = Watcher(cfg, recorder)
+    watcher.start()
+    watcher.release()
+    try:
+        yield watcher, recorder
+    finally:
+        watcher.stop()
+
+
+@pytest.fixture
+def live(album: Path) -> Iterator[tuple[Watcher, Recorder]]:
+    with watching(settings(album)) as running:
+        yield running
+
+
+def write_slowly(path: Path, chunks: int, pause: float) -> float:
+    """Write a file in chunks with pauses, as a slow copy or download does.
+
+    Returns the time of the last write, just before the close (the watcher may see the
+    close before this thread returns from it).
+    """
+    with path.open("wb") as f:
+        for i in range(chunks):
+            time.sleep(pause)
+            f.write(bytes([i]) * 50_000)
+            f.flush()
+        return time.monotonic()
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["inotify", "polling"])
+def test_a_slowly_written_photo_is_queued_once_after_it_is_complete(
+    album: Path, poll: bool
+) -> None:
+    with watching(settings(album, poll=poll)) as (watcher, recorder):
+        assert bool(watcher.polled) == poll
+        photo = album / "slow.jpg"
+        last_write = write_slowly(photo, chunks=10, pause=0.3)  # 3 s; settle_s is 1 s
+        queued = recorder.wait_for("tag", photo)
+        assert queued >= last_write
+        time.sleep(1.5)  # longer than settle_s: no second job from the settler
+        assert recorder.seen() == [("tag", photo, None)]
+
+
+def test_temporaries_sidecars_and_other_files_are_ignored(album: Path) -> None:
+    with watching(settings(album, exclude=["*/cache/*"])) as (_, recorder):
+        (album / "cache").mkdir()
+        (album / ".thumbnails").mkdir()
+        for name in [
+            ".IMG.JPG.k2j3h4.phototag-tmp",
+            "IMG.JPG.xmp",
+            "download.jpg.part",
+            "download2.jpg.crdownload",
+            "backup.jpg~",
+            ".hidden.jpg",
+            "notes.txt",
+            "cache/small.jpg",
+            ".thumbnails/t.png",
+        ]:
+            (album / name).write_bytes(b"x" * 100)
+        photo = album / "real.JPG"
+        photo.write_bytes(b"x" * 100)
+        recorder.wait_for("tag", photo)
+        time.sleep(0.3)
+        assert recorder.seen() == [("tag", photo, None)]
+
+
+def test_renames_move_and_deletes_delete(live: tuple[Watcher, Recorder], album: Path) -> None:
+    _, recorder = live
+    a, b = album / "a.jpg", album / "b.jpg"
+    a.write_bytes(b"photo")
+    recorder.wait_for("tag", a)
+    a.rename(b)
+    recorder.wait_for("move", b)
+    b.rename(album / "b.jpg.bak")  # no longer a photo name
+    recorder.wait_for("delete", b)
+    (album / "c.jpg").write_bytes(b"photo")
+    recorder.wait_for("tag", album / "c.jpg")
+    (album / "c.jpg").unlink()
+    recorder.wait_for("delete", album / "c.jpg")
+    assert recorder.seen() == [
+        ("tag", a, None),
+        ("move", b, a),
+        ("delete", b, None),
+        ("tag", album / "c.jpg", None),
+        ("delete", album / "c.jpg", None),
+    ]
+
+
+def test_a_download_renamed_into_place_is_queued_without_settling(
+    live: tuple[Watcher, Recorder], album: Path
+) -> None:
+    _, recorder = live
+    part, photo = album / "cat.jpg.part", album / "cat.jpg"
+    part.write_bytes(b"x" * 1000)
+    renamed = time.monotonic()
+    part.rename(photo)
+    assert recorder.wait_for("tag", photo) - renamed < 0.5  # settle_s is 1 s
+    assert recorder.seen() == [("tag", photo, None)]
+
+
+def test_a_folder_moved_to_the_trash_is_one_delete(
+    live: tuple[Watcher, Recorder], album: Path, tmp_path: Path
+) -> None:
+    _, recorder = live
+    trip = album / "trip"
+    trip.mkdir()
+    (trip / "1.jpg").write_bytes(b"x")
+    recorder.wait_for("tag", trip / "1.jpg")
+    trip.rename(tmp_path / "trash")
+    recorder.wait_for("delete", trip)
+
+
+def test_a_renamed_folder_moves_its_photos_and_one_moved_in_is_tagged(
+    live: tuple[Watcher, Recorder], album: Path, tmp_path: Path
+) -> None:
+    _, recorder = live
+    trip, renamed = album / "trip", album / "Trip 2024"
+    trip.mkdir()
+    (trip / "1.jpg").write_bytes(b"x")
+    recorder.wait_for("tag", trip / "1.jpg")
+    trip.rename(renamed)
+    recorder.wait_for("move", renamed / "1.jpg")
+    outside = tmp_path / "card"
+    outside.mkdir()
+    (outside / "2.jpg").write_bytes(b"x")
+    outside.rename(album / "card")
+    recorder.wait_for("tag", album / "card" / "2.jpg")
+    assert recorder.seen() == [
+        ("tag", trip / "1.jpg", None),
+        ("move", renamed / "1.jpg", trip / "1.jpg"),
+        ("tag", album / "card" / "2.jpg", None),
+    ]
+
+
+def test_events_are_held_until_release(album: Path) -> None:
+    recorder = Recorder()
+    watcher = Watcher(settings(album), recorder)
+    watcher.start()
+    try:
+        (album / "early.jpg").write_bytes(b"x")
+        time.sleep(0.5)
+        assert recorder.seen() == []
+        watcher.release()
+        assert recorder.seen() == [("tag", album / "early.jpg", None)]
+    finally:
+        watcher.stop()
+
+
+def record(path: Path, sha: str = "0" * 64) -> PhotoRecord:
+    file = PhotoFile.stat(path)
+    return PhotoRecord(str(path), file.size, file.mtime_ns, sha)
+
+
+def test_catch_up_queues_new_and_changed_photos_then_the_vanished(
+    album: Path, tmp_path: Path
+) -> None:
+    old = time.time() - 60
+    for name in ("same.jpg", "changed.jpg", "new.jpg", "gone.jpg"):
+        (album / name).write_bytes(b"x")
+        os.utime(album / name, (old, old))
+    with Index(tmp_path / "index") as index:
+        for name in ("same.jpg", "changed.jpg", "gone.jpg"):
+            index.put(record(album / name))
+        index.put(PhotoRecord("/elsewhere/unwatched.jpg", 1, 1, "1" * 64))
+        (album / "changed.jpg").write_bytes(b"xx")
+        os.utime(album / "changed.jpg", (old, old))
+        (album / "gone.jpg").unlink()
+        (album / "fresh.jpg").write_bytes(b"still being copied?")  # mtime now: let it settle
+
+        recorder = Recorder()
+        watcher = Watcher(settings(album), recorder)
+        found = watcher.catch_up(index)
+        try:
+            watcher.settler.start()
+            watcher.release()
+            assert (found.tag, found.delete, found.settling) == (2, 1, 1)
+            recorder.wait_for("tag", album / "fresh.jpg")
+        finally:
+            watcher.settler.stop()
+    assert recorder.seen() == [
+        ("tag", album / "changed.jpg", None),
+        ("tag", album / "new.jpg", None),
+        ("delete", album / "gone.jpg", None),
+        ("tag", album / "fresh.jpg", None),
+    ]
+
+
+def test_inotify_out_of_watches_falls_back_to_polling(
+    album: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class NoWatchesLeft(watch.Observer):  # type: ignore[misc,valid-type]
+        def schedule(self, *args: object, **kw: object) -> None:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    monkeypatch.setattr(watch, "Observer", NoWatchesLeft)
+    with watching(settings(album)) as (watcher, recorder):
+        assert "max_user_watches" in watcher.polled[album]
+        assert "max_user_watches" in caplog.text and "polling" in caplog.text
+        (album / "p.jpg").write_bytes(b"x")
+        recorder.wait_for("tag", album / "p.jpg")
+
+
+def test_network_filesystems_are_polled(album: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watch, "filesystem_type", lambda folder: "nfs4")
+    assert "network filesystem (nfs4)" in (watch.polling_reason(album, settings(album)) or "")
+    monkeypatch.setattr(watch, "filesystem_type", lambda folder: "ext4")
+    assert watch.polling_reason(album, settings(album)) is None
+    assert watch.polling_reason(album, settings(album, poll=True)) == "watch.poll is set"
+
+
+def test_filesystem_type_reads_proc_mounts(tmp_path: Path) -> None:
+    if not Path("/proc/mounts").exists():
+        pytest.skip("no /proc/mounts on this system")
+    assert watch.filesystem_type(Path("/proc/self")) == "proc"
+    assert watch.filesystem_type(tmp_path) != ""
+
+
+def test_filesystem_type_takes_the_deepest_mount(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/sda1 / ext4 rw 0 0\n"
+        "nas:/photos /mnt/my\\040nas nfs4 rw 0 0\n"
+        "/dev/sdb1 /mnt/my\\040nas/local ext4 rw 0 0\n"
+    )
+    assert watch.filesystem_type(Path("/mnt/my nas/2024"), mounts) == "nfs4"
+    assert watch.filesystem_type(Path("/mnt/my nas/local/x"), mounts) == "ext4"
+    assert watch.filesystem_type(Path("/mnt/my nasty"), mounts) == "ext4"
+    assert watch.filesystem_type(Path("/x"), tmp_path / "missing") == ""
+
+
+def test_path_filter() -> None:
+    f = PathFilter(
+        (Path("/photos"),), frozenset({".jpg"}), ("*",), ("*/raw/*", "tmp*"), recursive=True
+    )
+    assert f.accepts(Path("/photos/2024/a.JPG"))
+    assert not f.accepts(Path("/photos/2024/raw/a.jpg"))
+    assert not f.accepts(Path("/photos/tmp1.jpg"))
+    assert not f.accepts(Path("/photosX/a.jpg"))
+    assert not f.accepts(Path("/photos/.trash/a.jpg"))
+    flat = PathFilter((Path("/photos"),), frozenset({".jpg"}), ("*",), (), recursive=False)
+    assert flat.accepts(Path("/photos/a.jpg")) and not flat.accepts(Path("/photos/2024/a.jpg"))
