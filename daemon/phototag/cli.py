@@ -23,9 +23,11 @@ from phototag.index import Index, IndexUnavailable
 from phototag.infer import InferenceError
 from phototag.pipeline import Pipeline, discover
 from phototag.records import Outcome, PhotoFile
+from phototag.service import ServiceError
 from phototag.tagger import Tagger
 
 log = logging.getLogger("phototag")
+SYSTEM_STATE_DIR = Path("/var/lib/phototag")  # the system-wide unit's StateDirectory
 
 
 class UserError(Exception):
@@ -189,6 +191,33 @@ def cmd_models_pull(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+# --- the service ------------------------------------------------------------------
+
+
+def cmd_watch(args: argparse.Namespace, cfg: Config) -> int:
+    from phototag import service
+
+    service.configure_logging(args.verbose)
+    return service.run(cfg)
+
+
+def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
+    from phototag import service
+
+    st = service.status(SYSTEM_STATE_DIR if args.system else None)
+    print(service.describe(st))
+    return 0 if st and st.running else 3  # 3: "not running", as systemctl status says it
+
+
+def cmd_service_install(args: argparse.Namespace, cfg: Config) -> int:
+    from phototag import service_install
+
+    unit = service_install.install(cfg, user=args.user)
+    print(f"wrote {show(unit)}")
+    print(service_install.next_steps(args.user, cfg.source))
+    return 0
+
+
 # --- parser -------------------------------------------------------------------------
 
 EPILOG = """\
@@ -210,7 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"phototag {__version__}")
-    parser.add_argument("-c", "--config", type=Path, help="settings file (default: %(default)s)")
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help="settings file (default: $PHOTOTAG_CONFIG, else ~/.config/phototag/config.yaml)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log what happens (which model, which device)"
@@ -276,6 +310,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. mobilenet-v2 (the newest) or mobilenet-v2@tf1-quant",
     )
     p.set_defaults(func=cmd_models_pull)
+
+    p = command(
+        "watch",
+        cmd_watch,
+        "run the service: watch folders and tag new photos (what systemd starts)",
+        description="Watch the folders in config.yaml (watch.folders) and tag every photo that "
+        "arrives, once it is completely written. Catches up on what changed while it was down, "
+        "keeps a persistent queue, reloads settings on SIGHUP and stops cleanly on SIGTERM.",
+    )
+    p = command("status", cmd_status, "is the service running, its queue, and its last errors")
+    p.add_argument(
+        "--system", action="store_true", help=f"the system-wide service ({SYSTEM_STATE_DIR})"
+    )
+    service = command("service", cmd_service_install, "install the systemd unit")
+    ssub = service.add_subparsers(dest="service_command", metavar="ACTION", required=True)
+    p = ssub.add_parser(
+        "install",
+        help="write the systemd unit for this installation",
+        description="Write phototag.service with this installation's paths and the watched "
+        "folders from your config (as ReadWritePaths), then print the systemctl commands to run.",
+    )
+    p.add_argument(
+        "--user",
+        action="store_true",
+        help="a user unit (~/.config/systemd/user) instead of system-wide",
+    )
+    p.set_defaults(func=cmd_service_install)
     return parser
 
 
@@ -310,7 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "write_mode", None):
             cfg.write.mode = args.write_mode
         return args.func(args, cfg)
-    except (UserError, config.ConfigError, catalogue.CatalogueError, IndexUnavailable) as exc:
+    except (
+        UserError,
+        config.ConfigError,
+        catalogue.CatalogueError,
+        IndexUnavailable,
+        ServiceError,
+    ) as exc:
         print(f"phototag: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -49,11 +49,12 @@ def shared(sidecar: Path, photo: Path) -> bool:
     )
 
 
-def move(index: Index, old: Path, new: Path) -> bool:
+def move(index: Index, old: Path, new: Path, same_content: bool = False) -> bool:
     """Re-point `old`'s record at `new`; True when `new` still needs tagging.
 
     It does when `old` was never indexed, or when the photo changed on the way (its size
-    or mtime differ from the record's: a rename keeps both).
+    or mtime differ from the record's: a rename keeps both). With `same_content` (the
+    caller matched the content hash) the record takes `new`'s size and mtime as they are.
     """
     record = index.get(old)
     if record is None:
@@ -71,7 +72,8 @@ def move(index: Index, old: Path, new: Path) -> bool:
         written_to = str(target) if target.exists() else None
     else:
         written_to = str(new) if record.written_to else None
-    index.move(str(old), PhotoFile(new, record.size, record.mtime_ns), written_to)
+    file = PhotoFile.stat(new) if same_content else PhotoFile(new, record.size, record.mtime_ns)
+    index.move(str(old), file, written_to)
     return not index.unchanged(PhotoFile.stat(new))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phototag import decode, metadata
+from phototag import decode, metadata, moves
 from phototag.config import Config, ScanConfig
 from phototag.index import Index, PhotoRecord
 from phototag.records import Decoded, Outcome, PhotoFile
@@ -142,7 +142,7 @@ class Pipeline:
         moved = self._moved_from(decoded)
         if moved is None:
             return decoded
-        self.index.move(moved.path, decoded.file, moved.written_to)  # type: ignore[union-attr]
+        moves.move(self.index, Path(moved.path), path, same_content=True)  # type: ignore[arg-type]
         return Outcome(path, tags=moved.auto, skipped=f"moved from {moved.path}")
 
     def _moved_from(self, decoded: Decoded) -> PhotoRecord | None:

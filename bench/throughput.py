@@ -1,0 +1,162 @@
+"""Throughput of `phototag scan` against a naive pipeline and the hardware bounds, in one run.
+
+    python bench/throughput.py --photos 500
+
+Makes camera-sized 4000x3000 JPEGs with EXIF from ../shared/photos (cached between runs),
+then on fresh copies of the same files measures:
+  1. naive: per file, full-resolution decode, resize, one-image ONNX run, XMP write, TinyDB insert;
+  2. phototag: `phototag scan` end to end in a subprocess with default settings (peak RSS too);
+  3. bounds: model-only at the best batch size, and decode-only with phototag's decoder, all cores;
+and prints photos/s, the ratios 2/1 and 2/min(bounds), and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pyexiv2
+from PIL import Image
+from tinydb import TinyDB
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MODEL = SHARED / "models" / "mobilenet_v2_1.0_224_quant.onnx"
+CACHE = Path(tempfile.gettempdir()) / "phototag-bench-camera"
+
+
+def make_camera_photos(n: int) -> list[Path]:
+    """4000x3000 JPEGs at quality 90 with EXIF, with mild sensor-like noise so they are camera-sized."""
+    CACHE.mkdir(exist_ok=True)
+    sources = sorted(p for p in (SHARED / "photos").iterdir() if p.suffix in (".jpg", ".bmp"))
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        path = CACHE / f"IMG_{i:05d}.JPG"
+        out.append(path)
+        if path.exists():
+            continue
+        src = Image.open(sources[i % len(sources)]).convert("RGB")
+        big = np.asarray(src.resize((4000, 3000), Image.Resampling.BICUBIC), dtype=np.int16)
+        big = np.clip(big + rng.integers(-6, 7, big.shape, dtype=np.int16), 0, 255).astype(np.uint8)
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110] = "BenchCam", "Model 12"
+        exif.get_ifd(0x8769)[36867] = f"2024:06:{1 + i % 28:02d} 12:00:00"
+        Image.fromarray(big).save(path, quality=90, exif=exif)
+        if i % 50 == 49:
+            print(f"made {i + 1}/{n} camera-sized photos in {CACHE}", file=sys.stderr)
+    return out
+
+
+def fresh_copies(files: list[Path], where: Path) -> list[Path]:
+    where.mkdir(parents=True)
+    copies = []
+    for f in files:
+        shutil.copyfile(f, where / f.name)
+        copies.append(where / f.name)
+    return copies
+
+
+def naive(files: list[Path], db_path: Path) -> float:
+    """What a straightforward script does: one photo at a time, full decode, one-image inference."""
+    session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    db = TinyDB(db_path)
+    start = time.perf_counter()
+    for path in files:
+        img = Image.open(path).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR)
+        probs, emb = session.run(["probabilities", "embedding"], {"input": np.asarray(img)[None]})
+        top = [int(i) for i in np.argsort(probs[0])[::-1][:3]]
+        meta = pyexiv2.Image(str(path))
+        meta.modify_xmp({"Xmp.dc.subject": [f"class{i}" for i in top]})
+        meta.close()
+        db.insert({"path": str(path), "classes": top, "embedding": emb[0].tolist()})
+    return time.perf_counter() - start
+
+
+def phototag_scan(folder: Path, home: Path) -> tuple[float, int]:
+    """`phototag scan` in a fresh process and fresh XDG folders; returns seconds and peak RSS (KiB)."""
+    env = dict(
+        os.environ, XDG_DATA_HOME=str(home), XDG_STATE_HOME=str(home), XDG_CONFIG_HOME=str(home)
+    )
+    run = [sys.executable, "-m", "phototag"]
+    subprocess.run([*run, "models", "import", str(MODEL)], env=env, check=True, capture_output=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run([*run, "-q", "scan", str(folder)], env=env, check=True)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, peak if peak > before else before
+
+
+def model_bound(n: int) -> tuple[float, int]:
+    """Best photos/s of the model alone over batch sizes, on random input, all cores."""
+    session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    best = (0.0, 0)
+    for batch in (1, 8, 16, 32, 64):
+        x = np.random.default_rng(1).integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
+        session.run(None, {"input": x})  # warm-up
+        runs = max(1, n // batch)
+        start = time.perf_counter()
+        for _ in range(runs):
+            session.run(["probabilities", "embedding"], {"input": x})
+        rate = runs * batch / (time.perf_counter() - start)
+        best = max(best, (rate, batch))
+    return best
+
+
+def decode_bound(files: list[Path]) -> float:
+    """Photos/s of phototag's own decode stage alone (read, hash, draft decode), one thread a core."""
+    from phototag import decode
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        start = time.perf_counter()
+        list(pool.map(lambda p: decode.load(p, 224, 200_000_000), files))
+        return len(files) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--photos", type=int, default=500)
+    parser.add_argument(
+        "--naive-photos", type=int, default=100, help="the naive pipeline is slow: time it on fewer"
+    )
+    args = parser.parse_args()
+    files = make_camera_photos(args.photos)
+    size_mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
+    print(
+        f"{len(files)} photos, 4000x3000 JPEG q90, {size_mb:.1f} MB each on average; {os.cpu_count()} cores"
+    )
+    with tempfile.TemporaryDirectory(prefix="phototag-bench-") as tmp:
+        work = Path(tmp)
+        for f in files:  # warm the page cache so every variant reads from memory alike
+            f.read_bytes()
+        fresh_copies(files, work / "scan")
+        seconds, rss_kib = phototag_scan(work / "scan", work / "home")
+        ours = len(files) / seconds
+        naive_files = fresh_copies(files[: args.naive_photos], work / "naive")
+        slow = len(naive_files) / naive(naive_files, work / "naive.json")
+        model_rate, best_batch = model_bound(len(files))
+        decode_rate = decode_bound(files)
+    bound = min(model_rate, decode_rate)
+    print(f"naive pipeline      {slow:7.1f} photos/s  ({len(naive_files)} photos)")
+    print(f"phototag scan       {ours:7.1f} photos/s  peak RSS {rss_kib / 1024:.0f} MB")
+    print(f"model-only bound    {model_rate:7.1f} photos/s  (batch {best_batch})")
+    print(f"decode-only bound   {decode_rate:7.1f} photos/s")
+    print(f"phototag / naive            {ours / slow:5.1f}x")
+    print(f"phototag / min(bounds)      {ours / bound:5.1%}")
+
+
+if __name__ == "__main__":
+    main()
