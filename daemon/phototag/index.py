@@ -10,12 +10,14 @@ every document; writes are cached and flushed atomically in batches.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 from tinydb import TinyDB
@@ -110,13 +112,29 @@ class VectorStore:
         return np.asarray(self._map[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(method: Callable[P, R]) -> Callable[P, R]:
+    """Serialise index calls: the pipeline's writer thread and its reader share one Index."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with args[0]._mutex:  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
 class Index:
-    """The photo index in one folder; one writer at a time (a lock file says who)."""
+    """The photo index in one folder; one writer process at a time (a lock file says who)."""
 
     def __init__(self, folder: Path, readonly: bool = False) -> None:
         self.folder = folder
         self.readonly = readonly
         self._lock: int | None = None
+        self._mutex = threading.RLock()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if not readonly:
@@ -168,9 +186,11 @@ class Index:
         doc_id = self._by_path.get(str(path))
         return None if doc_id is None else PhotoRecord.from_doc(self.db.get(doc_id=doc_id))
 
+    @_locked
     def with_sha(self, sha256: str) -> list[PhotoRecord]:
         return [PhotoRecord.from_doc(self.db.get(doc_id=i)) for i in self._by_sha.get(sha256, ())]
 
+    @_locked
     def unchanged(self, file: PhotoFile) -> bool:
         """True when the file is indexed with this exact size and mtime: nothing to do."""
         doc_id = self._by_path.get(str(file.path))
@@ -179,10 +199,11 @@ class Index:
         doc = self.db.get(doc_id=doc_id)
         return doc["size"] == file.size and doc["mtime_ns"] == file.mtime_ns
 
-    def records(self) -> Iterator[PhotoRecord]:
-        for doc in self.db.all():
-            yield PhotoRecord.from_doc(doc)
+    @_locked
+    def records(self) -> list[PhotoRecord]:
+        return [PhotoRecord.from_doc(doc) for doc in self.db.all()]
 
+    @_locked
     def put(self, record: PhotoRecord, vectors: dict[str, np.ndarray] | None = None) -> None:
         """Insert or replace the record for `record.path`, appending its vectors."""
         for name, vector in (vectors or {}).items():
@@ -194,6 +215,7 @@ class Index:
         doc_id = self.db.insert(record.to_doc())
         self._remember(record.path, record.sha256, doc_id)
 
+    @_locked
     def move(self, old: str, new: PhotoFile, written_to: str | None = None) -> PhotoRecord:
         """Re-point a record at its new path; tags and vectors come along, no inference."""
         record = self.get(old)
@@ -205,6 +227,7 @@ class Index:
         self.put(record)
         return record
 
+    @_locked
     def remove(self, path: Path | str) -> PhotoRecord | None:
         record = self.get(path)
         if record is not None:
@@ -213,6 +236,7 @@ class Index:
             self.db.remove(doc_ids=[doc_id])
         return record
 
+    @_locked
     def store(self, name: str, dim: int) -> VectorStore:
         store = self._stores.get(name)
         if store is None:
@@ -221,14 +245,17 @@ class Index:
             raise IndexUnavailable(f"vector store {name} holds {store.dim}-d rows, not {dim}-d")
         return store
 
+    @_locked
     def vectors(self, name: str, records: list[PhotoRecord], dim: int) -> np.ndarray:
         """The stored rows of `name` for these records (all must have one), as float32."""
         return self.store(name, dim).get([r.vectors[name] for r in records])
 
+    @_locked
     def flush(self) -> None:
         if not self.readonly:
             self.db.storage.flush()
 
+    @_locked
     def close(self) -> None:
         if self.readonly:
             self.db.storage.storage.close()

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from phototag import decode, metadata, moves
 from phototag.config import Config, ScanConfig
 from phototag.index import Index, PhotoRecord
-from phototag.records import Decoded, Outcome, PhotoFile
+from phototag.infer import Batch
+from phototag.records import Decoded, Outcome, PhotoFile, Tag
 from phototag.tagger import Tagger
 
 COLOUR_STORE = "colour"
@@ -87,9 +89,21 @@ class Pipeline:
         return outcomes
 
     def outcomes(self, paths: Iterable[Path]) -> Iterator[Outcome]:
+        """Outcomes as photos finish; decode, inference and writing overlap.
+
+        Decoders run ahead in a pool; the calling thread infers batch N+1 while one writer
+        thread writes batch N's keywords and index records (one writer keeps the index's
+        updates in order). NumPy's BLAS is held to one thread: its spinning workers would
+        only fight ONNX Runtime's for the same cores.
+        """
         workers = self.cfg.scan.workers or os.cpu_count() or 2
         batch_size = self.cfg.model.batch_size
-        with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        with (
+            threadpool_limits(1, "blas"),
+            ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="write") as writer,
+        ):
+            written: deque[Future[list[Outcome]]] = deque()
             batch: list[Decoded] = []
             for item in self._decoded(paths, pool, window=2 * batch_size + workers):
                 if isinstance(item, Outcome):
@@ -97,10 +111,14 @@ class Pipeline:
                     continue
                 batch.append(item)
                 if len(batch) == batch_size:
-                    yield from self._finish(batch)
+                    written.append(writer.submit(self._finish, batch, self._infer(batch)))
                     batch = []
+                    while len(written) > 1:
+                        yield from written.popleft().result()
             if batch:
-                yield from self._finish(batch)
+                written.append(writer.submit(self._finish, batch, self._infer(batch)))
+            while written:
+                yield from written.popleft().result()
         if self.index is not None and not self.dry_run:
             self.index.flush()
 
@@ -153,25 +171,31 @@ class Pipeline:
             (r for r in self.index.with_sha(decoded.sha256) if not os.path.lexists(r.path)), None
         )
 
-    def _finish(self, batch: list[Decoded]) -> Iterator[Outcome]:
+    def _infer(self, batch: list[Decoded]) -> tuple[Batch, list[list[Tag]]]:
         inferred = self.tagger.model.run(np.stack([d.pixels for d in batch]))
-        for i, (decoded, tags) in enumerate(zip(batch, self.tagger.tags(inferred), strict=True)):
-            outcome = Outcome(decoded.file.path, tags=tags)
+        return inferred, self.tagger.tags(inferred)
+
+    def _finish(
+        self, batch: list[Decoded], inferred: tuple[Batch, list[list[Tag]]]
+    ) -> list[Outcome]:
+        """Write and index one inferred batch (in the writer thread)."""
+        outputs, tags = inferred
+        outcomes = []
+        for i, decoded in enumerate(batch):
+            outcome = Outcome(decoded.file.path, tags=tags[i])
+            outcomes.append(outcome)
             if self.dry_run:
                 outcome.skipped = "dry run"
-            else:
-                try:
-                    self._write(
-                        decoded,
-                        outcome,
-                        {
-                            self.tagger.embedding_store: inferred.embeddings[i],
-                            COLOUR_STORE: decoded.colour,
-                        },
-                    )
-                except (metadata.MetadataError, OSError) as exc:
-                    outcome.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            yield outcome
+                continue
+            vectors = {
+                self.tagger.embedding_store: outputs.embeddings[i],
+                COLOUR_STORE: decoded.colour,
+            }
+            try:
+                self._write(decoded, outcome, vectors)
+            except (metadata.MetadataError, OSError) as exc:
+                outcome.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return outcomes
 
     def _write(self, decoded: Decoded, outcome: Outcome, vectors: dict[str, np.ndarray]) -> None:
         path = decoded.file.path
