@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,14 @@ class PhotoRecord:
     width: int = 0
     height: int = 0
     taken: str | None = None  # EXIF DateTimeOriginal, ISO 8601
+    # str(ModelVersion) that decided every tag in `auto`, at `tagged_at` (refine re-decides them
+    # all at once); "" when the photo has no auto tags of ours (undone), so refine leaves it.
     model_version: str = ""
-    auto: list[Tag] = field(default_factory=list)  # our tags, as written
+    auto: list[Tag] = field(default_factory=list)  # our tags with their scores, as in the file
     user: list[str] = field(default_factory=list)  # the user's keywords in the file
     negatives: list[str] = field(default_factory=list)  # our keywords the user deleted
     written_to: str | None = None  # the file or sidecar holding the keywords
-    tagged_at: float = 0.0
+    tagged_at: float = 0.0  # Unix time
     vectors: dict[str, int] = field(default_factory=dict)  # vector store name -> row
 
     def to_doc(self) -> dict[str, Any]:
@@ -59,6 +61,19 @@ class PhotoRecord:
         values = dict(doc)
         values["auto"] = [Tag(p, s, "auto") for p, s in doc.get("auto", [])]
         return cls(**values)
+
+
+def under(records: Iterable[PhotoRecord], roots: Sequence[Path]) -> list[PhotoRecord]:
+    """The records of photos at or below `roots` (files or folders); all of them when no roots."""
+    if not roots:
+        return list(records)
+    wanted = {Path(os.path.abspath(root)) for root in roots}
+    return [r for r in records if not wanted.isdisjoint(_and_parents(r.path))]
+
+
+def _and_parents(path: str) -> set[Path]:
+    full = Path(os.path.abspath(path))
+    return {full, *full.parents}
 
 
 class AtomicJSONStorage(Storage):
