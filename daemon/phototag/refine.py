@@ -92,31 +92,51 @@ def run(
     tagger: Tagger,
     cfg: Config,
     on_done: Callable[[Refined], None] | None = None,
-    flush_every_s: float = 2.0,
+    save_every_s: float = 2.0,
 ) -> list[Refined]:
-    """Re-score, then re-analyse; the index is flushed every few seconds so a kill loses little."""
-    last_flush = time.monotonic()
-    results = []
-    for refined in _refined(todo, index, tagger, cfg):
+    """Re-score, then re-analyse, saving the index every few seconds so a kill loses little.
+
+    Re-scored records are put in the index in batches (one TinyDB write per photo would cost
+    time in proportion to the whole index); an exception, Ctrl-C included, saves them first.
+    """
+    results: list[Refined] = []
+    pending: list[PhotoRecord] = []
+    saved = time.monotonic()
+
+    def save() -> None:
+        index.put_many(pending)
+        pending.clear()
+        index.flush()
+
+    def done(refined: Refined) -> None:
+        nonlocal saved
         results.append(refined)
-        if time.monotonic() - last_flush > flush_every_s:
-            index.flush()
-            last_flush = time.monotonic()
+        if time.monotonic() - saved > save_every_s:
+            save()
+            saved = time.monotonic()
         if on_done:
             on_done(refined)
-    index.flush()
+
+    try:
+        for refined, record in rescore(todo.rescore, index, tagger, cfg):
+            if record is not None:
+                pending.append(record)
+            done(refined)
+        for refined in reanalyse(todo.reanalyse, index, tagger, cfg):
+            done(refined)
+    finally:
+        save()
     return results
-
-
-def _refined(todo: Plan, index: Index, tagger: Tagger, cfg: Config) -> Iterator[Refined]:
-    yield from rescore(todo.rescore, index, tagger, cfg)
-    yield from reanalyse(todo.reanalyse, index, tagger, cfg)
 
 
 def rescore(
     records: list[PhotoRecord], index: Index, tagger: Tagger, cfg: Config
-) -> Iterator[Refined]:
-    """Re-decide tags from the stored class probabilities; no image is read or decoded."""
+) -> Iterator[tuple[Refined, PhotoRecord | None]]:
+    """Re-decide tags from the stored class probabilities; no image is read or decoded.
+
+    Yields each photo's outcome with its updated record (None on failure) for the caller to
+    put in the index.
+    """
     version = str(tagger.version)
     for start in range(0, len(records), CHUNK):
         part = records[start : start + CHUNK]
@@ -124,12 +144,12 @@ def rescore(
         for record, tags in zip(
             part, cnn_tags(probabilities, tagger.labelmap, tagger.cfg), strict=True
         ):
-            yield _apply(record, tags, version, index, cfg)
+            yield _apply(record, tags, version, cfg)
 
 
 def _apply(
-    record: PhotoRecord, tags: list[Tag], version: str, index: Index, cfg: Config
-) -> Refined:
+    record: PhotoRecord, tags: list[Tag], version: str, cfg: Config
+) -> tuple[Refined, PhotoRecord | None]:
     """Write the photo only when its keywords change, so a threshold change rewrites few files.
 
     The file's phototag:ModelVersion then names the version that last changed its keywords;
@@ -145,10 +165,9 @@ def _apply(
             refined.written_to = new.written_to
     except (metadata.MetadataError, OSError) as exc:
         refined.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return refined
-    index.put(new)
+        return refined, None
     refined.after = new.auto
-    return refined
+    return refined, new
 
 
 def _unchanged(record: PhotoRecord) -> bool:

@@ -23,7 +23,9 @@ from phototag.records import LEVEL_SEP, Tag
 from phototag.tagger import Tagger
 
 MISSING_ABOVE = 0.5  # a tag path scoring this much, absent from the photo, looks missing
-IMPRECISE_BELOW = 0.01  # a user keyword naming a tag path scoring less looks imprecise
+# A user keyword naming tag paths that all score less looks imprecise, when the model is
+# confident (MISSING_ABOVE) of something else: an unsure model is no reason to doubt the user.
+IMPRECISE_BELOW = 0.05
 
 Kind = Literal["imprecise", "missing"]
 
@@ -90,7 +92,8 @@ def suggest(
 
     Keywords match tag paths by their last level, case-insensitively. A tag is not missing
     when the photo has it or something more specific under it, as the user's keyword or ours,
-    or when the user deleted it.
+    or when the user deleted it. A keyword is only called imprecise when the model is confident
+    of something else, which the suggestion names.
     """
     if not records:
         return []
@@ -103,7 +106,7 @@ def suggest(
     missing = missing_mask(scores.values, known[:, group], descends, missing_above)
     best = best_specific(scores.values, descends, missing_above)
     by_name = name_scores(scores.values, group, len(names))
-    imprecise = user & (by_name < imprecise_below)
+    imprecise = user & (by_name < imprecise_below) & (best >= 0)[:, None]
 
     out = []
     for i, record in enumerate(records):
