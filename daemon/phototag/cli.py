@@ -152,10 +152,11 @@ def _index(cfg: Config, dry_run: bool) -> Index:
 
 def cmd_refine(args: argparse.Namespace, cfg: Config) -> int:
     tagger = _tagger(cfg)
-    with _index(cfg, args.dry_run) as index:
+    dry_run = args.dry_run or cfg.write.dry_run
+    with _index(cfg, dry_run) as index:
         todo = refine.plan(under(index.records(), args.paths), tagger)
         print(todo.describe(), file=sys.stderr)
-        if args.dry_run or not todo:
+        if dry_run or not todo:
             return 0
         counts = {"changed": 0, "failed": 0}
         with tqdm(
@@ -236,7 +237,8 @@ def _accept(args: argparse.Namespace, cfg: Config) -> int:
 
 def cmd_undo(args: argparse.Namespace, cfg: Config) -> int:
     counts = {"undone": 0, "failed": 0}
-    with _index(cfg, args.dry_run) as index:
+    dry_run = args.dry_run or cfg.write.dry_run
+    with _index(cfg, dry_run) as index:
         if args.paths:
             found = list(discover(args.paths, cfg.scan))
             for bad in (f for f in found if isinstance(f, Outcome)):
@@ -245,15 +247,15 @@ def cmd_undo(args: argparse.Namespace, cfg: Config) -> int:
             paths = [f for f in found if isinstance(f, Path)]
         else:
             paths = [Path(r.path) for r in index.records()]
-        verb = "would remove" if args.dry_run else "removed"
-        for done in undo.undo(paths, index, cfg, args.dry_run):
+        verb = "would remove" if dry_run else "removed"
+        for done in undo.undo(paths, index, cfg, dry_run):
             if done.error:
                 counts["failed"] += 1
                 error(done.path, done.error)
             elif done.keywords or done.paths:
                 counts["undone"] += 1
                 print(f"{show(done.path)}: {verb} {', '.join(done.keywords + done.paths)}")
-    what = "would undo" if args.dry_run else "undone"
+    what = "would undo" if dry_run else "undone"
     print(f"{what} {counts['undone']}, failed {counts['failed']}", file=sys.stderr)
     return 1 if counts["failed"] else 0
 
