@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from phototag import catalogue, config, decode, infer, labels, metadata, tagger
 from phototag.config import Config, WriteConfig
@@ -200,3 +201,23 @@ def test_threshold_change_rescores_1000_photos_without_decoding(
     assert 0 < changed < 1000
     assert f"{changed} changed" in err
     print(f"threshold-only refine of 1000 photos ({changed} rewritten): {seconds:.2f} s")
+
+
+def test_put_many_replaces_records_last_wins_with_vectors(tmp_path: Path) -> None:
+    rows = np.eye(3, dtype=np.float32)
+    with Index(tmp_path) as index:
+        index.put(PhotoRecord("/p/a.jpg", 1, 1, "1" * 64))
+        index.put_many(
+            [
+                PhotoRecord("/p/a.jpg", 2, 2, "2" * 64),
+                PhotoRecord("/p/b.jpg", 1, 1, "3" * 64),
+                PhotoRecord("/p/a.jpg", 3, 3, "4" * 64),
+            ],
+            [{"v": rows[0]}, {"v": rows[1]}, {"v": rows[2]}],
+        )
+        assert len(index) == 2 and index.with_sha("1" * 64) == index.with_sha("2" * 64) == []
+        a = index.get("/p/a.jpg")
+        assert a is not None and a.size == 3
+        np.testing.assert_array_equal(index.vectors("v", [a], 3)[0], rows[2])
+    with Index(tmp_path) as index:
+        assert sorted(r.path for r in index.records()) == ["/p/a.jpg", "/p/b.jpg"]

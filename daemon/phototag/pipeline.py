@@ -155,26 +155,34 @@ class Pipeline:
 
     def _finish(self, batch: list[Decoded]) -> Iterator[Outcome]:
         inferred = self.tagger.model.run(np.stack([d.pixels for d in batch]))
-        for i, (decoded, tags) in enumerate(zip(batch, self.tagger.tags(inferred), strict=True)):
-            outcome = Outcome(decoded.file.path, tags=tags)
-            if self.dry_run:
-                outcome.skipped = "dry run"
-            else:
+        done: list[tuple[PhotoRecord, dict[str, np.ndarray]]] = []
+        outcomes = []
+        try:
+            for i, (decoded, tags) in enumerate(
+                zip(batch, self.tagger.tags(inferred), strict=True)
+            ):
+                outcome = Outcome(decoded.file.path, tags=tags)
+                outcomes.append(outcome)
+                if self.dry_run:
+                    outcome.skipped = "dry run"
+                    continue
                 try:
-                    self._write(
-                        decoded,
-                        outcome,
-                        {
-                            self.tagger.embedding_store: inferred.embeddings[i],
-                            self.tagger.probability_store: inferred.probabilities[i],
-                            COLOUR_STORE: decoded.colour,
-                        },
-                    )
+                    record = self._write(decoded, outcome)
                 except (metadata.MetadataError, OSError) as exc:
                     outcome.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            yield outcome
+                    continue
+                vectors = {
+                    self.tagger.embedding_store: inferred.embeddings[i],
+                    self.tagger.probability_store: inferred.probabilities[i],
+                    COLOUR_STORE: decoded.colour,
+                }
+                done.append((record, vectors))
+        finally:  # one index write per batch (see Index.put_many), even when interrupted
+            if self.index is not None and done:
+                self.index.put_many([r for r, _ in done], [v for _, v in done])
+        yield from outcomes
 
-    def _write(self, decoded: Decoded, outcome: Outcome, vectors: dict[str, np.ndarray]) -> None:
+    def _write(self, decoded: Decoded, outcome: Outcome) -> PhotoRecord:
         base = PhotoRecord(
             path=str(decoded.file.path),
             size=decoded.file.size,
@@ -186,8 +194,7 @@ class Pipeline:
         )
         record = write_tags(base, outcome.tags, str(self.tagger.version), self.cfg)
         outcome.written_to = Path(record.written_to or decoded.file.path)
-        if self.index is not None:
-            self.index.put(record, vectors)
+        return record
 
 
 def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) -> PhotoRecord:
