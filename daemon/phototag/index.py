@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -43,12 +43,14 @@ class PhotoRecord:
     width: int = 0
     height: int = 0
     taken: str | None = None  # EXIF DateTimeOriginal, ISO 8601
+    # str(ModelVersion) that decided every tag in `auto`, at `tagged_at` (refine re-decides them
+    # all at once); "" when the photo has no auto tags of ours (undone), so refine leaves it.
     model_version: str = ""
-    auto: list[Tag] = field(default_factory=list)  # our tags, as written
+    auto: list[Tag] = field(default_factory=list)  # our tags with their scores, as in the file
     user: list[str] = field(default_factory=list)  # the user's keywords in the file
     negatives: list[str] = field(default_factory=list)  # our keywords the user deleted
     written_to: str | None = None  # the file or sidecar holding the keywords
-    tagged_at: float = 0.0
+    tagged_at: float = 0.0  # Unix time
     vectors: dict[str, int] = field(default_factory=dict)  # vector store name -> row
 
     def to_doc(self) -> dict[str, Any]:
@@ -61,6 +63,19 @@ class PhotoRecord:
         values = dict(doc)
         values["auto"] = [Tag(p, s, "auto") for p, s in doc.get("auto", [])]
         return cls(**values)
+
+
+def under(records: Iterable[PhotoRecord], roots: Sequence[Path]) -> list[PhotoRecord]:
+    """The records of photos at or below `roots` (files or folders); all of them when no roots."""
+    if not roots:
+        return list(records)
+    wanted = {Path(os.path.abspath(root)) for root in roots}
+    return [r for r in records if not wanted.isdisjoint(_and_parents(r.path))]
+
+
+def _and_parents(path: str) -> set[Path]:
+    full = Path(os.path.abspath(path))
+    return {full, *full.parents}
 
 
 class AtomicJSONStorage(Storage):
@@ -206,14 +221,31 @@ class Index:
     @_locked
     def put(self, record: PhotoRecord, vectors: dict[str, np.ndarray] | None = None) -> None:
         """Insert or replace the record for `record.path`, appending its vectors."""
-        for name, vector in (vectors or {}).items():
-            record.vectors[name] = self.store(name, vector.shape[-1]).append(vector)
-        old = self._by_path.get(record.path)
-        if old is not None:
-            self._forget(record.path, self.db.get(doc_id=old)["sha256"])
-            self.db.remove(doc_ids=[old])
-        doc_id = self.db.insert(record.to_doc())
-        self._remember(record.path, record.sha256, doc_id)
+        self.put_many([record], [vectors or {}])
+
+    @_locked
+    def put_many(
+        self, records: list[PhotoRecord], vectors: list[dict[str, np.ndarray]] | None = None
+    ) -> None:
+        """Insert or replace many records at once (of one path, the last wins), with their vectors.
+
+        TinyDB rebuilds its whole table on every insert or remove, so a batch costs one rebuild
+        here instead of two per record: in an index of 10 000 photos that is ~17 ms per call.
+        """
+        for record, named in zip(records, vectors or [{}] * len(records), strict=True):
+            for name, vector in named.items():
+                record.vectors[name] = self.store(name, vector.shape[-1]).append(vector)
+        latest = list({r.path: r for r in records}.values())
+        old = [self._by_path[r.path] for r in latest if r.path in self._by_path]
+        for doc_id in old:
+            doc = self.db.get(doc_id=doc_id)
+            self._forget(doc["path"], doc["sha256"])
+        if old:
+            self.db.remove(doc_ids=old)
+        if latest:
+            doc_ids = self.db.insert_multiple(r.to_doc() for r in latest)
+            for record, doc_id in zip(latest, doc_ids, strict=True):
+                self._remember(record.path, record.sha256, doc_id)
 
     @_locked
     def move(self, old: str, new: PhotoFile, written_to: str | None = None) -> PhotoRecord:

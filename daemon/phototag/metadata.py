@@ -31,7 +31,7 @@ import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -111,6 +111,7 @@ class FileKeywords:
     removed_paths: list[str] = field(default_factory=list)  # likewise for hierarchical paths
     model_version: str | None = None
     tagged_at: str | None = None  # when we last wrote, ISO 8601
+    our_paths: list[str] = field(default_factory=list)  # hierarchical paths we added, still there
 
     @property
     def user_keywords(self) -> list[str]:
@@ -215,6 +216,18 @@ def undo(path: Path, cfg: WriteConfig) -> Path:
     return dest
 
 
+def accept(path: Path, tag: Tag, cfg: WriteConfig) -> Path:
+    """Add `tag` as the user's own keyword, as if they had typed it (an explicit user action).
+
+    Its flat keyword goes in, and its path when it has levels. Were they ours, they become the
+    user's (undo leaves them), and a keyword the user had deleted is no longer counted deleted.
+    """
+    dest = target(path, cfg)
+    with _open_pair(path, dest, cfg, other=False) as (doc, _):
+        _commit(doc, _accepted(doc.fields, tag), cfg)
+    return dest
+
+
 # ---- planning (pure) --------------------------------------------------------------------------
 
 
@@ -268,6 +281,29 @@ def _plan(cur: _Fields, other: _Fields | None, tags: list[Tag], ancestors: bool)
     )
 
 
+def _accepted(cur: _Fields, tag: Tag) -> _Fields:
+    """The fields after the user takes `tag` as their own keyword."""
+    name, paths = tag.name, [tag.path] if LEVEL_SEP in tag.path else []
+    rec = cur.record
+    if rec is not None:
+        rec = replace(
+            rec,
+            tags=[t for t in rec.tags if t.name != name and t.path not in paths],
+            keywords=[k for k in rec.keywords if k != name],
+            paths=[p for p in rec.paths if p not in paths],
+            removed=[k for k in rec.removed if k != name],
+            removed_paths=[p for p in rec.removed_paths if p not in paths],
+        )
+    return replace(
+        cur,
+        subject=_edit(cur.subject, set(), [name]),
+        hierarchical=_edit(cur.hierarchical, set(), paths),
+        tags_list=_edit(cur.tags_list, set(), [_digikam(p) for p in paths]),
+        iptc=_edit(cur.iptc, set(), [_iptc_value(name)]) if cur.iptc_writable else cur.iptc,
+        record=rec,
+    )
+
+
 def _summary(doc: _Doc, other: _Doc | None) -> FileKeywords:
     holders = sorted([d for d in (doc, other) if d is not None], key=lambda d: d.sidecar)
     rec = doc.fields.record or _Record()
@@ -283,6 +319,7 @@ def _summary(doc: _Doc, other: _Doc | None) -> FileKeywords:
         ],
         model_version=rec.model_version,
         tagged_at=rec.date,
+        our_paths=[p for p in rec.paths if p in doc.fields.hierarchical],
     )
 
 

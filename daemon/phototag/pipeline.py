@@ -13,14 +13,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from phototag import decode, metadata, moves
-from phototag.config import Config, ScanConfig
+from phototag.config import Config, ScanConfig, WriteConfig
 from phototag.index import Index, PhotoRecord
 from phototag.infer import Batch
 from phototag.records import Decoded, Outcome, PhotoFile, Tag
@@ -178,53 +178,85 @@ class Pipeline:
     def _finish(
         self, batch: list[Decoded], inferred: tuple[Batch, list[list[Tag]]]
     ) -> list[Outcome]:
-        """Write and index one inferred batch (in the writer thread)."""
+        """Write one inferred batch's keywords, then its index records in one go (writer thread)."""
         outputs, tags = inferred
+        done: list[tuple[PhotoRecord, dict[str, np.ndarray]]] = []
         outcomes = []
-        for i, decoded in enumerate(batch):
-            outcome = Outcome(decoded.file.path, tags=tags[i])
-            outcomes.append(outcome)
-            if self.dry_run:
-                outcome.skipped = "dry run"
-                continue
-            vectors = {
-                self.tagger.embedding_store: outputs.embeddings[i],
-                COLOUR_STORE: decoded.colour,
-            }
-            try:
-                self._write(decoded, outcome, vectors)
-            except (metadata.MetadataError, OSError) as exc:
-                outcome.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        try:
+            for i, decoded in enumerate(batch):
+                outcome = Outcome(decoded.file.path, tags=tags[i])
+                outcomes.append(outcome)
+                if self.dry_run:
+                    outcome.skipped = "dry run"
+                    continue
+                try:
+                    record = self._write(decoded, outcome)
+                except (metadata.MetadataError, OSError) as exc:
+                    outcome.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    continue
+                vectors = {
+                    self.tagger.embedding_store: outputs.embeddings[i],
+                    self.tagger.probability_store: outputs.probabilities[i],
+                    COLOUR_STORE: decoded.colour,
+                }
+                done.append((record, vectors))
+        finally:  # one index write per batch (see Index.put_many), even when interrupted
+            if self.index is not None and done:
+                self.index.put_many([r for r, _ in done], [v for _, v in done])
         return outcomes
 
-    def _write(self, decoded: Decoded, outcome: Outcome, vectors: dict[str, np.ndarray]) -> None:
-        path = decoded.file.path
-        version = str(self.tagger.version)
-        outcome.written_to = metadata.write(
-            path, outcome.tags, version, self.cfg.write, self.cfg.tagging.ancestors
+    def _write(self, decoded: Decoded, outcome: Outcome) -> PhotoRecord:
+        base = PhotoRecord(
+            path=str(decoded.file.path),
+            size=decoded.file.size,
+            mtime_ns=decoded.file.mtime_ns,
+            sha256=decoded.sha256,
+            width=decoded.width,
+            height=decoded.height,
+            taken=decoded.taken,
         )
-        if self.index is None:
-            return
-        keywords = metadata.read(path, self.cfg.write)
-        file, sha256 = decoded.file, decoded.sha256
-        if outcome.written_to == path:  # the photo itself changed: index what is on disk now
-            file = PhotoFile.stat(path)
-            sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        self.index.put(
-            PhotoRecord(
-                path=str(path),
-                size=file.size,
-                mtime_ns=file.mtime_ns,
-                sha256=sha256,
-                width=decoded.width,
-                height=decoded.height,
-                taken=decoded.taken,
-                model_version=version,
-                auto=keywords.ours,
-                user=keywords.user_keywords,
-                negatives=keywords.removed_by_user,
-                written_to=str(outcome.written_to),
-                tagged_at=time.time(),
-            ),
-            vectors,
-        )
+        record = write_tags(base, outcome.tags, str(self.tagger.version), self.cfg)
+        outcome.written_to = Path(record.written_to or decoded.file.path)
+        return record
+
+
+def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) -> PhotoRecord:
+    """Set our auto tags on a photo (or its sidecar); return its index record as now on disk.
+
+    The keywords are read back rather than taken from `tags`: metadata keeps the user's
+    keywords theirs and never re-adds one the user deleted, and the index must say what the
+    file says. `base` brings what the file does not (dimensions and vectors as indexed).
+    """
+    written_to = metadata.write(Path(base.path), tags, version, cfg.write, cfg.tagging.ancestors)
+    return replace(
+        on_disk(base, cfg.write),
+        model_version=version,
+        written_to=str(written_to),
+        tagged_at=time.time(),
+    )
+
+
+def on_disk(record: PhotoRecord, cfg: WriteConfig) -> PhotoRecord:
+    """`record` with the file's size, content hash and keywords as they are now.
+
+    Only a file whose size or mtime changed is hashed again.
+    """
+    path = Path(record.path)
+    keywords = metadata.read(path, cfg)
+    file = PhotoFile.stat(path)
+    sha256 = record.sha256
+    if (file.size, file.mtime_ns) != (record.size, record.mtime_ns):
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    return replace(
+        with_keywords(record, keywords), size=file.size, mtime_ns=file.mtime_ns, sha256=sha256
+    )
+
+
+def with_keywords(record: PhotoRecord, keywords: metadata.FileKeywords) -> PhotoRecord:
+    """`record` with the keywords read from its file: ours, the user's, and those they deleted."""
+    return replace(
+        record,
+        auto=keywords.ours,
+        user=keywords.user_keywords,
+        negatives=keywords.removed_by_user,
+    )

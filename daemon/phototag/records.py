@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 
 Source = Literal["user", "auto"]
+# What bringing a photo's auto-tags up to the current model version costs.
+Refresh = Literal["current", "rescore", "reanalyse"]
 
 # Separator of hierarchy levels in tag paths, as Lightroom's lr:hierarchicalSubject uses it.
 LEVEL_SEP = "|"
@@ -94,6 +96,37 @@ class ModelVersion:
         if self.thresholds:
             parts.append(f"thr:{self.thresholds}")
         return "/".join(parts)
+
+    @classmethod
+    def parse(cls, text: str) -> ModelVersion | None:
+        """The version `str()` wrote (the backbone sha256 cut to 12 digits); None if malformed."""
+        head, *rest = text.split("/")
+        backbone, _, sha = head.rpartition(":")
+        parts = dict(part.partition(":")[::2] for part in rest)
+        if not backbone or not sha or "labels" not in parts or set(parts) - _VERSION_PARTS:
+            return None
+        return cls(backbone, sha, parts["labels"], parts.get("tagprop", ""), parts.get("thr", ""))
+
+    def refresh(self, old: ModelVersion | None) -> Refresh:
+        """What a photo tagged by `old` needs to be tagged as by this version.
+
+        New backbone weights mean new CNN outputs: decode and infer again. A new label map,
+        TagProp or thresholds only re-apply to the CNN outputs stored at tag time.
+        """
+        if old is None or (old.backbone, old.backbone_sha256[:12]) != (
+            self.backbone,
+            self.backbone_sha256[:12],
+        ):
+            return "reanalyse"
+        same = (old.labelmap, old.tagprop, old.thresholds) == (
+            self.labelmap,
+            self.tagprop,
+            self.thresholds,
+        )
+        return "current" if same else "rescore"
+
+
+_VERSION_PARTS = {"labels", "tagprop", "thr"}
 
 
 @dataclass

@@ -36,6 +36,7 @@ class Tagger:
     labelmap: labels.LabelMap
     version: ModelVersion
     embedding_store: str  # the index's vector store for this backbone's embeddings
+    probability_store: str  # and for its class probabilities: refine re-scores from them
     cfg: TaggingConfig
 
     def tags(self, batch: Batch) -> list[list[Tag]]:
@@ -54,4 +55,11 @@ def load(cfg: Config) -> Tagger:
         labelmap=labelmap.version,
         thresholds=settings_hash(cfg.tagging),
     )
-    return Tagger(model, labelmap, version, f"embedding-{spec.sha256[:12]}", cfg.tagging)
+    return Tagger(
+        model,
+        labelmap,
+        version,
+        f"embedding-{spec.sha256[:12]}",
+        f"probabilities-{spec.sha256[:12]}",
+        cfg.tagging,
+    )
