@@ -19,7 +19,18 @@ import yaml
 
 from phototag import paths
 
-IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif"]
+IMAGE_EXTENSIONS = [
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".gif",
+    ".heic",
+    ".heif",
+]
 
 
 class ConfigError(ValueError):
@@ -91,7 +102,9 @@ class Config:
 
     @property
     def index_dir(self) -> Path:
-        return Path(self.index.path).expanduser() if self.index.path else paths.state_dir() / "index"
+        return (
+            Path(self.index.path).expanduser() if self.index.path else paths.state_dir() / "index"
+        )
 
 
 def default_path() -> Path:
@@ -122,7 +135,9 @@ def _build(cls: type, raw: dict[str, Any], where: str, prefix: str = "") -> Any:
     known = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown setting {prefix}{unknown[0]} (known: {', '.join(sorted(known))})")
+        raise ConfigError(
+            f"{where}: unknown setting {prefix}{unknown[0]} (known: {', '.join(sorted(known))})"
+        )
     values = {}
     for name, value in raw.items():
         key = f"{prefix}{name}"
@@ -141,7 +156,9 @@ def _check(hint: Any, value: Any, where: str, key: str) -> Any:
     args = typing.get_args(hint)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {key} must be one of {', '.join(map(str, args))}, not {value!r}")
+            raise ConfigError(
+                f"{where}: {key} must be one of {', '.join(map(str, args))}, not {value!r}"
+            )
         return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
