@@ -46,6 +46,21 @@ def _value(token: str, where: str) -> float:
         raise ArffError(f"{where}: non-numeric value {token!r}") from None
 
 
+def _attribute(rest: str, where: str) -> tuple[str, str]:
+    """(name, type) of an @attribute line's remainder; names may be quoted."""
+    if rest[:1] in ("'", '"'):
+        end = rest.find(rest[0], 1)
+        if end < 0:
+            raise ArffError(f"{where}: unclosed quote in attribute name")
+        name, kind = rest[1:end], rest[end + 1 :].strip()
+    else:
+        name, _, kind = rest.partition(" ")
+        kind = kind.strip()
+    if not kind:
+        raise ArffError(f"{where}: attribute without a type")
+    return name, kind
+
+
 def parse_arff(text: str, where: str = "<arff>") -> tuple[list[str], np.ndarray]:
     """Attribute names and the data matrix [rows, attributes] of an ARFF document."""
     names: list[str] = []
@@ -56,13 +71,10 @@ def parse_arff(text: str, where: str = "<arff>") -> tuple[list[str], np.ndarray]
             continue
         head = line.split(None, 1)[0].lower()
         if head == "@attribute":
-            parts = line.split(None, 2)
-            if len(parts) < 3:
-                raise ArffError(f"{where}:{number}: attribute without a type")
-            kind = parts[2].strip().lower()
-            if not (kind in ("numeric", "real", "integer") or kind.startswith("{")):
-                raise ArffError(f"{where}:{number}: unsupported attribute type {parts[2]!r}")
-            names.append(parts[1].strip("'\""))
+            name, kind = _attribute(line[len(head) :].strip(), f"{where}:{number}")
+            if not (kind.lower() in ("numeric", "real", "integer") or kind.startswith("{")):
+                raise ArffError(f"{where}:{number}: unsupported attribute type {kind!r}")
+            names.append(name)
         elif head == "@data":
             break
     else:
