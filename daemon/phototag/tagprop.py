@@ -15,8 +15,9 @@ whose votes are always small, can still reach high scores.
 
 Parameters maximise the leave-one-out log-likelihood of the training tags, each present
 tag weighted 1/n+ and each absent one 1/n- (the paper's c_iw, because absences vastly
-outnumber presences and are noisier), by L-BFGS-B with theta ≥ 0 and alpha ≥ 0 (a vote may only
-raise a tag's probability). Gradients are analytic.
+outnumber presences and are noisier). The neighbour weights by L-BFGS-B (theta ≥ 0) on
+analytic gradients; the sigmoids by Newton's method per tag with alpha ≥ 0 (a vote may
+only raise a tag's probability), alternating with the weights as the paper does.
 
 Labels are {0, 1}: a keyword the user removed (an explicit negative) and a keyword never
 given (unknown) are both 0 — TagProp's likelihood has no third state, and ε already
@@ -38,6 +39,7 @@ from typing import Literal
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import expit
 
 Kind = Literal["dist", "rank"]
 EPS = 1e-5  # the paper's smoothing of training labels
@@ -161,9 +163,14 @@ class _Triples:
         starts = np.cumsum(counts) - counts
         flat = idx.ravel()
         reps = counts[flat]
-        pair = np.repeat(np.arange(m * k), reps)
-        within = np.arange(len(pair)) - np.repeat(np.cumsum(reps) - reps, reps)
-        tag = cols[np.repeat(starts[flat], reps) + within]
+        # int32 halves the memory of the two index arrays whenever the indices fit.
+        small = max(m * k, m * t, len(rows)) < 2**31
+        dtype = np.int32 if small else np.int64
+        pair = np.repeat(np.arange(m * k, dtype=dtype), reps)
+        within = np.arange(len(pair), dtype=dtype) - np.repeat(
+            (np.cumsum(reps) - reps).astype(dtype), reps
+        )
+        tag = cols[np.repeat(starts[flat], reps) + within].astype(dtype)
         return cls(pair, (pair // k) * t + tag, (m, k, t))
 
     def votes(self, pi: np.ndarray, eps: float) -> np.ndarray:
@@ -210,17 +217,12 @@ def predict(
     x = vote(pi, idx, labels, model.eps)
     if model.alpha is None:
         return x
-    return _sigmoid(model.alpha * x + model.beta)
+    return expit(model.alpha * x + model.beta)
 
 
 def vote(pi: np.ndarray, idx: np.ndarray, labels: np.ndarray, eps: float = 0.0) -> np.ndarray:
     """x [M, T] = Σ_k pi[m, k] p(y[idx[m, k]] = +1), with ε-smoothed labels."""
     return _Triples.build(np.asarray(idx, np.int64), np.asarray(labels, bool)).votes(pi, eps)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    e = np.exp(-np.abs(z))  # never overflows
-    return np.where(z >= 0, 1.0, e) / (1.0 + e)
 
 
 def _as_channels(dist: np.ndarray) -> np.ndarray:
