@@ -58,10 +58,6 @@ class TagPropModel:
     beta: np.ndarray | None = None  # sigma-ML offsets [T]
     eps: float = EPS
 
-    @property
-    def sigma(self) -> bool:
-        return self.alpha is not None
-
     def to_json(self) -> str:
         """Canonical JSON: floats written by repr, so a load gives back the same bits."""
         doc = {
