@@ -24,11 +24,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
 from phototag import catalogue, cli, decode, metadata, tagger
 from phototag.config import Config
 from phototag.index import Index, PhotoRecord
 from phototag.pipeline import Pipeline
-from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from phototag import cli, config
-from phototag.index import Index, PhotoRecord
 from PIL import Image
 
+from phototag import cli, config
+from phototag.index import Index, PhotoRecord
 from tests.conftest import PHOTOS, need_shared
 
 

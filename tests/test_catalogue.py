@@ -14,6 +14,7 @@ import onnxruntime as ort
 import pytest
 import yaml
 from localserver import QuietHandler, serve
+
 from phototag import catalogue
 from phototag.catalogue import CatalogueError, ModelMissing
 

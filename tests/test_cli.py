@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from phototag import cli, infer
 from PIL import Image
 
+from phototag import cli, infer
 from tests.conftest import exiftool_keywords
 
 # Root reads and writes whatever a file's mode says; without these two capabilities

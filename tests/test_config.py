@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import pytest
-from phototag import config
 
+from phototag import config
 from tests.conftest import ROOT
 
 

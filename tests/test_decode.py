@@ -4,8 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from phototag import decode
 from PIL import Image
+
+from phototag import decode
 
 LIMIT = 200_000_000
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from localserver import QuietHandler, serve
+
 from phototag import fetch as fetch_module
 from phototag.fetch import FetchError, fetch, is_public_address
 

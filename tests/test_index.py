@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from phototag.index import Index, IndexUnavailable, PhotoRecord, VectorStore
 from phototag.records import PhotoFile, Tag
 

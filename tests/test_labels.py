@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from phototag import labels
 from phototag.labels import LabelMap, LabelMapError
 

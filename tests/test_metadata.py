@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pyexiv2
 import pytest
+from PIL import Image
+
 from phototag import metadata
 from phototag.config import WriteConfig
 from phototag.metadata import MetadataError
 from phototag.records import Tag
-from PIL import Image
 
 PHOTOS = Path(__file__).parents[1].parent / "shared" / "photos"
 needs_photos = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"{PHOTOS} not found")

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from phototag import moves
 from phototag.index import Index, PhotoRecord
 from phototag.records import PhotoFile, Tag

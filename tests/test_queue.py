@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from phototag import queue as queue_module
 from phototag.queue import Queue, QueueError
 

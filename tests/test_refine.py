@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from bench.refine_benchmark import synthesise, tag_sources
 from phototag import catalogue, config, decode, infer, labels, metadata, tagger
 from phototag.config import Config, WriteConfig
 from phototag.index import Index, PhotoRecord, under
 from phototag.records import ModelVersion
-
-from bench.refine_benchmark import synthesise, tag_sources
 from tests.albums import copy_photos, exiftool, keyword_sets, records, run
 from tests.conftest import MODEL_V2, need_shared
 

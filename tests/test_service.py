@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from phototag import paths, service
 from phototag.config import Config, ConfigError
 from phototag.index import Index
 from phototag.queue import Queue
-
 from tests.conftest import ROOT
 from tests.fakes import FakeProcessor, factory
 

@@ -5,10 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from phototag.config import Config
 from phototag.service import ServiceError
 from phototag.service_install import install, render
-
 from tests.conftest import ROOT
 
 SHIPPED = ROOT / "systemd"

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from phototag import watch
 from phototag.config import Config
 from phototag.index import Index, PhotoRecord
