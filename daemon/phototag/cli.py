@@ -79,7 +79,7 @@ def cmd_tag(args: argparse.Namespace, cfg: Config) -> int:
     tagger = _tagger(cfg)
     failed = 0
     urls = [t for t in args.targets if t.startswith(("http://", "https://"))]
-    files = [Path(t) for t in args.targets if t not in urls]
+    files = [Path(t).absolute() for t in args.targets if t not in urls]  # the index's keys
     outcomes = [_tag_url(url, tagger, cfg) for url in urls]
     if files:
         with _index(cfg, args.dry_run) as index:
@@ -116,7 +116,7 @@ def _tag_url(url: str, tagger: Tagger, cfg: Config) -> Outcome:
 
 def cmd_scan(args: argparse.Namespace, cfg: Config) -> int:
     tagger = _tagger(cfg)
-    items = list(discover(args.folders, cfg.scan))
+    items = list(discover([f.absolute() for f in args.folders], cfg.scan))
     counts = {"tagged": 0, "unchanged": 0, "moved": 0, "failed": 0}
     with (
         _index(cfg, args.dry_run) as index,
