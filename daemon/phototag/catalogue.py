@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from phototag import __version__, paths
+from phototag.fileio import fsync_dir
 
 MIRROR_ENV = "PHOTOTAG_MODEL_MIRROR"  # base URL that replaces the catalogue's download base
 ATTEMPTS = 3  # one pull resumes this often after a dropped or stalled connection
@@ -425,9 +426,5 @@ def _install(verified: Path, spec: ModelSpec) -> InstalledModel:
     """Rename a verified, fsynced file to its final name, durably."""
     dest = verified.parent / spec.file
     os.replace(verified, dest)
-    dir_fd = os.open(dest.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(dest.parent)
     return InstalledModel(spec, dest)

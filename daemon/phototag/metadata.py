@@ -39,6 +39,7 @@ import pyexiv2
 from PIL import Image, PngImagePlugin
 
 from phototag.config import WriteConfig
+from phototag.fileio import fsync_dir
 from phototag.records import LEVEL_SEP, Tag
 
 log = logging.getLogger(__name__)
@@ -615,17 +616,7 @@ def _replace(doc: _Doc, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise MetadataError(f"{doc.path}: cannot write: {exc.strerror or exc}") from exc
         raise
-    _fsync_dir(real.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable; some filesystems cannot, which is fine."""
-    with suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_dir(real.parent)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,6 +38,8 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
+
+from phototag.fileio import atomic_write
 
 Kind = Literal["dist", "rank"]
 EPS = 1e-5  # the paper's smoothing of training labels
@@ -115,17 +115,7 @@ class TagPropModel:
 
 def save(model: TagPropModel, path: Path) -> None:
     """Write atomically: a crash leaves the old model or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(model.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(Path(path), model.to_json().encode("utf-8"))
 
 
 def load(path: Path) -> TagPropModel:
