@@ -4,35 +4,15 @@ Justifies DUPLICATE_THRESHOLD: a re-save at JPEG quality 70 and a 50 % resize mu
 their original; different photos, even two of cats, must not.
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from phototag.similarity import DUPLICATE_THRESHOLD, duplicates, normalise_rows
+from phototag.similarity import DUPLICATE_THRESHOLD, duplicates
 from PIL import Image
-
-SHARED = Path(__file__).parents[1].parent / "shared"
-MODEL = SHARED / "models" / "mobilenet_v2_1.0_224_quant.onnx"
-PHOTOS = SHARED / "photos"
+from reference_embeddings import MODEL, PHOTOS, available, embed
 
 pytestmark = pytest.mark.skipif(
-    not (MODEL.exists() and PHOTOS.is_dir()), reason=f"shared model/photos not found in {SHARED}"
+    not available(), reason=f"shared model/photos not found in {MODEL.parents[1]}"
 )
-
-
-def embed(paths: list[Path]) -> np.ndarray:
-    """The model's `embedding` output for photos resized (bilinear, no crop) to 224 x 224."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
-    pixels = np.stack(
-        [
-            np.asarray(Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR), np.uint8)
-            for p in paths
-        ]
-    )
-    (embedding,) = session.run(["embedding"], {"input": pixels})
-    return normalise_rows(embedding)
 
 
 @pytest.fixture(scope="module")
