@@ -63,28 +63,21 @@ def library(n: int, dim: int = 1280, seed: int = 0) -> Library:
     folder = rng.integers(len(folders), size=n)
     day = rng.integers(0, 3650, size=n)
     dated = rng.random(n) < 0.9
-    auto_at = np.concatenate([[0], np.cumsum(n_auto)])
-    user_at = np.concatenate([[0], np.cumsum(n_user)])
-    entries = []
-    for i in range(n):
-        tags = [
-            Tag(paths[a], float(s), "auto")
-            for a, s in zip(
-                auto[auto_at[i] : auto_at[i + 1]],
-                auto_scores[auto_at[i] : auto_at[i + 1]],
-                strict=True,
-            )
-        ]
-        tags += [
-            Tag(paths[u] if u < LEAVES else f"kw{u - LEAVES}", 1.0, "user")
-            for u in user[user_at[i] : user_at[i + 1]]
-        ]
-        taken = (
-            str(np.datetime64("2015-01-01T08:00:00") + np.timedelta64(int(day[i]), "D"))
-            if dated[i]
-            else None
+    taken = (np.datetime64("2015-01-01T08:00:00") + day.astype("timedelta64[D]")).astype(str)
+    auto_tags = [Tag(paths[a], float(s), "auto") for a, s in zip(auto, auto_scores, strict=True)]
+    user_names = paths + [f"kw{k}" for k in range(KEYWORDS)]
+    user_tags = [Tag(user_names[u], 1.0, "user") for u in user]
+    auto_at = np.concatenate([[0], np.cumsum(n_auto)]).tolist()
+    user_at = np.concatenate([[0], np.cumsum(n_user)]).tolist()
+    entries = [
+        Entry(
+            i + 1,
+            (*auto_tags[auto_at[i] : auto_at[i + 1]], *user_tags[user_at[i] : user_at[i + 1]]),
+            str(taken[i]) if dated[i] else None,
+            folders[folder[i]],
         )
-        entries.append(Entry(i + 1, tuple(tags), taken, folders[folder[i]]))
+        for i in range(n)
+    ]
     vectors, planted = (
         embeddings(n, dim, seed=seed) if dim else (np.empty((n, 0), np.float16), np.zeros(n, int))
     )

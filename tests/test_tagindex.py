@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -111,17 +112,19 @@ def test_build_rejects_a_repeated_id() -> None:
 # --- equivalence with a brute-force scan ----------------------------------------------------
 
 
-def _tag_matches(term: str, tag: Tag) -> bool:
-    levels = [level.strip().lower() for level in tag.path.split("|")]
-    return term in levels or any(term == "|".join(levels[: i + 1]) for i in range(len(levels)))
+@functools.cache
+def _found_by(path: str) -> frozenset[str]:
+    """Written out independently of tagindex.term_keys: every level, every root path."""
+    levels = [level.strip().lower() for level in path.split("|")]
+    return frozenset(levels) | {"|".join(levels[: i + 1]) for i in range(len(levels))}
 
 
 def _scan(node: Node, entry: Entry, flt: Filter) -> bool:
     if isinstance(node, Term):
         sources = ("user", "auto") if flt.source == "any" else (flt.source,)
         return any(
-            tag.source in sources and tag.score >= flt.min_score and _tag_matches(node.text, tag)
-            for tag in entry.tags
+            node.text in _found_by(t.path) and t.source in sources and t.score >= flt.min_score
+            for t in entry.tags
         )
     if isinstance(node, Not):
         return not _scan(node.operand, entry, flt)

@@ -231,8 +231,8 @@ class TagIndex:
     def term_ids(
         self, term: str, source: SourceFilter = "any", min_score: float = 0.0
     ) -> np.ndarray:
-        """Sorted ids of the photos one (normalised) term finds."""
-        parts = self._term_arrays(term, source, min_score)
+        """Sorted ids of the photos one term (a name or a path from the root) finds."""
+        parts = self._term_arrays(normalise(term), source, min_score)
         return functools.reduce(np.union1d, parts, np.empty(0, np.int64))
 
     def search(self, query: Node | None, flt: Filter | None = None) -> np.ndarray:
