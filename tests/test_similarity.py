@@ -53,6 +53,8 @@ def test_nearest_with_k_beyond_the_library() -> None:
     matrix = normalise_rows(np.eye(3))
     found = nearest(matrix, matrix[0], 10, exclude=[0])
     assert found.indices.tolist() == [1, 2]  # ties broken by row index
+    same = np.ones((50, 4), np.float32) / 2
+    assert nearest(same, same[0], 3, exclude=[1]).indices.tolist() == [0, 2, 3]
     with pytest.raises(ValueError, match="k must be at least 1"):
         nearest(matrix, matrix[0], 0)
 

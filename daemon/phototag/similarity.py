@@ -49,7 +49,7 @@ def similarities(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Neighbours:
-    """Row indices of the nearest photos, best first, with their cosine similarities."""
+    """The nearest photos (row indices; photo ids from AnnIndex), best first, with cosines."""
 
     indices: np.ndarray  # int64 [k]
     scores: np.ndarray  # float32 [k]
@@ -69,8 +69,9 @@ def nearest(
     k = min(k, len(scores) - len(set(exclude)))
     if k <= 0:
         return Neighbours(np.empty(0, np.int64), np.empty(0, np.float32))
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.lexsort((top, -scores[top]))]
+    kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+    candidates = np.flatnonzero(scores >= kth)  # all ties at the k-th score, then the lowest rows
+    top = candidates[np.lexsort((candidates, -scores[candidates]))][:k]
     return Neighbours(top.astype(np.int64), scores[top])
 
 
