@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import io
 import sys
 import time
@@ -23,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 import reference_embeddings
 import synthetic_library
-from phototag import similarity
+from phototag import ann, similarity
 from phototag.query import And, Node, Not, Or, Term, parse
 from phototag.tagindex import Filter, TagIndex, date_bound
 from PIL import Image
@@ -187,36 +186,40 @@ def _terms(node: Node) -> set[str]:
     return set().union(*(_terms(child) for child in node.operands))
 
 
-def embedding_section(n: int, dup_sizes: list[int], cluster_sizes: list[int]) -> None:
-    print("\n### Similar, duplicates, clusters (exact numpy)\n")
-    matrix, _ = synthetic_library.embeddings(n, seed=1)
-    rows = np.random.default_rng(0).choice(n, 30, replace=False)
+def similar_latency(matrix: np.ndarray, rows: np.ndarray, search: Callable) -> str:
+    times = []
+    for row in rows:
+        start = time.perf_counter()
+        search(matrix[row], int(row))
+        times.append(time.perf_counter() - start)
+    return percentiles(times)
+
+
+def embedding_section(sizes: list[int], dup_sizes: list[int], cluster_sizes: list[int]) -> None:
+    print("\n### Similar, duplicates, clusters\n")
+    matrix, _ = synthetic_library.embeddings(max([*sizes, *dup_sizes, *cluster_sizes]), seed=1)
+    rng = np.random.default_rng(0)
     print("| operation | photos | time |")
     print("| --- | ---: | ---: |")
-    for label, data in [("float16 rows (as stored)", matrix), ("float32 rows", None)]:
-        if data is None:
-            data = matrix.astype(np.float32)
-        times = []
-        for row in rows:
-            start = time.perf_counter()
-            similarity.nearest(data, data[row], 10, exclude=[int(row)])
-            times.append(time.perf_counter() - start)
-        print(f"| `similar -k 10`, {label}, p50 / p95 ms | {n:,} | {percentiles(times)} |")
-        del data
-    if importlib.util.find_spec("usearch") is not None:
-        from usearch.index import Index
 
-        index = Index(ndim=matrix.shape[1], metric="ip", dtype="f16")
-        start = time.perf_counter()
-        index.add(np.arange(n), matrix)
-        build = time.perf_counter() - start
-        times = []
-        for row in rows:
-            start = time.perf_counter()
-            index.search(matrix[row], 11)
-            times.append(time.perf_counter() - start)
-        print(f"| usearch HNSW build (default settings), s | {n:,} | {build:.1f} |")
-        print(f"| `similar -k 10`, usearch HNSW, p50 / p95 ms | {n:,} | {percentiles(times)} |")
+    def exact(data: np.ndarray) -> Callable:
+        return lambda query, row: similarity.nearest(data, query, 10, exclude=[row])
+
+    for n in sizes:
+        rows = rng.choice(n, 30, replace=False)
+        latency = similar_latency(matrix[:n], rows, exact(matrix[:n]))
+        print(f"| `similar -k 10`, exact, float16 rows, p50 / p95 ms | {n:,} | {latency} |")
+    n = sizes[0]
+    rows = rng.choice(n, 30, replace=False)
+    data = matrix[:n].astype(np.float32)
+    latency = similar_latency(data, rows, exact(data))
+    print(f"| `similar -k 10`, exact, float32 rows, p50 / p95 ms | {n:,} | {latency} |")
+    del data
+    if ann.available():
+        seconds, index = timed(lambda: ann.AnnIndex.build(np.arange(n), matrix[:n]))
+        print(f"| usearch HNSW build, all cores, s | {n:,} | {seconds:.1f} |")
+        latency = similar_latency(matrix[:n], rows, lambda q, row: index.search(q, 10, [row]))
+        print(f"| `similar -k 10`, usearch HNSW, p50 / p95 ms | {n:,} | {latency} |")
     for size in dup_sizes:
         seconds, _ = timed(lambda size=size: similarity.duplicates(matrix[:size]))
         print(f"| `duplicates` (all pairs >= 0.95), s | {size:,} | {seconds:.1f} |")
@@ -225,7 +228,7 @@ def embedding_section(n: int, dup_sizes: list[int], cluster_sizes: list[int]) ->
         seconds, clusters = timed(
             lambda size=size, tags=tags: similarity.cluster(matrix[:size], tags)
         )
-        print(f"| `cluster` auto k (found {len(clusters)}), s | {size:,} | {seconds:.1f} |")
+        print(f"| `cluster`, auto k (chose {len(clusters)}), s | {size:,} | {seconds:.1f} |")
 
 
 def real_photo_section() -> None:
@@ -293,12 +296,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--similar-n", type=int, default=100_000)
+    parser.add_argument("--similar-sizes", type=int, nargs="+", default=[100_000, 200_000, 400_000])
     parser.add_argument("--duplicates-sizes", type=int, nargs="*", default=[10_000, 20_000])
     parser.add_argument("--cluster-sizes", type=int, nargs="*", default=[10_000, 100_000])
     args = parser.parse_args()
     search_section(args.sizes, args.queries)
-    embedding_section(args.similar_n, args.duplicates_sizes, args.cluster_sizes)
+    embedding_section(args.similar_sizes, args.duplicates_sizes, args.cluster_sizes)
     real_photo_section()
 
 

@@ -190,6 +190,7 @@ class TagIndex:
         self._taken = np.full(0, _NO_DATE)
         self._folder = np.zeros(0, np.int32)
         self._folder_codes: dict[str, int] = {}
+        self._folder_parts: list[tuple[str, ...]] = []  # path components, by folder code
 
     @classmethod
     def build(cls, entries: Iterable[Entry]) -> TagIndex:
@@ -265,8 +266,14 @@ class TagIndex:
         self._entries.update((entry.id, entry) for entry in entries)
         self._alive[ids] = True
         self._taken[ids] = _taken([entry.taken for entry in entries])
-        codes = self._folder_codes
-        self._folder[ids] = [codes.setdefault(entry.folder, len(codes)) for entry in entries]
+        self._folder[ids] = [self._folder_code(entry.folder) for entry in entries]
+
+    def _folder_code(self, folder: str) -> int:
+        code = self._folder_codes.get(folder)
+        if code is None:
+            code = self._folder_codes[folder] = len(self._folder_parts)
+            self._folder_parts.append(PurePath(folder).parts)
+        return code
 
     def _grow(self, size: int) -> None:
         """Double the per-id arrays so n single adds cost O(n) copies in total."""
@@ -278,15 +285,10 @@ class TagIndex:
 
     def _folders_under(self, folder: str) -> np.ndarray:
         """Codes of folders at or below `folder`, by path components (`2023` is no `2023-old`)."""
-        top = PurePath(folder)
-        return np.array(
-            [
-                code
-                for name, code in self._folder_codes.items()
-                if PurePath(name).is_relative_to(top)
-            ],
-            np.int32,
-        )
+        top = PurePath(folder).parts
+        depth = len(top)
+        under = [code for code, parts in enumerate(self._folder_parts) if parts[:depth] == top]
+        return np.array(under, np.int32)
 
     def _term_arrays(self, term: str, source: SourceFilter, min_score: float) -> list[np.ndarray]:
         parts = []
