@@ -195,3 +195,18 @@ def test_edited_index_equals_a_rebuilt_one() -> None:
         assert edited.search(parse(query), flt).tolist() == _brute_force(
             list(current.values()), parse(query), flt
         )
+
+
+def test_an_empty_index_grows_from_single_adds() -> None:
+    index = TagIndex()
+    assert found(index, "cat") == set() and found(index, "NOT cat") == set()
+    index.add(Entry(7, (Tag("animal|cat", 0.4), Tag("animal|dog", 0.9))))
+    index.add(Entry(3, ()))
+    assert found(index, "animal") == {7} and found(index, "-cat") == {3}
+    assert found(index, "animal", min_score=0.5) == {7}  # via dog
+    index.add(Entry(7, (Tag("animal|cat", 0.4),)))
+    assert found(index, "animal", min_score=0.5) == set()
+    index.remove(7)
+    assert found(index, "animal") == set() and found(index, None) == {3}
+    with pytest.raises(ValueError, match="photo id -1 is negative"):
+        index.add(Entry(-1, ()))

@@ -163,15 +163,16 @@ class _Posting:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if self.pending:
-            changed = np.fromiter(self.pending, np.int64, len(self.pending))
-            keep = ~np.isin(self.ids, changed)
-            added = [(i, s) for i, s in self.pending.items() if s is not None]
-            ids = np.concatenate([self.ids[keep], np.array([i for i, _ in added], np.int64)])
-            scores = np.concatenate(
-                [self.scores[keep], np.array([s for _, s in added], np.float32)]
-            )
-            order = np.argsort(ids)
-            self.ids, self.scores = ids[order], scores[order]
+            changed = np.array(sorted(self.pending), np.int64)
+            at = np.searchsorted(self.ids, changed)
+            held = at < len(self.ids)
+            held[held] = self.ids[at[held]] == changed[held]
+            ids, scores = np.delete(self.ids, at[held]), np.delete(self.scores, at[held])
+            added = [(i, s) for i, s in sorted(self.pending.items()) if s is not None]
+            new_ids = np.array([i for i, _ in added], np.int64)
+            at = np.searchsorted(ids, new_ids)  # insert in place: no re-sort of the posting
+            self.ids = np.insert(ids, at, new_ids)
+            self.scores = np.insert(scores, at, np.array([s for _, s in added], np.float32))
             self.pending.clear()
         return self.ids, self.scores
 
