@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +53,10 @@ def test_add_replaces_remove_forgets_and_save_load_round_trips(
 def test_use_ann_only_for_large_libraries() -> None:
     assert not ann.use_ann(ann.ANN_MIN_ROWS - 1)
     assert ann.use_ann(ann.ANN_MIN_ROWS)
+
+
+def test_onnxruntime_still_imports_after_usearch() -> None:
+    """usearch 2.26.2-2.26.6 make `import onnxruntime` segfault when loaded first."""
+    code = "import phototag.ann as a; a.AnnIndex(4); import onnxruntime; print('ok')"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (run.returncode, run.stdout.strip()) == (0, "ok"), run.stderr[-500:]

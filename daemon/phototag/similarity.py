@@ -19,7 +19,10 @@ import numpy as np
 # different COCO photos more than 0.83.
 DUPLICATE_THRESHOLD = 0.95
 
-_CHUNK_ROWS = 4096  # float32 chunk of 1280-d rows: 20 MB
+_CHUNK_ROWS = 1024  # float32 chunk of 1280-d rows: 5 MB
+# float16 -> float32 by table lookup: numpy's own cast of float16 is scalar code, measured
+# slower than this gather (docs/benchmarks.md), and it dominates a scan of stored rows.
+_HALF_TO_SINGLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
 def _chunks(n: int, size: int = _CHUNK_ROWS) -> Iterator[slice]:
@@ -28,6 +31,8 @@ def _chunks(n: int, size: int = _CHUNK_ROWS) -> Iterator[slice]:
 
 
 def _f32(rows: np.ndarray) -> np.ndarray:
+    if rows.dtype == np.float16 and rows.flags.c_contiguous:
+        return np.take(_HALF_TO_SINGLE, rows.view(np.uint16))
     return np.asarray(rows, dtype=np.float32)
 
 
@@ -168,60 +173,84 @@ class KMeans:
     cohesion: float  # mean cosine of rows to their centroid
 
 
-def _assign(matrix: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    sims = similarities(matrix, centroids.T)
-    labels = np.argmax(sims, axis=1)
-    return labels, sims[np.arange(len(labels)), labels]
+def _lloyd_pass(
+    matrix: np.ndarray, centroids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Assign rows to their nearest centroid and sum each cluster's rows, in one pass.
+
+    One pass, not two, because converting the float16 rows costs more than the maths.
+    Returns labels, each row's cosine to its centroid, and the per-cluster sums.
+    """
+    k = len(centroids)
+    labels = np.empty(len(matrix), np.int64)
+    best = np.empty(len(matrix), np.float32)
+    sums = np.zeros_like(centroids)
+    for rows in _chunks(len(matrix)):
+        x = _f32(matrix[rows])
+        sims = x @ centroids.T
+        labels[rows] = np.argmax(sims, axis=1)
+        best[rows] = sims[np.arange(len(sims)), labels[rows]]
+        sums += (labels[rows, None] == np.arange(k)).astype(np.float32).T @ x
+    return labels, best, sums
 
 
-def _chord2(matrix: np.ndarray, centres: np.ndarray) -> np.ndarray:
+def _chord2(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Squared distance 2 - 2 cos between unit rows and unit centre(s), float64 for sampling."""
-    return np.maximum(2 - 2 * similarities(matrix, centres).astype(np.float64), 0)
+    return np.maximum(2 - 2 * (points @ centres).astype(np.float64), 0)
 
 
 def _kmeans_pp(matrix: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Greedy k-means++ seeding (as scikit-learn's): of 2 + log k candidates drawn by squared
-    chord distance 2 - 2 cos, keep the one that lowers the potential most. Plain k-means++
-    often seeds two centres in one tight group, which k-means never undoes."""
+    """Greedy k-means++ seeding (as scikit-learn's) on a sample of at most 10 000 rows.
+
+    Of 2 + log k candidates drawn by squared chord distance, keep the one that lowers the
+    potential most: plain k-means++ often seeds two centres in one tight group, which
+    k-means never undoes. The sample keeps seeding from scanning every row k times.
+    """
+    sample = np.sort(rng.choice(len(matrix), size=min(len(matrix), 10_000), replace=False))
+    points = _f32(matrix[sample])
     centroids = np.empty((k, matrix.shape[1]), np.float32)
-    centroids[0] = matrix[rng.integers(len(matrix))]
-    closest = _chord2(matrix, centroids[0])
+    centroids[0] = points[rng.integers(len(points))]
+    closest = _chord2(points, centroids[0])
     tries = 2 + int(np.log(k))
     for c in range(1, k):
         total = closest.sum()
         if total <= 0:  # fewer distinct rows than k: any row will do
             centroids[c:] = centroids[0]
             break
-        candidates = rng.choice(len(matrix), size=tries, p=closest / total)
-        reach = np.minimum(closest[:, None], _chord2(matrix, _f32(matrix[candidates]).T))
+        candidates = rng.choice(len(points), size=tries, p=closest / total)
+        reach = np.minimum(closest[:, None], _chord2(points, points[candidates].T))
         best = int(np.argmin(reach.sum(axis=0)))
-        centroids[c] = matrix[candidates[best]]
+        centroids[c] = points[candidates[best]]
         closest = reach[:, best]
     return centroids
 
 
-def spherical_kmeans(matrix: np.ndarray, k: int, seed: int = 0, max_iter: int = 100) -> KMeans:
+def spherical_kmeans(
+    matrix: np.ndarray, k: int, seed: int = 0, max_iter: int = 100, restarts: int = 1
+) -> KMeans:
     """k-means on the unit sphere (cosine), k-means++ seeded, deterministic for a seed.
 
-    An emptied cluster is re-seeded with the row worst served by its centroid, so k
-    clusters always come back when there are k distinct rows.
+    k-means stops in a local optimum, so `restarts` runs from different seedings keep the
+    most cohesive. An emptied cluster is re-seeded with the row worst served by its
+    centroid, so k clusters always come back when there are k distinct rows.
     """
     n = len(matrix)
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and the number of photos ({n}), not {k}")
     rng = np.random.default_rng(seed)
-    centroids = _kmeans_pp(matrix, k, rng)
-    labels, best = _assign(matrix, centroids)
+    runs = [_lloyd(matrix, _kmeans_pp(matrix, k, rng), max_iter) for _ in range(restarts)]
+    return max(runs, key=lambda run: run.cohesion)
+
+
+def _lloyd(matrix: np.ndarray, centroids: np.ndarray, max_iter: int) -> KMeans:
+    k = len(centroids)
+    labels, best, sums = _lloyd_pass(matrix, centroids)
     for _ in range(max_iter):
-        sums = np.zeros_like(centroids)
-        for rows in _chunks(n):
-            onehot = (labels[rows, None] == np.arange(k)).astype(np.float32)
-            sums += onehot.T @ _f32(matrix[rows])
         empty = np.flatnonzero(np.bincount(labels, minlength=k) == 0)
         if len(empty):
             sums[empty] = _f32(matrix[np.argsort(best, kind="stable")[: len(empty)]])
         centroids = normalise_rows(sums)
-        new_labels, best = _assign(matrix, centroids)
+        new_labels, best, sums = _lloyd_pass(matrix, centroids)
         if np.array_equal(new_labels, labels):
             break
         labels = new_labels
@@ -251,7 +280,7 @@ def choose_k(matrix: np.ndarray, k_max: int = 30, sample: int = 2000, seed: int 
     Silhouette, not an elbow: on real embeddings (256 COCO photos, docs/benchmarks.md) the
     k-means objective falls smoothly with k and has no knee to find, while silhouette
     peaks where clusters are both tight and apart. The sample bounds its quadratic cost;
-    k-means on the sample is enough to rank candidates, which are every k up to 10, then
+    k-means (best of 3 starts) on the sample is enough to rank candidates: every k to 10, then
     a geometric grid (silhouette is flat near its top at large k).
     """
     n = len(matrix)
@@ -264,7 +293,10 @@ def choose_k(matrix: np.ndarray, k_max: int = 30, sample: int = 2000, seed: int 
     top = min(k_max, len(points) - 1)
     grid = np.geomspace(10, max(top, 10), 6).round().astype(int).tolist()
     candidates = sorted({k for k in [*range(2, 11), *grid] if k <= top})
-    scores = [silhouette(distances, spherical_kmeans(points, k, seed).labels) for k in candidates]
+    scores = [
+        silhouette(distances, spherical_kmeans(points, k, seed, restarts=3).labels)
+        for k in candidates
+    ]
     return candidates[int(np.argmax(scores))]
 
 
