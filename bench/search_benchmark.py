@@ -210,6 +210,14 @@ def embedding_section(sizes: list[int], dup_sizes: list[int], cluster_sizes: lis
         latency = similar_latency(matrix[:n], rows, exact(matrix[:n]))
         print(f"| `similar -k 10`, exact, float16 rows, p50 / p95 ms | {n:,} | {latency} |")
     n = sizes[0]
+    for label, convert in [
+        ("numpy astype", lambda chunk: chunk.astype(np.float32)),
+        ("table lookup (used)", similarity._f32),
+    ]:
+        seconds, _ = timed(
+            lambda convert=convert: [convert(matrix[a : a + 1024]) for a in range(0, n, 1024)], 3
+        )
+        print(f"| float16 -> float32 of all rows, {label}, ms | {n:,} | {seconds * 1e3:.0f} |")
     rows = rng.choice(n, 30, replace=False)
     data = matrix[:n].astype(np.float32)
     latency = similar_latency(data, rows, exact(data))

@@ -1,10 +1,11 @@
 """Optional approximate nearest neighbours (usearch HNSW) for `similar` in very large libraries.
 
-Exact search (`similarity.nearest`) stays the default: at 100 000 photos it answers in a
-fraction of a second, while an HNSW graph takes minutes to build on a laptop and only pays
-once it is kept on disk and queried many times. Chosen over hnswlib and faiss-cpu by
-measurement (docs/benchmarks.md): same recall@10, faster build, stores float16 (half the
-memory of the others' float32), saves and memory-maps one file. Install: `phototag[ann]`.
+Exact search (`similarity.nearest`) stays the default: at 100 000 photos it answers in
+well under a second, while an HNSW graph takes minutes to build on a laptop and only pays
+once it is kept on disk and queried many times. Chosen over hnswlib and faiss-cpu after
+measuring them (docs/benchmarks.md): recall@10 0.99 like theirs, the fastest HNSW build,
+float16 storage (half their float32 memory), removal of photos (faiss HNSW has none, its
+IVF needs retraining as a library changes), one file to save. Install: `phototag[ann]`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import numpy as np
 from phototag.similarity import Neighbours
 
 # Libraries from this many photos up use the ANN index when it is installed. Exact search
-# over float16 rows grows linearly, about ANN_MIN_ROWS / 100 000 * its 100 000-photo time
-# (docs/benchmarks.md); below this a whole scan stays under about a second.
-ANN_MIN_ROWS = 300_000
+# over float16 rows grows linearly: 0.6 s at 100 000 photos, 1.2 s at 200 000, 2.4 s at
+# 400 000 (docs/benchmarks.md, shared 2-core machine), so from here a scan passes a second.
+ANN_MIN_ROWS = 200_000
 
 
 def available() -> bool:
