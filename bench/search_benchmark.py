@@ -1,6 +1,6 @@
 """Search benchmarks: query latency, index build, `similar`, duplicates, clusters, real photos.
 
-Run: .venv/bin/python bench/search_benchmark.py [--sizes 10000 100000] [--queries 300]
+Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/search_benchmark.py [--parts search embeddings real]
 Prints markdown for docs/benchmarks.md ("Search"). Libraries are synthetic
 (tests/synthetic_library.py: Zipf tags over a 300-leaf hierarchy, clustered embeddings);
 the real-photo part uses the shared MobileNetV2 and photos when ../shared is present.
@@ -240,9 +240,6 @@ def embedding_section(sizes: list[int], dup_sizes: list[int], cluster_sizes: lis
 
 
 def real_photo_section() -> None:
-    if not reference_embeddings.available():
-        print("\n(real-photo part skipped: ../shared not found)")
-        return
     photos = reference_embeddings.PHOTOS
     print("\n### Duplicate threshold on real photos (shared MobileNetV2, cosine)\n")
     labels, originals, changed = [], [], []
@@ -282,6 +279,23 @@ def real_photo_section() -> None:
         _max_pair("different photos in ../shared/coco256", coco)
 
 
+def coco_k_section() -> None:
+    """Why `cluster` picks k by silhouette: the k-means objective on real photos has no knee."""
+    coco = sorted((reference_embeddings.SHARED / "coco256").glob("*/*.jpg"))
+    if not coco:
+        return
+    vectors = reference_embeddings.embed(coco)
+    distances = np.maximum(1 - vectors @ vectors.T, 0)
+    print(f"\n### Choosing k on {len(coco)} real photos (../shared/coco256)\n")
+    print("| k | mean cosine distance to centroid (k-means objective) | silhouette |")
+    print("| ---: | ---: | ---: |")
+    for k in [2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 30]:
+        result = similarity.spherical_kmeans(vectors, k, restarts=3)
+        score = similarity.silhouette(distances, result.labels)
+        print(f"| {k} | {1 - result.cohesion:.4f} | {score:.4f} |")
+    print(f"\n`choose_k` picks k = {similarity.choose_k(vectors)}.")
+
+
 def _max_pair(label: str, paths: list[Path]) -> None:
     vectors = reference_embeddings.embed(paths)
     sims = vectors @ vectors.T
@@ -307,10 +321,16 @@ def main() -> None:
     parser.add_argument("--similar-sizes", type=int, nargs="+", default=[100_000, 200_000, 400_000])
     parser.add_argument("--duplicates-sizes", type=int, nargs="*", default=[10_000, 20_000])
     parser.add_argument("--cluster-sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parts = ["search", "embeddings", "real"]
+    parser.add_argument("--parts", nargs="+", choices=parts, default=parts)
     args = parser.parse_args()
-    search_section(args.sizes, args.queries)
-    embedding_section(args.similar_sizes, args.duplicates_sizes, args.cluster_sizes)
-    real_photo_section()
+    if "search" in args.parts:
+        search_section(args.sizes, args.queries)
+    if "embeddings" in args.parts:
+        embedding_section(args.similar_sizes, args.duplicates_sizes, args.cluster_sizes)
+    if "real" in args.parts and reference_embeddings.available():
+        real_photo_section()
+        coco_k_section()
 
 
 if __name__ == "__main__":
