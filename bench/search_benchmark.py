@@ -1,6 +1,6 @@
 """Search benchmarks: query latency, index build, `similar`, duplicates, clusters, real photos.
 
-Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/search_benchmark.py [--parts search embeddings real]
+Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/search_benchmark.py [--parts ...]
 Prints markdown for docs/benchmarks.md ("Search"). Libraries are synthetic
 (tests/synthetic_library.py: Zipf tags over a 300-leaf hierarchy, clustered embeddings);
 the real-photo part uses the shared MobileNetV2 and photos when ../shared is present.
