@@ -20,8 +20,8 @@ import numpy as np
 from phototag.similarity import Neighbours
 
 # Libraries from this many photos up use the ANN index when it is installed. Exact search
-# over float16 rows grows linearly: 0.6 s at 100 000 photos, 1.2 s at 200 000, 2.4 s at
-# 400 000 (docs/benchmarks.md, shared 2-core machine), so from here a scan passes a second.
+# over float16 rows grows linearly, 0.4 to 0.6 s per 100 000 photos on the shared 2-core
+# machine (docs/benchmarks.md): from here on a scan takes about a second or more.
 ANN_MIN_ROWS = 200_000
 
 
