@@ -20,8 +20,8 @@ import numpy as np
 DUPLICATE_THRESHOLD = 0.95
 
 _CHUNK_ROWS = 1024  # float32 chunk of 1280-d rows: 5 MB
-# float16 -> float32 by table lookup: numpy's own cast of float16 is scalar code, measured
-# slower than this gather (docs/benchmarks.md), and it dominates a scan of stored rows.
+# float16 -> float32 by table lookup, measured 2.3 times faster than numpy's astype
+# (docs/benchmarks.md); the conversion, not the matmul, dominates a scan of stored rows.
 _HALF_TO_SINGLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
