@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 import reference_embeddings
 import synthetic_library
 from phototag import ann, similarity
-from phototag.query import And, Node, Not, Or, Term, parse
+from phototag.query import And, Node, Not, Or, Term, parse, terms
 from phototag.tagindex import Filter, TagIndex, date_bound
 from PIL import Image
 
@@ -155,7 +155,7 @@ def search_section(sizes: list[int], n_queries: int) -> None:
 
 
 def compare_strategies(index: TagIndex, nodes: list[Node]) -> list[str]:
-    words = set().union(*(_terms(node) for node in nodes))
+    words = set().union(*(terms(node) for node in nodes))
     arrays = {t: index.term_ids(t) for t in words}
     sets = {t: set(ids.tolist()) for t, ids in arrays.items()}
     universe = index.ids()
@@ -176,14 +176,6 @@ def compare_strategies(index: TagIndex, nodes: list[Node]) -> list[str]:
                 assert sorted(found) == index.search(node).tolist()
         row.append(percentiles(times).replace(" | ", " / "))
     return row
-
-
-def _terms(node: Node) -> set[str]:
-    if isinstance(node, Term):
-        return {node.text}
-    if isinstance(node, Not):
-        return _terms(node.operand)
-    return set().union(*(_terms(child) for child in node.operands))
 
 
 def similar_latency(matrix: np.ndarray, rows: np.ndarray, search: Callable) -> str:

@@ -56,7 +56,7 @@ def test_use_ann_only_for_large_libraries() -> None:
 
 
 def test_onnxruntime_still_imports_after_usearch() -> None:
-    """With usearch 2.26.2 to 2.26.6 loaded first, `import onnxruntime` segfaults."""
+    """With usearch 2.26.2+ (tried to 2.26.6) loaded first, `import onnxruntime` segfaults."""
     code = "import phototag.ann as a; a.AnnIndex(4); import onnxruntime; print('ok')"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (run.returncode, run.stdout.strip()) == (0, "ok"), run.stderr[-500:]
