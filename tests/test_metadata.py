@@ -88,7 +88,7 @@ def grandma(tmp_path: Path) -> Path:
 
 
 def test_keywords_read_back_by_exiftool_and_exiv2(grandma: Path) -> None:
-    assert metadata.write(grandma, [CAT, BIRD], "m@1", WriteConfig()) == grandma
+    assert metadata.write(grandma, [CAT, BIRD], "m@1", WriteConfig()).target == grandma
 
     flat = ["Grandma", "cat", "bird", "animal", "mammal"]
     found = exiftool_keywords(grandma)
@@ -235,7 +235,7 @@ def test_sidecar_naming_and_merge(grandma: Path, naming: str, name: str) -> None
     photo = grandma.rename(grandma.with_name("IMG_1.JPG"))
     original = photo.read_bytes()
     cfg = WriteConfig(mode="sidecar", sidecar_name=naming)  # type: ignore[arg-type]
-    dest = metadata.write(photo, [CAT], "m@1", cfg)
+    dest = metadata.write(photo, [CAT], "m@1", cfg).target
     assert dest == photo.with_name(name) and dest.is_file()
     assert photo.read_bytes() == original
     assert exiftool_keywords(dest)["Subject"] == ["cat", "animal", "mammal"]
@@ -275,7 +275,7 @@ def test_existing_sidecar_is_updated_not_replaced(grandma: Path) -> None:
     side = grandma.with_name(grandma.name + ".xmp")
     side.write_text(DARKTABLE_SIDECAR)
     cfg = WriteConfig()  # auto: the existing sidecar receives the keywords
-    assert metadata.write(grandma, [CAT], "m@1", cfg) == side
+    assert metadata.write(grandma, [CAT], "m@1", cfg).target == side
     cmd = ["exiftool", "-j", "-XMP:Rating", "-XMP-darktable:all", "-XMP:Subject", str(side)]
     out = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)[0]
     assert (out["Rating"], out["History_end"], out["HistoryOperation"]) == (4, 1, "exposure")
@@ -294,7 +294,7 @@ def test_read_only_photo(grandma: Path) -> None:
     assert str(grandma) in str(err.value) and "\n" not in str(err.value)
     assert grandma.read_bytes() == original
 
-    dest = metadata.write(grandma, [CAT], "m@1", WriteConfig())
+    dest = metadata.write(grandma, [CAT], "m@1", WriteConfig()).target
     assert dest == grandma.with_name(grandma.name + ".xmp")
     assert exiftool_keywords(dest)["Subject"] == ["cat", "animal", "mammal"]
     assert grandma.read_bytes() == original
@@ -387,7 +387,7 @@ def test_pixels_identical_and_mode_kept(tmp_path: Path, fmt: str) -> None:
         im.save(path, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
     path.chmod(0o640)
     before = pixels(path)
-    assert metadata.write(path, [CAT], "m@1", WriteConfig()) == path
+    assert metadata.write(path, [CAT], "m@1", WriteConfig()).target == path
     assert np.array_equal(pixels(path), before)
     assert path.stat().st_mode & 0o777 == 0o640
     found = exiftool_keywords(path)
@@ -416,7 +416,7 @@ def test_formats_exiv2_cannot_write_get_a_sidecar(tmp_path: Path) -> None:
         else:
             path = copy_photo(tmp_path, name)
         original = path.read_bytes()
-        dest = metadata.write(path, [BIRD], "m@1", WriteConfig())
+        dest = metadata.write(path, [BIRD], "m@1", WriteConfig()).target
         assert dest == path.with_name(path.name + ".xmp")
         assert exiftool_keywords(dest)["Subject"] == ["bird", "animal"]
         assert path.read_bytes() == original
@@ -499,3 +499,16 @@ def test_iptc_value_cuts_on_character_boundary() -> None:
     assert metadata._iptc_value("a" * 64) == "a" * 64
     assert metadata._iptc_value("a" * 63 + "é") == "a" * 63
     assert metadata._iptc_value("é" * 40) == "é" * 32
+
+
+def test_write_reports_the_state_it_left(grandma: Path) -> None:
+    """What `write` returns is what a fresh read sees, and the hash is of the bytes on disk."""
+    import hashlib
+
+    written = metadata.write(grandma, [CAT, BIRD], "m@1", WriteConfig())
+    again = metadata.read(grandma, WriteConfig())
+    assert written.keywords.keywords == again.keywords
+    assert written.keywords.ours == again.ours
+    assert written.keywords.user_keywords == again.user_keywords
+    assert written.photo_sha256 == hashlib.sha256(grandma.read_bytes()).hexdigest()
+    assert metadata.write(grandma, [CAT, BIRD], "m@1", WriteConfig()).photo_sha256 is None

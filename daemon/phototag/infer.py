@@ -58,6 +58,9 @@ class Model:
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: ONNX Runtime uses every core
+        # Idle ORT threads would otherwise spin for the next batch, burning the cores that the
+        # decoders and the metadata writer need (measured: 62 -> 51 ms of CPU per photo).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(

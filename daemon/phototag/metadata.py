@@ -23,6 +23,7 @@ pyexiv2 2.16 (bundling exiv2 0.28) quirks handled here:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -188,10 +189,23 @@ def read(path: Path, cfg: WriteConfig) -> FileKeywords:
         return _summary(doc, other)
 
 
+@dataclass
+class Written:
+    """What `write` did: where the keywords went, what the photo says now, and its new hash.
+
+    Returned so callers need not open and hash the photo again (a second exiv2 parse of a
+    camera JPEG costs as much as the write itself).
+    """
+
+    target: Path  # the photo or the sidecar that holds our keywords
+    keywords: FileKeywords  # as they are on disk after the write
+    photo_sha256: str | None  # sha256 of the photo's new bytes; None when the photo is unchanged
+
+
 def write(
     path: Path, tags: list[Tag], model_version: str, cfg: WriteConfig, ancestors: bool = True
-) -> Path:
-    """Set our auto tags on `path` to exactly `tags`; return the file that holds them.
+) -> Written:
+    """Set our auto tags on `path` to exactly `tags`.
 
     Ours no longer wanted are removed, the user's are kept as they are, and a keyword of ours
     the user deleted is not added again. Nothing is written when nothing would change.
@@ -202,8 +216,10 @@ def write(
         assert new.record is not None
         new.record.model_version = model_version
         new.record.date = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        _commit(doc, new, cfg)
-    return dest
+        data = _commit(doc, new, cfg)
+        keywords = _summary(replace(doc, fields=new), other)
+    photo_sha256 = hashlib.sha256(data).hexdigest() if data and not doc.sidecar else None
+    return Written(dest, keywords, photo_sha256)
 
 
 def undo(path: Path, cfg: WriteConfig) -> Path:
@@ -509,15 +525,18 @@ def _open_pair(
 # ---- writing ----------------------------------------------------------------------------------
 
 
-def _commit(doc: _Doc, new: _Fields, cfg: WriteConfig) -> None:
-    """Write `new` into the doc's file, atomically, if anything but the date changes."""
+def _commit(doc: _Doc, new: _Fields, cfg: WriteConfig) -> bytes | None:
+    """Write `new` into the doc's file, atomically, if anything but the date changes.
+
+    Returns the bytes now in the file, or None when nothing was written (or it was deleted).
+    """
     old_values, new_values = _xmp_values(doc.fields), _xmp_values(new)
     changes = {k: v for k, v in new_values.items() if old_values.get(k) != v}
     if new.record is None:
         changes |= {k: None for k in doc.xmp if k.startswith(OURS)}
     iptc_changed = new.iptc_writable and new.iptc != doc.fields.iptc
     if (set(changes) <= {R_DATE} and not iptc_changed) or cfg.dry_run:
-        return
+        return None
     if doc.stat is not None and _read_only(doc.path):
         raise MetadataError(f"{doc.path}: read-only; use write.mode auto or sidecar")
     if not doc.sidecar and "write" not in (doc.image.get_access_mode().get("xmp") or ""):
@@ -541,8 +560,9 @@ def _commit(doc: _Doc, new: _Fields, cfg: WriteConfig) -> None:
         if doc.stat is not None:
             _check_unchanged(doc)
             doc.path.unlink()
-        return
+        return None
     _replace(doc, data)
+    return data
 
 
 def _verify(doc: _Doc, data: bytes, new: _Fields) -> bool:

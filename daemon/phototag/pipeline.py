@@ -223,29 +223,32 @@ class Pipeline:
 def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) -> PhotoRecord:
     """Set our auto tags on a photo (or its sidecar); return its index record as now on disk.
 
-    The keywords are read back rather than taken from `tags`: metadata keeps the user's
-    keywords theirs and never re-adds one the user deleted, and the index must say what the
-    file says. `base` brings what the file does not (dimensions and vectors as indexed).
+    The keywords recorded are those metadata reports after the write, not `tags`: it keeps
+    the user's keywords theirs and never re-adds one the user deleted, and the index must say
+    what the file says. `base` brings what the file does not (dimensions and vectors).
     """
-    written_to = metadata.write(Path(base.path), tags, version, cfg.write, cfg.tagging.ancestors)
+    written = metadata.write(Path(base.path), tags, version, cfg.write, cfg.tagging.ancestors)
     return replace(
-        on_disk(base, cfg.write),
+        on_disk(base, cfg.write, written),
         model_version=version,
-        written_to=str(written_to),
+        written_to=str(written.target),
         tagged_at=time.time(),
     )
 
 
-def on_disk(record: PhotoRecord, cfg: WriteConfig) -> PhotoRecord:
+def on_disk(
+    record: PhotoRecord, cfg: WriteConfig, written: metadata.Written | None = None
+) -> PhotoRecord:
     """`record` with the file's size, content hash and keywords as they are now.
 
-    Only a file whose size or mtime changed is hashed again.
+    After our own write they come from `written`; otherwise the keywords are read, and only
+    a file whose size or mtime changed is hashed again.
     """
     path = Path(record.path)
-    keywords = metadata.read(path, cfg)
+    keywords = written.keywords if written else metadata.read(path, cfg)
     file = PhotoFile.stat(path)
-    sha256 = record.sha256
-    if (file.size, file.mtime_ns) != (record.size, record.mtime_ns):
+    sha256 = written.photo_sha256 if written and written.photo_sha256 else record.sha256
+    if sha256 == record.sha256 and (file.size, file.mtime_ns) != (record.size, record.mtime_ns):
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     return replace(
         with_keywords(record, keywords), size=file.size, mtime_ns=file.mtime_ns, sha256=sha256
