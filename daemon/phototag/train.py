@@ -27,6 +27,7 @@ import io
 import json
 import math
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -228,7 +229,8 @@ def training_set(
     keyworded = sorted((r for r in usable if mine[r.path]), key=lambda r: r.path)
     per_tag = Counter(k for r in keyworded for k in mine[r.path])
     tags = tuple(sorted(t for t, n in per_tag.items() if n >= min_examples))
-    too_rare = {t: n for t, n in per_tag.most_common() if n < min_examples}
+    rare = sorted((-n, t) for t, n in per_tag.items() if n < min_examples)
+    too_rare = {t: -n for n, t in rare}  # most used first
     others = sorted((r for r in usable if not mine[r.path]), key=lambda r: r.path)
     rng = np.random.default_rng(BACKGROUND_SEED)
     chosen = np.sort(rng.permutation(len(others))[: max(0, background)])
@@ -265,7 +267,7 @@ class TagQuality:
 
 @dataclass(frozen=True)
 class Report:
-    """Leave-one-out quality: each training photo tagged by the model of all the others."""
+    """Leave-one-out quality: each photo tagged by the model of all the others."""
 
     tags: list[TagQuality]
     threshold: float
@@ -400,7 +402,7 @@ class Learned:
                 Counts(**meta["counts"]),
                 float(meta["trained_at"]),
             )
-        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise TrainError(f"not a phototag TagProp model: {str(exc).splitlines()[0]}") from None
         n = len(features)
         if len(learned.paths) != n or (
@@ -493,9 +495,11 @@ def train(
     progress(f"fitting TagProp (K={k} neighbours per photo)")
     model = fit(features, data.labels, data.tags, k)
     progress("leave-one-out check")
-    report = quality(
-        loo_scores(model, features, data.labels), data.labels, data.tags, cfg.threshold
-    )
+    # Judged on the photos the user keyworded: on the background, a proposal is unconfirmed
+    # rather than wrong (the user never said those photos lack the keyword).
+    mine = slice(0, data.keyworded)
+    loo = loo_scores(model, features, data.labels)
+    report = quality(loo[mine], data.labels[mine], data.tags, cfg.threshold)
     paths = tuple(r.path for r in data.records)
     learned = Learned(
         model, features, data.labels, paths, stores.backbone, data.counts, time.time()
