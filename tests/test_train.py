@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from phototag import decode, tagger, tagprop, train
-from phototag.config import Config, TagPropConfig
+from phototag.config import TagPropConfig
 from phototag.index import Index, PhotoRecord
 from phototag.records import Tag
 from tests.albums import keyword_sets, run
