@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -12,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from phototag import decode, tagger, tagprop, train
-from phototag.config import TagPropConfig
+from phototag import decode, service, tagger, tagprop, train
+from phototag.config import Config, TagPropConfig
 from phototag.index import Index, PhotoRecord
+from phototag.pipeline import Pipeline
 from phototag.records import Tag
 from tests.albums import keyword_sets, run
 from tests.conftest import PHOTOS, need_shared
@@ -167,14 +169,52 @@ def test_stale_after_enough_new_keywords(tmp_path: Path) -> None:
     assert train.stale(index, None, cfg)
     trained = train.train(index, STORES, cfg)
     assert not train.stale(index, trained.learned, cfg)
-    then = trained.learned.counts  # 30 photos with one keyword each: 10 % is 3
+    assert train.retrain_if_stale(index, STORES, trained.learned, cfg) is None
+    # 30 photos with one keyword each: 10 % is 3 more.
     records = [r for r in index.records() if not r.user]
     for i, record in enumerate(records[:3]):
         record.user = ["place0"]
         index.put(record)
-        assert train.stale(index, trained.learned, cfg) == (i == 2), then
+        assert train.stale(index, trained.learned, cfg) == (i == 2)
     assert not train.stale(index, None, TagPropConfig(min_examples=50))
+    again = train.retrain_if_stale(index, STORES, trained.learned, cfg)
+    assert again is not None and again.data.keyworded == 33
+    assert train.active(STORES.backbone)[0] == again.digest != trained.digest
     index.close()
+
+
+def test_the_service_retrains_when_quiet_after_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes import FakeProcessor
+    from tests.test_service import settings, wait_until
+
+    monkeypatch.setattr(service, "HEARTBEAT_S", 0.3)
+    idle: list[int] = []
+
+    class Learning(FakeProcessor):
+        def idle(self, cfg: Config) -> None:
+            idle.append(len(self.calls))
+            raise RuntimeError("no keywords yet")  # logged; the service goes on
+
+    album = tmp_path / "album"
+    album.mkdir()
+    svc = service.Service(settings(album), lambda cfg, index: Learning(index))
+    thread = threading.Thread(target=svc.run)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        assert idle == []  # nothing was done: nothing to learn from
+        (album / "a.jpg").write_bytes(b"pixels")
+        wait_until(lambda: idle == [1], what="idle time after tagging")
+        time.sleep(1.0)
+        assert idle == [1]  # once per stretch of work
+        (album / "b.jpg").write_bytes(b"pixels")
+        wait_until(lambda: idle == [1, 2], what="idle time after more tagging")
+    finally:
+        svc.request_stop()
+        thread.join(10)
+    assert not thread.is_alive()
 
 
 def test_model_round_trips_and_a_damaged_file_is_one_clear_error(tmp_path: Path) -> None:
@@ -274,8 +314,17 @@ def test_learns_the_users_keywords_and_proposes_them_for_near_duplicates_only(
     cfg.write_text("tagprop:\n  min_examples: 3\n")
     assert run(capsys, "-c", str(cfg), "scan", str(album))[0] == 0
 
-    status, _, err = run(capsys, "train")  # the default min_examples is 5: just enough
-    assert status == 0, err
+    # The service's idle time trains once a keyword is on min_examples (default 5) photos.
+    defaults = Config()
+    with Index(defaults.index_dir) as index:
+        processor = service.PipelineProcessor(Pipeline(defaults, tagger.load(defaults), index))
+        assert processor.pipeline.tagger.version.tagprop == ""
+        processor.idle(defaults)
+    digest, _ = train.active(processor.pipeline.tagger.stores.backbone)
+    assert processor.pipeline.tagger.version.tagprop == digest
+    assert processor.version.endswith(
+        f"/tagprop:{digest}/thr:{processor.pipeline.tagger.version.thresholds}"
+    )
     (tmp_path / "strict.yaml").write_text("tagprop:\n  min_examples: 6\n")
     status, _, err = run(capsys, "-c", str(tmp_path / "strict.yaml"), "train")
     assert status == 2

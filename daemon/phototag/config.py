@@ -97,7 +97,7 @@ class TagPropConfig:
     min_examples: int = 5  # a keyword of yours is learned once this many photos carry it
     threshold: float = 0.5  # propose a learned keyword when its probability is at least this
     max_tags: int = 3  # most learned keywords proposed per photo
-    k: int = 20  # neighbours each photo is compared with
+    k: int = 40  # neighbours each photo is compared with
     background: int = 1000  # photos without keywords of yours sampled as negatives
     retrain_after: int = 20  # the service retrains after this many new keywords (or 10 %)
 

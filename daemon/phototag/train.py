@@ -537,3 +537,10 @@ def stale(index: Index, learned: Learned | None, cfg: TagPropConfig) -> bool:
         abs(a - b) >= max(1, min(math.ceil(0.1 * b), cfg.retrain_after))
         for a, b in zip(asdict(now).values(), asdict(then).values(), strict=True)
     )
+
+
+def retrain_if_stale(
+    index: Index, stores: Stores, learned: Learned | None, cfg: TagPropConfig
+) -> Trained | None:
+    """A new active model when the user's keywording has changed enough (`stale`), else None."""
+    return train(index, stores, cfg) if stale(index, learned, cfg) else None
