@@ -340,6 +340,11 @@ def test_learns_the_users_keywords_and_proposes_them_for_near_duplicates_only(
     assert float(table["Grandma"][2]) == float(table["ourcat"][2]) == 1.0  # leave-one-out recall
     assert "learned 2 keywords from 10 photos" in err
 
+    status, out, _ = run(capsys, "suggest", str(album / "face-5.jpg"), str(album / "owl-0.jpg"))
+    assert status == 0
+    assert f"{album / 'face-5.jpg'}: likely missing: Grandma (0." in out  # the untagged variant
+    assert "owl-0.jpg: likely missing: Grandma" not in out
+
     tags = _tagged(capsys, "-c", str(cfg), "tag", *map(str, sorted(new.iterdir())))
     assert "Grandma" in tags["face-6.jpg"] and "ourcat" not in tags["face-6.jpg"]
     assert "ourcat" in tags["cat_1080p.jpg"] and "Grandma" not in tags["cat_1080p.jpg"]

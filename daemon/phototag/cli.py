@@ -206,7 +206,7 @@ def cmd_suggest(args: argparse.Namespace, cfg: Config) -> int:
     tagger = _tagger(cfg)
     with Index(cfg.index_dir, readonly=True) as index:
         records = under(index.records(), args.paths)
-        scored = [r for r in records if tagger.probability_store in r.vectors]
+        scored = [r for r in records if all(s in r.vectors for s in tagger.rescore_stores)]
         if len(scored) < len(records):
             print(
                 f"{len(records) - len(scored)} photos have no stored scores for "
@@ -215,7 +215,7 @@ def cmd_suggest(args: argparse.Namespace, cfg: Config) -> int:
             )
         found = suggest.suggest(
             suggest.from_files(scored, cfg.write),
-            suggest.cnn_scores(index, tagger),
+            suggest.learned_scores(index, tagger),
             args.missing_above,
             args.imprecise_below,
         )
