@@ -163,3 +163,22 @@ def test_predict_checks_tag_count() -> None:
     model = TagPropModel("rank", np.full(3, 1 / 3), 3, ("a", "b"))
     with pytest.raises(ValueError, match="2 tags"):
         tagprop.predict(model, np.zeros((1, 3)), np.zeros((1, 3), int), np.zeros((4, 5), bool))
+
+
+def test_pooled_floor_keeps_a_slope_for_tags_without_leave_one_out_evidence() -> None:
+    # "rare" is on two photos of different clusters: neither is the other's neighbour, so
+    # leave-one-out sees its votes only on photos without it and its ML slope is 0 (the
+    # same score everywhere). With the pooled floor its votes count like the average tag's.
+    good, _, labels = _clustered(n_per=12, clusters=3)
+    rare = np.zeros((len(labels), 1), bool)
+    rare[[0, 12]] = True
+    labels = np.hstack([labels, rare])
+    nb = neighbours.search([good], [good], ["euclidean"], 10, exclude_self=True)
+    plain = tagprop.fit(nb.dist, nb.idx, labels, "dist", sigma=True)
+    floored = tagprop.fit(nb.dist, nb.idx, labels, "dist", sigma=True, pooled_floor=True)
+    assert plain.alpha[3] == 0.0
+    assert 0.0 < floored.alpha[3] <= floored.alpha[:3].min()
+    scores = tagprop.predict(floored, nb.dist, nb.idx, labels)
+    assert scores[:, 3].std() > 0  # a ranking, not one score for all
+    assert scores[1, 3] > scores[30, 3]  # near photo 0 more than in the cluster without it
+    assert (scores[:, :3].argmax(1) == labels[:, :3].argmax(1)).all()

@@ -91,6 +91,18 @@ class WatchConfig:
 
 
 @dataclass
+class TagPropConfig:
+    """Learning the user's own keywords (`phototag train`); see train.py."""
+
+    min_examples: int = 5  # a keyword of yours is learned once this many photos carry it
+    threshold: float = 0.5  # propose a learned keyword when its probability is at least this
+    max_tags: int = 3  # most learned keywords proposed per photo
+    k: int = 40  # neighbours each photo is compared with
+    background: int = 1000  # photos without keywords of yours sampled as negatives
+    retrain_after: int = 20  # the service retrains after this many new keywords (or 10 %)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     tagging: TaggingConfig = field(default_factory=TaggingConfig)
@@ -99,6 +111,7 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     fetch: FetchConfig = field(default_factory=FetchConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    tagprop: TagPropConfig = field(default_factory=TagPropConfig)
     source: Path | None = None  # the file these settings came from, if any
 
     @property

@@ -157,18 +157,28 @@ class TagPropMethod:
     kind: tagprop.Kind
     sigma: bool
     ks: Sequence[int] = (50, 100, 200)
+    pooled_floor: bool = False  # sigma-ML slopes at least the pooled one (see tagprop.fit)
 
     @property
     def name(self) -> str:
         label = "distance" if self.kind == "dist" else "rank"
-        return f"TagProp {label}" + (" σML" if self.sigma else "")  # noqa: RUF001
+        floor = ", pooled α floor" if self.pooled_floor else ""  # noqa: RUF001
+        return f"TagProp {label}" + (" σML" if self.sigma else "") + floor  # noqa: RUF001
 
     def grid(self) -> list[dict[str, Any]]:
         return [{"K": k} for k in self.ks]
 
     def fit(self, train: Channels, labels: np.ndarray, params: dict[str, Any]) -> Any:
         nb = train.search(train, params["K"], exclude_self=True)
-        model = tagprop.fit(nb.dist, nb.idx, labels, self.kind, self.sigma, distances=train.names)
+        model = tagprop.fit(
+            nb.dist,
+            nb.idx,
+            labels,
+            self.kind,
+            self.sigma,
+            distances=train.names,
+            pooled_floor=self.pooled_floor,
+        )
         return model, train, labels
 
     def predict(self, fitted: Any, query: Channels) -> np.ndarray:

@@ -25,8 +25,7 @@ from phototag.index import Index, PhotoRecord
 from phototag.infer import Batch
 from phototag.records import Decoded, Outcome, PhotoFile, Tag
 from phototag.tagger import Tagger
-
-COLOUR_STORE = "colour"
+from phototag.train import COLOUR_STORE
 
 
 def discover(roots: Iterable[Path], scan: ScanConfig) -> Iterator[Path | Outcome]:
@@ -173,7 +172,9 @@ class Pipeline:
 
     def _infer(self, batch: list[Decoded]) -> tuple[Batch, list[list[Tag]]]:
         inferred = self.tagger.model.run(np.stack([d.pixels for d in batch]))
-        return inferred, self.tagger.tags(inferred)
+        colours = np.stack([d.colour for d in batch])
+        records = [self.index.get(d.file.path) if self.index else None for d in batch]
+        return inferred, self.tagger.tags(inferred, colours, records)
 
     def _finish(
         self, batch: list[Decoded], inferred: tuple[Batch, list[list[Tag]]]

@@ -15,12 +15,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from phototag import metadata
 from phototag.config import Config
 from phototag.index import Index, PhotoRecord
+from phototag.infer import Batch
 from phototag.pipeline import Pipeline, write_tags
 from phototag.records import ModelVersion, PhotoFile, Refresh, Tag
-from phototag.tagger import Tagger, cnn_tags
+from phototag.tagger import Tagger
+from phototag.train import COLOUR_DIM, COLOUR_STORE
 
 CHUNK = 1024  # photos re-scored per matrix product
 
@@ -75,8 +79,8 @@ def plan(records: Iterable[PhotoRecord], tagger: Tagger) -> Plan:
         if not record.model_version:
             continue
         need = tagger.version.refresh(ModelVersion.parse(record.model_version))
-        if need == "rescore" and tagger.probability_store not in record.vectors:
-            need = "reanalyse"  # tagged before probabilities were stored
+        if need == "rescore" and not all(s in record.vectors for s in tagger.rescore_stores):
+            need = "reanalyse"  # tagged before these vectors were stored
         if need == "reanalyse":
             result.reanalyse.append(record)
         elif need == "rescore":
@@ -132,19 +136,25 @@ def run(
 def rescore(
     records: list[PhotoRecord], index: Index, tagger: Tagger, cfg: Config
 ) -> Iterator[tuple[Refined, PhotoRecord | None]]:
-    """Re-decide tags from the stored class probabilities; no image is read or decoded.
+    """Re-decide tags from the vectors stored at tag time; no image is read or decoded.
 
-    Yields each photo's outcome with its updated record (None on failure) for the caller to
-    put in the index.
+    The tags come from `Tagger.tags`, as in the pipeline. Yields each photo's outcome with its
+    updated record (None on failure) for the caller to put in the index.
     """
     version = str(tagger.version)
+    stores = tagger.stores
     for start in range(0, len(records), CHUNK):
         part = records[start : start + CHUNK]
-        probabilities = index.vectors(tagger.probability_store, part, tagger.labelmap.n_outputs)
-        for record, tags in zip(
-            part, cnn_tags(probabilities, tagger.labelmap, tagger.cfg), strict=True
-        ):
-            yield _apply(record, tags, version, cfg)
+        probabilities = index.vectors(stores.probability, part, stores.n_outputs)
+        if tagger.learned is None:  # the CNN alone needs no embeddings or colours
+            embeddings = np.zeros((len(part), 0), np.float32)
+            colours = np.zeros((len(part), 0), np.float32)
+        else:
+            embeddings = index.vectors(stores.embedding, part, stores.embedding_dim)
+            colours = index.vectors(COLOUR_STORE, part, COLOUR_DIM)
+        tags = tagger.tags(Batch(probabilities, embeddings), colours, part)
+        for record, photo_tags in zip(part, tags, strict=True):
+            yield _apply(record, photo_tags, version, cfg)
 
 
 def _apply(

@@ -71,6 +71,24 @@ class PipelineProcessor:
     def __call__(self, paths: list[Path]) -> list[Outcome]:
         return self.pipeline.run(paths)
 
+    def idle(self, cfg: Config) -> None:
+        """Retrain TagProp once enough new keywords of the user's have come in (cheap check)."""
+        from phototag import train
+
+        tagger, index = self.pipeline.tagger, self.pipeline.index
+        if index is None or cfg.write.dry_run:
+            return
+        trained = train.retrain_if_stale(index, tagger.stores, tagger.learned, cfg.tagprop)
+        if trained is not None:
+            tagger.use(trained.digest, trained.learned)
+            log.info(
+                "learned %d of your keywords from %d photos (model %s); "
+                "`phototag refine` re-scores photos tagged before",
+                len(trained.data.tags),
+                trained.data.keyworded,
+                trained.digest,
+            )
+
 
 def pipeline_processor(cfg: Config, index: Index) -> Processor:
     """The real processor. Imported here, not at the top, so `phototag status` and the
@@ -170,7 +188,7 @@ class ServiceStatus:
     pid: int
     started: float
     updated: float
-    state: str  # starting | catching up | idle | tagging | stopped
+    state: str  # starting | catching up | idle | tagging | learning | stopped
     folders: list[str]
     polled: list[str]  # folders watched by polling (network filesystem, inotify limits)
     model_version: str
@@ -306,6 +324,7 @@ class Service:
 
     def _loop(self) -> None:
         batch_size = max(1, self.cfg.model.batch_size)
+        worked = False  # since the last idle time
         while not self.stopping.is_set():
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
@@ -319,6 +338,22 @@ class Service:
                 sd_notify(f"STATUS={self._summary()}")
                 self._work(jobs)
                 sd_notify(f"STATUS={self._summary()}")
+                worked = True
+            elif worked:
+                worked = False
+                self._idle()
+
+    def _idle(self) -> None:
+        """Quiet after work: the processor may retrain (the pipeline's does), never failing us."""
+        idle = getattr(self._processor, "idle", None)
+        if idle is None:
+            return
+        self._state = "learning"
+        self._write_status()
+        try:
+            idle(self.cfg)
+        except Exception as exc:  # the old model keeps working
+            log.error("retraining failed: %s", str(exc).splitlines()[0] if str(exc) else exc)
 
     def _reload(self) -> None:
         sd_notify("RELOADING=1")

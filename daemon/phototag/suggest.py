@@ -2,8 +2,9 @@
 
 Nothing here writes: the user decides (`phototag suggest --accept` writes one keyword the user
 chose). Scores come through `ScoresFor`, a function from records to tag-path scores: the CNN's
-path scores stored at tag time today (`cnn_scores`), TagProp's support for the user's own
-vocabulary once it exists. The maths are pure functions on arrays.
+path scores stored at tag time (`cnn_scores`), plus TagProp's probabilities of the user's own
+keywords once `phototag train` has learned them (`learned_scores`). The maths are pure
+functions on arrays.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from phototag import labels, metadata
+from phototag import labels, metadata, train
 from phototag.config import WriteConfig
 from phototag.index import Index, PhotoRecord
 from phototag.pipeline import on_disk, with_keywords
@@ -78,6 +79,27 @@ def cnn_scores(index: Index, tagger: Tagger) -> ScoresFor:
         lm = tagger.labelmap
         probabilities = index.vectors(tagger.probability_store, records, lm.n_outputs)
         return TagScores(lm.paths, labels.path_scores(probabilities, lm))
+
+    return scores_for
+
+
+def learned_scores(index: Index, tagger: Tagger) -> ScoresFor:
+    """The CNN's path scores, plus the active TagProp model's probabilities of the user's own
+    keywords (flat paths) when there is one; records must have the vectors it needs."""
+    cnn = cnn_scores(index, tagger)
+    learned = tagger.learned
+    if learned is None:
+        return cnn
+
+    def scores_for(records: list[PhotoRecord]) -> TagScores:
+        stores = tagger.stores
+        query = train.features_of(index, records, stores)
+        mine = learned.scores(query, [r.path for r in records])
+        base = cnn(records)
+        return TagScores(
+            base.paths + list(learned.tags),
+            np.hstack([base.values, mine.astype(np.float32)]),
+        )
 
     return scores_for
 

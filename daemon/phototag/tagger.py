@@ -1,15 +1,22 @@
-"""The tag stage: CNN outputs -> keywords with scores, and the model version that made them."""
+"""The tag stage: CNN outputs -> keywords with scores, and the model version that made them.
+
+`Tagger.tags` is the one function that decides a photo's auto tags, for `tag`, `scan`, the
+service and `refine`'s re-scoring alike: the CNN's tags, plus the user's own keywords that
+the active TagProp model (`phototag train`) finds likely enough.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from phototag import catalogue, labels
-from phototag.config import Config, TaggingConfig
-from phototag.infer import Batch, Model
+from phototag import catalogue, labels, train
+from phototag.config import Config, TaggingConfig, TagPropConfig
+from phototag.index import PhotoRecord
+from phototag.infer import Batch, InferenceError, Model
 from phototag.records import ModelVersion, Tag
 
 
@@ -22,32 +29,116 @@ def cnn_tags(
     return [[Tag(path, float(score), "auto") for path, score in row] for row in chosen]
 
 
-def settings_hash(cfg: TaggingConfig) -> str:
+def learned_tags(
+    scores: np.ndarray,
+    keywords: Sequence[str],
+    threshold: float,
+    max_tags: int,
+    exclude: Sequence[Collection[str]] = (),
+) -> list[list[Tag]]:
+    """Per photo, the user's keywords with probability >= threshold, best first, at most max_tags.
+
+    exclude[i]: keywords photo i must not get (the user deleted them there, or has them).
+    Keywords are flat: the tag path is the keyword itself, as the user wrote it.
+    """
+    allowed = scores >= threshold
+    column = {k: j for j, k in enumerate(keywords)}
+    for i, words in enumerate(exclude):
+        cols = [column[w] for w in words if w in column]
+        allowed[i, cols] = False
+    ranked = np.where(allowed, scores, -np.inf)
+    order = np.argsort(-ranked, axis=1, kind="stable")[:, :max_tags]
+    return [
+        [Tag(keywords[j], float(scores[i, j]), "auto") for j in row if allowed[i, j]]
+        for i, row in enumerate(order)
+    ]
+
+
+def merge(cnn: list[Tag], learned: list[Tag]) -> list[Tag]:
+    """Both lists by score, best first; a learned keyword the CNN also names is left to the CNN's."""
+    names = {t.name.casefold() for t in cnn}
+    extra = [t for t in learned if t.name.casefold() not in names]
+    return sorted(cnn + extra, key=lambda t: -t.score)
+
+
+def settings_hash(cfg: TaggingConfig, tagprop: TagPropConfig | None = None) -> str:
     """A short stable id of the thresholds, part of the model version stored per photo."""
     text = f"{cfg.threshold:.4f}/{cfg.max_tags}/{int(cfg.ancestors)}"
+    if tagprop is not None:  # only a learned model makes its thresholds matter
+        text += f"/{tagprop.threshold:.4f}/{tagprop.max_tags}"
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 @dataclass
 class Tagger:
-    """A loaded model with its label map: everything needed to turn pixels into tags."""
+    """A loaded model with its label map and the learned TagProp model, if any."""
 
     model: Model
     labelmap: labels.LabelMap
     version: ModelVersion
-    embedding_store: str  # the index's vector store for this backbone's embeddings
-    probability_store: str  # and for its class probabilities: refine re-scores from them
+    stores: train.Stores  # the index's vector stores of this backbone
     cfg: TaggingConfig
+    tagprop_cfg: TagPropConfig = field(default_factory=TagPropConfig)
+    learned: train.Learned | None = None  # the active model for this backbone
 
-    def tags(self, batch: Batch) -> list[list[Tag]]:
-        return cnn_tags(batch.probabilities, self.labelmap, self.cfg)
+    @property
+    def embedding_store(self) -> str:
+        return self.stores.embedding
+
+    @property
+    def probability_store(self) -> str:
+        """Refine re-scores from the class probabilities stored here."""
+        return self.stores.probability
+
+    @property
+    def rescore_stores(self) -> tuple[str, ...]:
+        """The vector stores a photo needs to be re-scored without decoding."""
+        return self.stores.names if self.learned is not None else (self.stores.probability,)
+
+    def tags(
+        self,
+        batch: Batch,
+        colours: np.ndarray,
+        records: Sequence[PhotoRecord | None] = (),
+    ) -> list[list[Tag]]:
+        """Each photo's auto tags from its CNN outputs and colour histogram.
+
+        records[i]: photo i's index record, if it has one. The learned model does not propose
+        the user's own keywords on it nor those they deleted there (metadata.write would refuse
+        those anyway), and does not count the photo as its own neighbour.
+        """
+        cnn = cnn_tags(batch.probabilities, self.labelmap, self.cfg)
+        if self.learned is None:
+            return cnn
+        query = train.Features(batch.embeddings, colours, batch.probabilities)
+        scores = self.learned.scores(query, [r.path if r else None for r in records])
+        exclude = [[*r.user, *r.negatives] if r else [] for r in records]
+        cfg = self.tagprop_cfg
+        mine = learned_tags(scores, self.learned.tags, cfg.threshold, cfg.max_tags, exclude)
+        return [merge(c, m) for c, m in zip(cnn, mine, strict=True)]
+
+    def use(self, digest: str, learned: train.Learned | None) -> None:
+        """Tag with this learned model from now on (None: the CNN alone)."""
+        self.learned = learned
+        self.version = replace(
+            self.version,
+            tagprop=digest if learned is not None else "",
+            thresholds=settings_hash(self.cfg, self.tagprop_cfg if learned is not None else None),
+        )
 
 
 def load(cfg: Config) -> Tagger:
-    """Resolve the configured model from the installed ones and open its session."""
+    """Resolve the configured model from the installed ones and open its session.
+
+    The active TagProp model of this backbone comes along; one trained on another
+    backbone's embeddings does not fit, and the CNN tags alone until `phototag train`.
+    """
     installed = catalogue.resolve(cfg.model.name, cfg.model.version)
     spec = installed.spec
     model = Model(installed.path, spec.input.name, spec.input.size, cfg.model.providers)
+    dim = next((o.shape[-1] for o in model.session.get_outputs() if o.name == "embedding"), None)
+    if not isinstance(dim, int):
+        raise InferenceError(f"{installed.path}: the model has no fixed-size embedding output")
     labelmap = labels.load(spec.labels)
     version = ModelVersion(
         backbone=spec.ref,
@@ -55,11 +146,9 @@ def load(cfg: Config) -> Tagger:
         labelmap=labelmap.version,
         thresholds=settings_hash(cfg.tagging),
     )
-    return Tagger(
-        model,
-        labelmap,
-        version,
-        f"embedding-{spec.sha256[:12]}",
-        f"probabilities-{spec.sha256[:12]}",
-        cfg.tagging,
-    )
+    stores = train.Stores(spec.sha256[:12], dim, labelmap.n_outputs)
+    tagger = Tagger(model, labelmap, version, stores, cfg.tagging, cfg.tagprop)
+    found = train.active(stores.backbone)
+    if found is not None:
+        tagger.use(*found)
+    return tagger

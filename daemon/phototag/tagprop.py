@@ -323,15 +323,16 @@ def _fit_sigmoids(
     alpha: np.ndarray,
     beta: np.ndarray,
     max_iter: int = 50,
+    floor: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-tag weighted logistic regression of the labels on the votes, alpha ≥ 0.
+    """Per-tag weighted logistic regression of the labels on the votes, alpha ≥ floor.
 
     Each tag is a separate 2-parameter concave problem, so Newton's method, vectorised
     over the tags not yet converged, with step-halving that never lowers a tag's
     likelihood, gets there in a few iterations; a joint L-BFGS struggles with tags whose
     curvatures differ by orders of magnitude.
     """
-    alpha, beta = alpha.astype(np.float64), beta.astype(np.float64)
+    alpha, beta = np.maximum(alpha.astype(np.float64), floor), beta.astype(np.float64)
     # A tag no training photo carries has its MLE at beta = -inf; give it the prior ε.
     unseen = ~labels.any(0)
     alpha[unseen], beta[unseen] = 0.0, np.log(EPS / (1.0 - EPS))
@@ -351,8 +352,8 @@ def _fit_sigmoids(
         da = (hbb * ga - hab * gb) / safe_det
         db = (haa * gb - hab * ga) / safe_det
         # Only beta moves where the votes do not vary (det 0: a tag nobody near carries)
-        # or where alpha sits on its bound 0 and wants to go below it.
-        beta_only = ~np.isfinite(safe_det) | ((a <= 0.0) & (da < 0.0))
+        # or where alpha sits on its bound and wants to go below it.
+        beta_only = ~np.isfinite(safe_det) | ((a <= floor) & (da < 0.0))
         da = np.where(beta_only, 0.0, da)
         db = np.where(beta_only, gb / np.maximum(hbb, 1e-300), db)
         # Newton decrement: the likelihood the full step would gain on the quadratic model.
@@ -360,7 +361,7 @@ def _fit_sigmoids(
         step = np.ones_like(a)
         todo = np.arange(len(a))
         for _ in range(30):
-            trial_a = np.maximum(a[todo] + step[todo] * da[todo], 0.0)
+            trial_a = np.maximum(a[todo] + step[todo] * da[todo], floor)
             trial_b = b[todo] + step[todo] * db[todo]
             z = trial_a * xa[:, todo] + trial_b
             new = (ca[:, todo] * _log_sigmoid(z, ya[:, todo])[0]).sum(0)
@@ -376,6 +377,25 @@ def _fit_sigmoids(
     return alpha, beta
 
 
+def _sigmoids(
+    problem: _Problem, v: np.ndarray, alpha: np.ndarray, beta: np.ndarray, pooled_floor: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The per-tag sigmoids for the neighbour parameters in v (see `fit`'s pooled_floor)."""
+    x, labels, cost = problem.votes(v), problem.labels, problem.cost
+    floor = 0.0
+    if pooled_floor:
+        seen = labels.any(0)
+        pooled, _ = _fit_sigmoids(
+            x[:, seen].reshape(-1, 1),
+            labels[:, seen].reshape(-1, 1),
+            cost[:, seen].reshape(-1, 1),
+            np.ones(1),
+            np.zeros(1),
+        )
+        floor = float(pooled[0])
+    return _fit_sigmoids(x, labels, cost, alpha, beta, floor=floor)
+
+
 def fit(
     dist: np.ndarray,
     idx: np.ndarray,
@@ -388,6 +408,7 @@ def fit(
     eps: float = EPS,
     max_iter: int = 100,
     rounds: int = 3,
+    pooled_floor: bool = False,
 ) -> TagPropModel:
     """Learn TagProp from leave-one-out neighbours of the training photos.
 
@@ -396,6 +417,13 @@ def fit(
     labels [N, T] bool. sigma-ML alternates, as the paper does, between the sigmoids (neighbour
     weights fixed: concave per tag) and the neighbour weights (sigmoids fixed), starting
     from the weights that are best without sigmoids; `rounds` such alternations.
+
+    pooled_floor: each tag's slope alpha_w is at least the slope of one sigmoid fitted to
+    all tags at once, instead of at least 0. A tag with a handful of photos often has no
+    leave-one-out evidence that its votes matter (its few photos are not each other's
+    neighbours), and its maximum-likelihood alpha_w is 0: the same score for every photo,
+    which puts it in every photo's top tags or in none. The floor says that, lacking
+    evidence, a tag's votes count as much as the average tag's.
     """
     labels = np.asarray(labels, bool)
     dist = _as_channels(dist)
@@ -421,10 +449,9 @@ def fit(
         problem = _problem(kind, dist, idx, labels, sigma=True, eps=eps)
         alpha, beta = np.ones(t), np.zeros(t)
         for _ in range(rounds):
-            x = problem.votes(v)
-            alpha, beta = _fit_sigmoids(x, labels, problem.cost, alpha, beta)
+            alpha, beta = _sigmoids(problem, v, alpha, beta, pooled_floor)
             v = _minimise_weights(problem, np.r_[v[: problem.n_weights], alpha, beta], max_iter)
-        alpha, beta = _fit_sigmoids(problem.votes(v), labels, problem.cost, alpha, beta)
+        alpha, beta = _sigmoids(problem, v, alpha, beta, pooled_floor)
     weights = problem.unpack(v)[0].copy()
     model = TagPropModel(kind, weights, k, tuple(tags), tuple(distances), alpha, beta, eps)
     model.validate()
