@@ -4,7 +4,9 @@ TinyDB holds what people search and what re-scans compare (path, size, mtime, co
 hash, tags, model version). Embeddings and colour histograms are float16 rows in
 append-only files beside it, not JSON lists: 1280 floats cost 2.5 KB, not 25 KB.
 Lookups by path and by content hash go through in-memory maps, so nothing scans
-every document; writes are cached and flushed atomically in batches.
+every document; writes are cached and flushed atomically in batches. `search` goes through
+an in-memory inverted index over tags (`tagindex.TagIndex`), built on first use and kept
+current by every write, so the service answers queries without re-reading records.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from tinydb.middlewares import CachingMiddleware
 from tinydb.storages import Storage
 
 from phototag.fileio import atomic_write
+from phototag.query import Node
 from phototag.records import PhotoFile, Tag
+from phototag.tagindex import Entry, Filter, TagIndex
 
 
 class IndexUnavailable(Exception):
@@ -63,6 +67,15 @@ class PhotoRecord:
         values = dict(doc)
         values["auto"] = [Tag(p, s, "auto") for p, s in doc.get("auto", [])]
         return cls(**values)
+
+
+def search_entry(doc_id: int, doc: dict[str, Any]) -> Entry:
+    """What the tag index keeps of one stored document: auto tags, the user's keywords as flat
+    tags, the date taken and the folder. Reads the document, not a PhotoRecord: at 100 000
+    photos building records first would double the index's build time."""
+    tags = [Tag(path, score, "auto") for path, score in doc.get("auto", [])]
+    tags += [Tag(keyword, 1.0, "user") for keyword in doc.get("user", [])]
+    return Entry(doc_id, tuple(tags), doc.get("taken"), os.path.dirname(doc["path"]))
 
 
 def under(records: Iterable[PhotoRecord], roots: Sequence[Path]) -> list[PhotoRecord]:
@@ -121,10 +134,10 @@ class VectorStore:
         self._map = None
         return first
 
-    def get(self, rows: np.ndarray | list[int]) -> np.ndarray:
+    def get(self, rows: np.ndarray | list[int], dtype: type = np.float32) -> np.ndarray:
         if self._map is None or len(self._map) < self.rows:
             self._map = np.memmap(self.path, np.float16, "r", shape=(self.rows, self.dim))
-        return np.asarray(self._map[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+        return np.asarray(self._map[np.asarray(rows, dtype=np.int64)], dtype=dtype)
 
 
 P = ParamSpec("P")
@@ -164,6 +177,7 @@ class Index:
         for doc in self.db.all():
             self._remember(doc["path"], doc["sha256"], doc.doc_id)
         self._stores: dict[str, VectorStore] = {}
+        self._tags: TagIndex | None = None  # built by the first search, then kept current
 
     def _take_lock(self) -> None:
         self._lock = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -240,12 +254,17 @@ class Index:
         for doc_id in old:
             doc = self.db.get(doc_id=doc_id)
             self._forget(doc["path"], doc["sha256"])
+            if self._tags is not None:
+                self._tags.remove(doc_id)
         if old:
             self.db.remove(doc_ids=old)
         if latest:
-            doc_ids = self.db.insert_multiple(r.to_doc() for r in latest)
-            for record, doc_id in zip(latest, doc_ids, strict=True):
+            docs = [r.to_doc() for r in latest]
+            doc_ids = self.db.insert_multiple(docs)
+            for record, doc, doc_id in zip(latest, docs, doc_ids, strict=True):
                 self._remember(record.path, record.sha256, doc_id)
+                if self._tags is not None:
+                    self._tags.add(search_entry(doc_id, doc))
 
     @_locked
     def move(self, old: str, new: PhotoFile, written_to: str | None = None) -> PhotoRecord:
@@ -266,7 +285,23 @@ class Index:
             doc_id = self._by_path[record.path]
             self._forget(record.path, record.sha256)
             self.db.remove(doc_ids=[doc_id])
+            if self._tags is not None:
+                self._tags.remove(doc_id)
         return record
+
+    @_locked
+    def tag_index(self) -> TagIndex:
+        """The inverted index over tags, built from every record on first use."""
+        if self._tags is None:
+            self._tags = TagIndex.build(search_entry(doc.doc_id, doc) for doc in self.db.all())
+        return self._tags
+
+    @_locked
+    def search(self, query: Node | None, flt: Filter | None = None) -> list[PhotoRecord]:
+        """The photos matching a parsed query (None: all) and the filter, in path order."""
+        found = self.tag_index().search(query, flt)
+        records = [PhotoRecord.from_doc(self.db.get(doc_id=int(i))) for i in found]
+        return sorted(records, key=lambda r: r.path)
 
     @_locked
     def store(self, name: str, dim: int) -> VectorStore:
@@ -278,9 +313,15 @@ class Index:
         return store
 
     @_locked
-    def vectors(self, name: str, records: list[PhotoRecord], dim: int) -> np.ndarray:
-        """The stored rows of `name` for these records (all must have one), as float32."""
-        return self.store(name, dim).get([r.vectors[name] for r in records])
+    def vectors(
+        self, name: str, records: list[PhotoRecord], dim: int, dtype: type = np.float32
+    ) -> np.ndarray:
+        """The stored rows of `name` for these records (all must have one), as `dtype`.
+
+        float16 keeps a whole library's embeddings at half the memory; `similarity` converts
+        them in chunks.
+        """
+        return self.store(name, dim).get([r.vectors[name] for r in records], dtype)
 
     @_locked
     def flush(self) -> None:
