@@ -289,4 +289,4 @@ def test_embedding_commands_on_an_empty_index(
     assert "no indexed photos to compare" in capsys.readouterr().err
     assert cli.main(["search", "cat"]) == 0
     out, err = capsys.readouterr()
-    assert out == "" and "is empty: run `phototag scan`" in err
+    assert out == "" and "is empty" in err

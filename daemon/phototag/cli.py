@@ -306,28 +306,24 @@ def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
     )
     with Index(cfg.index_dir, readonly=True) as index:
         if not len(index):
-            print(f"the index {show(cfg.index_dir)} is empty: run `phototag scan`", file=sys.stderr)
+            print(f"phototag: the index {show(cfg.index_dir)} is empty", file=sys.stderr)
         found = index.search(node, flt)
         tags = index.tag_index()
-        unknown = sorted(t for t in query.terms(node) if not len(tags.term_ids(t)))
-    for term in unknown:
-        print(f"phototag: no photo is tagged {term!r}", file=sys.stderr)
-    for record in found:
-        if args.json:
-            tagged = [{"path": t.path, "score": round(t.score, 4)} for t in record.auto]
-            print(
-                json.dumps(
-                    {
-                        "path": show(record.path),
-                        "taken": record.taken,
-                        "tags": tagged,
-                        "keywords": record.user,
-                    }
-                )
-            )
-        else:
-            print(show(record.path))
+        for term in sorted(t for t in query.terms(node) if not len(tags.term_ids(t))):
+            print(f"phototag: no photo is tagged {term!r}", file=sys.stderr)
+        for path in found:
+            record = index.get(path) if args.json else None
+            print(json.dumps(_search_json(record)) if record else show(path))
     return 0
+
+
+def _search_json(record: PhotoRecord) -> dict[str, object]:
+    return {
+        "path": show(record.path),
+        "taken": record.taken,
+        "tags": [{"path": t.path, "score": round(t.score, 4)} for t in record.auto],
+        "keywords": record.user,
+    }
 
 
 def _date(option: str, text: str | None, end: bool = False) -> np.datetime64 | None:

@@ -11,12 +11,14 @@ current by every write, so the service answers queries without re-reading record
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
+import gc
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -89,6 +91,20 @@ def under(records: Iterable[PhotoRecord], roots: Sequence[Path]) -> list[PhotoRe
 def _and_parents(path: str) -> set[Path]:
     full = Path(os.path.abspath(path))
     return {full, *full.parents}
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cycle collector while loading or indexing every record: each of its full
+    passes walks all the objects already made, so at 100 000 photos it made opening the
+    index and building the tag index 1.3 to 1.7 times slower. The records hold no cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class AtomicJSONStorage(Storage):
@@ -174,8 +190,9 @@ class Index:
         self.db = TinyDB(str(folder / "photos.json"), storage=storage)
         self._by_path: dict[str, int] = {}
         self._by_sha: dict[str, set[int]] = {}
-        for doc in self.db.all():
-            self._remember(doc["path"], doc["sha256"], doc.doc_id)
+        with _gc_paused():
+            for doc_id, doc in self._documents().items():
+                self._remember(doc["path"], doc["sha256"], int(doc_id))
         self._stores: dict[str, VectorStore] = {}
         self._tags: TagIndex | None = None  # built by the first search, then kept current
 
@@ -190,6 +207,11 @@ class Index:
                 f"{self.folder}: the index is in use by another phototag process "
                 "(is the service running? stop it, or let it do the work)"
             ) from None
+
+    def _documents(self) -> dict[str, dict[str, Any]]:
+        """The stored documents by id, as cached: TinyDB's `all()` copies every one of them
+        (a second at 100 000 photos), and opening the index and a search only read them."""
+        return (self.db.storage.read() or {}).get(self.db.default_table_name, {})
 
     def _remember(self, path: str, sha: str, doc_id: int) -> None:
         self._by_path[path] = doc_id
@@ -293,15 +315,20 @@ class Index:
     def tag_index(self) -> TagIndex:
         """The inverted index over tags, built from every record on first use."""
         if self._tags is None:
-            self._tags = TagIndex.build(search_entry(doc.doc_id, doc) for doc in self.db.all())
+            with _gc_paused():
+                docs = self._documents().items()
+                self._tags = TagIndex.build(search_entry(int(i), doc) for i, doc in docs)
         return self._tags
 
     @_locked
-    def search(self, query: Node | None, flt: Filter | None = None) -> list[PhotoRecord]:
-        """The photos matching a parsed query (None: all) and the filter, in path order."""
-        found = self.tag_index().search(query, flt)
-        records = [PhotoRecord.from_doc(self.db.get(doc_id=int(i))) for i in found]
-        return sorted(records, key=lambda r: r.path)
+    def search(self, query: Node | None, flt: Filter | None = None) -> list[str]:
+        """Paths of the photos matching a parsed query (None: all) and the filter, sorted.
+
+        Paths, not records: printing them is what most searches do, and a record costs
+        10 us to rebuild (0.6 s for half of 100 000 photos); `get` has the rest.
+        """
+        docs = self._documents()
+        return sorted(docs[str(i)]["path"] for i in self.tag_index().search(query, flt).tolist())
 
     @_locked
     def store(self, name: str, dim: int) -> VectorStore:
