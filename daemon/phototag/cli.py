@@ -309,7 +309,7 @@ def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
             print(f"phototag: the index {show(cfg.index_dir)} is empty", file=sys.stderr)
         found = index.search(node, flt)
         tags = index.tag_index()
-        for term in sorted(t for t in query.terms(node) if not len(tags.term_ids(t))):
+        for term in sorted(t for t in query.terms(node) if not tags.search(query.Term(t)).size):
             print(f"phototag: no photo is tagged {term!r}", file=sys.stderr)
         for path in found:
             record = index.get(path) if args.json else None
