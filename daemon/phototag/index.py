@@ -252,7 +252,8 @@ class Index:
 
     @_locked
     def records(self) -> list[PhotoRecord]:
-        return [PhotoRecord.from_doc(doc) for doc in self.db.all()]
+        with _gc_paused():  # 0.6 s at 100 000 photos instead of 2.3 s through `db.all()`
+            return [PhotoRecord.from_doc(doc) for doc in self._documents().values()]
 
     @_locked
     def put(self, record: PhotoRecord, vectors: dict[str, np.ndarray] | None = None) -> None:
