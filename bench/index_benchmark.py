@@ -31,6 +31,7 @@ import synthetic_library
 from search_benchmark import query_mix
 
 from phototag import catalogue, cli
+from phototag import index as index_module
 from phototag.index import Index
 from phototag.query import parse
 
@@ -148,6 +149,11 @@ def report(folder: Path, n: int) -> None:
     print(
         f"| `Index.records()` (what `similar`, `duplicates`, `cluster` read) | {m['records_s']:.2f} s | | |"
     )
+    g = json.loads(child("--measure", str(folder), "--gc-running"))
+    print(
+        f"| the same with the cycle collector running (no pauses): open / build / records() "
+        f"| {g['open_s']:.2f} / {g['build_s']:.2f} / {g['records_s']:.2f} s | | |"
+    )
     env = {**os.environ, "XDG_DATA_HOME": str(folder / "data")}
     for query in QUERIES:
         seconds = float(child("--cli", str(config), query))
@@ -172,8 +178,11 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="where to write the index (default: a temp dir)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--traced", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--gc-running", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cli", nargs=2, metavar=("CONFIG", "QUERY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.gc_running:  # for comparison: the index without its pauses of the cycle collector
+        index_module._gc_paused = contextlib.nullcontext
     if args.measure:
         print(json.dumps(measure(args.measure)))
         return
