@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
 import time
 from pathlib import Path
 
@@ -60,6 +62,20 @@ def test_tag_index_follows_puts_moves_and_removes(tmp_path: Path) -> None:
     with Index(tmp_path, readonly=True) as reopened:  # built afresh from the file: the same
         assert reopened.search(parse("animal")) == ["/q/parrot.jpg"]
         assert reopened.search(parse("food NOT rex")) == ["/p/a/cat.jpg"]
+
+
+def test_search_prints_undecodable_names_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = os.fsdecode(b"/p/caf\xe9 cat.jpg")  # a Latin-1 name on a UTF-8 system
+    with Index(tmp_path / "index") as index:
+        index.put(record(name, "animal|mammal|cat"))
+    config = tmp_path / "config.yaml"
+    config.write_text(f"index:\n  path: {tmp_path / 'index'}\n", encoding="utf-8")
+    assert cli.main(["-c", str(config), "search", "cat"]) == 0
+    assert capsys.readouterr().out == "/p/caf\\xe9 cat.jpg\n"
+    assert cli.main(["-c", str(config), "search", "--json", "cat"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == "/p/caf\\xe9 cat.jpg"
 
 
 # --- the CLI over a stored synthetic library, against a scan of every record ---------------

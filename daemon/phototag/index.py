@@ -73,8 +73,8 @@ class PhotoRecord:
 
 def search_entry(doc_id: int, doc: dict[str, Any]) -> Entry:
     """What the tag index keeps of one stored document: auto tags, the user's keywords as flat
-    tags, the date taken and the folder. Reads the document, not a PhotoRecord: at 100 000
-    photos building records first would double the index's build time."""
+    tags, the date taken and the folder. Reads the document, not a PhotoRecord: it needs none
+    of the rest, and making records costs 0.7 s per 100 000 photos (docs/benchmarks.md)."""
     tags = [Tag(path, score, "auto") for path, score in doc.get("auto", [])]
     tags += [Tag(keyword, 1.0, "user") for keyword in doc.get("user", [])]
     return Entry(doc_id, tuple(tags), doc.get("taken"), os.path.dirname(doc["path"]))
@@ -97,7 +97,8 @@ def _and_parents(path: str) -> set[Path]:
 def _gc_paused() -> Iterator[None]:
     """Pause the cycle collector while loading or indexing every record: each of its full
     passes walks all the objects already made, so at 100 000 photos it made opening the
-    index and building the tag index 1.3 to 1.7 times slower. The records hold no cycles."""
+    index, building the tag index and `records()` 1.7 to 4.6 times slower
+    (docs/benchmarks.md). The records hold no cycles."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -210,8 +211,8 @@ class Index:
             ) from None
 
     def _documents(self) -> dict[str, dict[str, Any]]:
-        """The stored documents by id, as cached: TinyDB's `all()` copies every one of them
-        (a second at 100 000 photos), and opening the index and a search only read them."""
+        """The stored documents by id, as cached: TinyDB's `all()` copies every one of them,
+        and opening the index, searching and making records only read them."""
         return (self.db.storage.read() or {}).get(self.db.default_table_name, {})
 
     def _remember(self, path: str, sha: str, doc_id: int) -> None:
@@ -255,7 +256,7 @@ class Index:
 
     @_locked
     def records(self) -> list[PhotoRecord]:
-        with _gc_paused():  # 0.6 s at 100 000 photos instead of 2.3 s through `db.all()`
+        with _gc_paused():  # 0.7 s at 100 000 photos, 2.3 s through `db.all()` without the pause
             return [PhotoRecord.from_doc(doc) for doc in self._documents().values()]
 
     @_locked
@@ -328,8 +329,8 @@ class Index:
     def search(self, query: Node | None, flt: Filter | None = None) -> list[str]:
         """Paths of the photos matching a parsed query (None: all) and the filter, sorted.
 
-        Paths, not records: printing them is what most searches do, and a record costs
-        10 us to rebuild (0.6 s for half of 100 000 photos); `get` has the rest.
+        Paths, not records: printing them is what most searches do, and records cost 0.7 s
+        per 100 000 photos to make; `get` has the rest.
         """
         return sorted(map(self._path_of.__getitem__, self.tag_index().search(query, flt).tolist()))
 
