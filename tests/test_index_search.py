@@ -7,6 +7,8 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -159,3 +161,28 @@ def test_cli_search_over_a_stored_library_is_exact_and_fast(
     # open + load 20 000 records + build the tag index + query + print: about 0.5 s on the
     # shared 2-core machine; a per-record lookup or scan in the query path takes far longer
     assert seconds < 5, f"search over {N_PHOTOS} stored photos took {seconds:.1f} s"
+
+
+def test_search_piped_into_head_stops_quietly(stored: tuple[Path, list[PhotoRecord]]) -> None:
+    config, _ = stored
+    command = [sys.executable, "-m", "phototag", "-c", str(config), "search", "t0"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+        assert child.stdout is not None and child.stderr is not None
+        first = child.stdout.readline()  # `| head -1`: read one line, then hang up
+        child.stdout.close()
+        errors = child.stderr.read()
+    assert first.startswith(b"/photos/")
+    assert child.returncode == 141, errors  # as a tool killed by SIGPIPE, no traceback
+    assert errors == b""
+
+
+def test_search_while_the_service_holds_the_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"index:\n  path: {tmp_path / 'index'}\n", encoding="utf-8")
+    with Index(tmp_path / "index") as writer:  # holds the writer lock, as the service does
+        writer.put(record("/p/cat.jpg", "animal|mammal|cat"))
+        writer.flush()
+        assert cli.main(["-c", str(config), "search", "animal"]) == 0
+    assert capsys.readouterr().out == "/p/cat.jpg\n"
