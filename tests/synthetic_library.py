@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from phototag.index import PhotoRecord
 from phototag.records import Tag
 from phototag.tagindex import Entry
 
@@ -83,3 +84,22 @@ def library(n: int, dim: int = 1280, seed: int = 0) -> Library:
         embeddings(n, dim, seed=seed) if dim else (np.empty((n, 0), np.float16), np.zeros(n, int))
     )
     return Library(entries, vectors, planted)
+
+
+def photo_records(lib: Library) -> list[PhotoRecord]:
+    """The library as stored index records: auto tags with scores, user keywords flat (leaf names)."""
+    return [
+        PhotoRecord(
+            path=f"{entry.folder}/IMG_{entry.id:06d}.jpg",
+            size=2_000_000 + entry.id,
+            mtime_ns=entry.id,
+            sha256=f"{entry.id:064x}",
+            width=4000,
+            height=3000,
+            taken=entry.taken,
+            model_version="synthetic",
+            auto=[t for t in entry.tags if t.source == "auto"],
+            user=list(dict.fromkeys(t.name for t in entry.tags if t.source == "user")),
+        )
+        for entry in lib.entries
+    ]
