@@ -253,3 +253,26 @@ def test_models_pull_through_the_cli(
     assert "installed mobilenet-v2@tf1-quant" in capsys.readouterr().out
     assert cli.main(["models", "list"]) == 0
     assert "mobilenet-v2@tf1-quant       installed" in capsys.readouterr().out
+
+
+def test_tag_url_prints_tags_and_writes_nothing(
+    tmp_path: Path, photos: Path, installed_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tag URL --dry-run` against a local server; private addresses need the config's consent."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler
+
+    from tests.localserver import serve
+
+    handler = partial(SimpleHTTPRequestHandler, directory=str(photos))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    with serve(handler) as url:  # type: ignore[arg-type]
+        assert cli.main(["tag", "--dry-run", f"{url}/parrot.jpg"]) == 1
+        refused = capsys.readouterr().err
+        assert refused.startswith(f"phototag: {url}/parrot.jpg: refused, 127.0.0.1 is a private")
+        assert "fetch.allow_private" in refused and refused.count("\n") == 1
+        allow = write_config(tmp_path / "x", "fetch:\n  allow_private: true\n")
+        assert cli.main(["--config", str(allow), "tag", "--dry-run", f"{url}/parrot.jpg"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{url}/parrot.jpg: ") and ("parrot" in out or "bird" in out)
+    assert not list(tmp_path.rglob("*.xmp"))

@@ -92,24 +92,22 @@ def progress_bar(args: argparse.Namespace, total: int, unit: str, desc: str | No
 
 def cmd_tag(args: argparse.Namespace, cfg: Config) -> int:
     tagger = _tagger(cfg)
-    failed = 0
     urls = [t for t in args.targets if t.startswith(("http://", "https://"))]
     files = [Path(t).absolute() for t in args.targets if t not in urls]  # the index's keys
-    outcomes = [_tag_url(url, tagger, cfg) for url in urls]
+    labelled = [(url, _tag_url(url, tagger, cfg)) for url in urls]
     if files:
         with _index(cfg, args.dry_run) as index:
             pipeline = Pipeline(cfg, tagger, index, dry_run=args.dry_run, force=True)
-            outcomes += pipeline.run(files)
-    for outcome in outcomes:
+            labelled += [(show(o.path), o) for o in pipeline.run(files)]
+    for label, outcome in labelled:
         if outcome.error:
-            failed += 1
-            error(outcome.path, outcome.error)
+            error(label, outcome.error)
         elif args.json:
-            print(json.dumps(outcome_json(outcome)))
+            print(json.dumps(outcome_json(outcome) | {"path": label}))
         else:
             where = f"  -> {show(outcome.written_to)}" if outcome.written_to else ""
-            print(f"{show(outcome.path)}: {format_tags(outcome)}{where}")
-    return 1 if failed else 0
+            print(f"{label}: {format_tags(outcome)}{where}")
+    return 1 if any(o.error for _, o in labelled) else 0
 
 
 def _tag_url(url: str, tagger: Tagger, cfg: Config) -> Outcome:
@@ -124,7 +122,7 @@ def _tag_url(url: str, tagger: Tagger, cfg: Config) -> Outcome:
             cfg.scan.max_pixels,
         )
     except (fetch.FetchError, decode.DecodeError) as exc:
-        return Outcome(Path(url), error=str(exc))
+        return Outcome(Path(url), error=str(exc).removeprefix(f"{url}: "))
     batch = tagger.model.run(decoded.pixels[None])
     tags = tagger.tags(batch, decoded.colour[None])[0]
     return Outcome(Path(url), tags=tags, skipped="URL: tags only, nothing written")
