@@ -389,7 +389,7 @@ class Service:
                 self._failed(job, outcome.error)
             else:
                 finished.append(job)
-                log.info("%s: %s", job.path, _describe(outcome))
+                log.info("%s", _describe(outcome))
         return finished
 
     def _relocate(self, job: Job) -> bool:
@@ -456,10 +456,11 @@ class Service:
 
 
 def _describe(outcome: Outcome) -> str:
+    """One log line per photo; "tagged" exactly when it was inferred and written."""
     if outcome.skipped:
-        return outcome.skipped
+        return f"{outcome.path}: {outcome.skipped}"
     tags = ", ".join(f"{t.name} {t.score:.2f}" for t in outcome.tags) or "no confident tags"
-    return f"{tags} -> {outcome.written_to}" if outcome.written_to else tags
+    return f"tagged {outcome.path}: {tags} -> {outcome.written_to}"
 
 
 def run(cfg: Config, make_processor: ProcessorFactory = pipeline_processor) -> int:

@@ -2,7 +2,9 @@
 
 A photo is complete when the writer closes it (inotify's IN_CLOSE_WRITE) or, where no
 close is seen (polling, network filesystems, a writer that keeps the file open), when
-its size and mtime have held still for `settle_s`. A rename onto a photo name is complete
+its size and mtime have held still for `settle_s` and, where the kernel can tell
+(`open_for_writing`), nobody has it open for writing: a writer pausing longer than
+`settle_s` is waited for, not tagged half-written. A rename onto a photo name is complete
 at once: that is how downloaders, editors and our own metadata writer publish a file.
 
 Our own keyword writes come back as events too (a temp file renamed over the photo).
@@ -14,10 +16,12 @@ That holds however late the event arrives, which a "recently written" set would 
 from __future__ import annotations
 
 import errno
+import fcntl
 import fnmatch
 import logging
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -146,8 +150,34 @@ def _signature(path: Path) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+def open_for_writing(path: Path) -> bool | None:
+    """Whether some process has `path` open for writing; None where the kernel will not say.
+
+    The kernel grants a read lease (fcntl F_SETLEASE) only on a file nobody has open for
+    writing (or mapped writable), so taking one and dropping it at once asks exactly that.
+    It needs the file's owner (or CAP_LEASE) and a local filesystem; elsewhere the settle
+    time alone decides. A writer opening the file in the microseconds we hold the lease
+    waits for us, and the kernel signals us: SIGURG (ignored) rather than SIGIO (fatal).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return True if exc.errno == errno.EAGAIN else None
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
 class Settler:
-    """Photos that changed without a close event yet; emitted once they hold still.
+    """Photos that changed without a close event yet; emitted once they hold still and
+    nobody has them open for writing.
 
     One thread sleeps on a condition until the earliest deadline, so an idle settler
     costs nothing.
@@ -208,7 +238,7 @@ class Settler:
             after = _signature(path)
             if after is None or after[0] == 0:  # gone (a delete event follows) or still empty
                 del self._due[path]
-            elif after != before:
+            elif after != before or open_for_writing(path):
                 self._due[path] = (now + self.settle_s, after)
             else:
                 del self._due[path]
@@ -399,7 +429,8 @@ class Watcher(FileSystemEventHandler):
 
         Tags go first so that a photo moved while we were away is found by content at
         its new path (the pipeline moves its record) before its old path is forgotten.
-        Photos modified within `settle_s` may still be being written: the settler decides.
+        Photos modified within `settle_s`, or open for writing, may still be being written:
+        the settler decides.
         """
         tag = settling = 0
         seen: set[str] = set()
@@ -414,7 +445,7 @@ class Watcher(FileSystemEventHandler):
             seen.add(str(path))
             if index.unchanged(file):
                 continue
-            if now_ns - file.mtime_ns < self.settler.settle_s * 1e9:
+            if now_ns - file.mtime_ns < self.settler.settle_s * 1e9 or open_for_writing(path):
                 self.settler.touch(path)
                 settling += 1
             else:
