@@ -31,14 +31,15 @@ from phototag.fileio import atomic_write
 from phototag.index import Index
 from phototag.queue import Job, JobError, Queue, QueueError, pid_alive
 from phototag.records import Outcome, PhotoFile
-from phototag.watch import Watcher, folders
+from phototag.watch import Watcher, folders, identity
 
 if TYPE_CHECKING:
     from phototag.pipeline import Pipeline
 
 log = logging.getLogger("phototag.service")
 
-HEARTBEAT_S = 30.0  # the status file is rewritten at least this often
+HEARTBEAT_S = 30.0  # the status file is rewritten (and watched folders checked) this often
+FLUSH_EVERY_S = 5.0  # while busy, the index is written at most this often; at once when idle
 STALE_S = 3 * HEARTBEAT_S  # an older status file means the service is not running
 STATUS_EVERY_S = 2.0  # at most this often while busy
 QUEUE_FILE = "queue.sqlite3"
@@ -79,7 +80,9 @@ def pipeline_processor(cfg: Config, index: Index) -> Processor:
     from phototag.pipeline import Pipeline
 
     # force: the service already skipped photos the index says are unchanged.
-    pipeline = Pipeline(cfg, tagger.load(cfg), index, dry_run=cfg.write.dry_run, force=True)
+    pipeline = Pipeline(
+        cfg, tagger.load(cfg), index, dry_run=cfg.write.dry_run, force=True, flush=False
+    )
     return PipelineProcessor(pipeline)
 
 
@@ -180,6 +183,7 @@ class ServiceStatus:
     failed: int = 0  # given up after retries
     retried: int = 0
     errors: list[JobError] = field(default_factory=list)  # newest first
+    missing: list[str] = field(default_factory=list)  # watched folders not there now
     running: bool = False  # computed by `status()`, not stored
 
     def to_json(self) -> bytes:
@@ -236,6 +240,8 @@ class Service:
         self._state = "starting"
         self._status_at = 0.0
         self._status_state = ""
+        self._unflushed: list[Job] = []  # finished, but the index holding it is not written yet
+        self._flushed_at = time.monotonic()
 
     # signals ------------------------------------------------------------------------
 
@@ -276,7 +282,7 @@ class Service:
             finally:
                 sd_notify("STOPPING=1")
                 self._watcher.stop()
-                self._index.flush()
+                self._flush()
                 self._state = "stopped"
                 self._write_status(force=True)
         log.info("stopped")
@@ -284,7 +290,7 @@ class Service:
 
     def _start_watcher(self, cfg: Config) -> Watcher:
         """Watch first and hold the events, catch up with the index, then let events through."""
-        watcher = Watcher(cfg, self._queue.put)
+        watcher = Watcher(cfg, self._queue.put, wake=self._queue.wake)
         watcher.start()
         self._state = "catching up"
         self._write_status(force=True, watcher=watcher)
@@ -300,6 +306,8 @@ class Service:
             found.delete,
             found.settling,
         )
+        if found.cleaned:
+            log.info("removed %d temp files left by interrupted writes", found.cleaned)
         self._state = "idle"
         sd_notify(f"STATUS={self._summary()}")
         return watcher
@@ -310,6 +318,12 @@ class Service:
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self._reload()
+            self._check_folders()
+            # Idle: make what was done durable before sleeping; busy: every FLUSH_EVERY_S.
+            if self._unflushed and (
+                not self._queue.ready() or time.monotonic() - self._flushed_at > FLUSH_EVERY_S
+            ):
+                self._flush()
             self._state = "idle"
             self._write_status()
             jobs = self._queue.take(batch_size, timeout=HEARTBEAT_S)
@@ -319,6 +333,24 @@ class Service:
                 sd_notify(f"STATUS={self._summary()}")
                 self._work(jobs)
                 sd_notify(f"STATUS={self._summary()}")
+
+    def _check_folders(self) -> None:
+        """A watched folder deleted, renamed away, unmounted or mounted (again): say so, and
+        watch the folders anew; the catch-up keeps an empty folder's photos indexed."""
+        changed = self._watcher.changed()
+        if not changed:
+            return
+        for folder in changed:
+            if identity(folder) is None:
+                log.warning(
+                    "%s: watched folder is gone (deleted, moved or unmounted); its photos stay "
+                    "indexed, and it is watched again once it is back",
+                    folder,
+                )
+            else:
+                log.warning("%s: watched folder is back or was replaced; catching up", folder)
+        old, self._watcher = self._watcher, self._start_watcher(self.cfg)
+        old.stop()
 
     def _reload(self) -> None:
         sd_notify("RELOADING=1")
@@ -346,8 +378,8 @@ class Service:
         """Run jobs in their queue order: consecutive tags as one batch, moves and deletes
         one by one between them (a photo tagged, then moved, must be tagged first).
 
-        Jobs are marked done only after the index is flushed, so a crash in between
-        repeats them instead of losing their index updates.
+        Jobs are marked done only after the index is flushed (`_flush`), so a crash in
+        between repeats them instead of losing their index updates.
         """
         finished: list[Job] = []
         tags: list[Job] = []
@@ -359,9 +391,19 @@ class Service:
             tags = []
             if self._relocate(job):
                 finished.append(job)
-        finished += self._tag(tags)
+        self._unflushed += finished + self._tag(tags)
+
+    def _flush(self) -> None:
+        """Write the index, then mark the jobs it covers done.
+
+        Writing the index rewrites all of it (TinyDB's one JSON file: 30 ms at 1 000
+        photos, 0.4 s at 10 000), so a busy service does it every FLUSH_EVERY_S rather
+        than after every batch; a kill -9 in between only repeats the unflushed jobs.
+        """
         self._index.flush()
-        self._queue.done(finished)
+        self._queue.done(self._unflushed)
+        self._unflushed = []
+        self._flushed_at = time.monotonic()
 
     def _tag(self, jobs: list[Job]) -> list[Job]:
         finished, todo = [], []
@@ -441,6 +483,7 @@ class Service:
             folders=[str(f) for f in watcher.filter.roots],
             polled=[str(f) for f in watcher.polled],
             model_version=self._processor.version,
+            missing=[str(f) for f, was in watcher.identities.items() if was is None],
             queued=q.pending,
             in_flight=q.in_flight,
             done=q.done,
@@ -481,7 +524,8 @@ def describe(st: ServiceStatus | None) -> str:
     lines = [
         head,
         f"folders: {', '.join(st.folders)}"
-        + (f" (polled: {', '.join(st.polled)})" if st.polled else ""),
+        + (f" (polled: {', '.join(st.polled)})" if st.polled else "")
+        + (f" (missing: {', '.join(st.missing)})" if st.missing else ""),
         f"model: {st.model_version}",
         f"queue: {st.queued} waiting, {st.in_flight} in progress; "
         f"{st.done} done, {st.failed} failed, {st.retried} retries",
