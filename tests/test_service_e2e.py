@@ -205,12 +205,13 @@ def running(watched: tuple[Path, Path], tmp_path: Path) -> Iterator[ServiceProce
 # --- checks -------------------------------------------------------------------------
 
 
-def check_tagged_once(photos: list[Dropped], originals: Originals) -> None:
-    """Tagged (our keywords once, the user's kept), pixels untouched, and indexed as in the file."""
+def check_tagged_once(photos: list[Dropped], originals: Originals, pixels_every: int = 1) -> None:
+    """Tagged (our keywords once, the user's kept), indexed as in the file, and the pixels
+    untouched (of every `pixels_every`-th photo: decoding camera-sized ones takes a while)."""
     cfg = WriteConfig()
     with Index(Config().index_dir, readonly=True) as index:
         assert sorted(r.path for r in index.records()) == sorted(str(p.path) for p in photos)
-        for p in photos:
+        for i, p in enumerate(photos):
             kw = metadata.read(p.path, cfg)
             assert kw.ours, f"{p.path.name}: no tags of ours"
             paths = [t.path for t in kw.ours]
@@ -222,7 +223,10 @@ def check_tagged_once(photos: list[Dropped], originals: Originals) -> None:
             assert record is not None
             assert [t.path for t in record.auto] == paths
             assert record.user == kw.user_keywords
-            np.testing.assert_array_equal(decoded(p.path), originals.pixels[p.image], p.path.name)
+            if i % pixels_every == 0:
+                np.testing.assert_array_equal(
+                    decoded(p.path), originals.pixels[p.image], p.path.name
+                )
 
 
 def check_with_exiftool(photos: list[Dropped]) -> None:
@@ -270,7 +274,7 @@ def test_photos_dropped_into_a_watched_folder_are_tagged_once(
     assert set(counts) == {str(p.path) for p in photos}
     assert max(counts.values()) == 1, [p for p, n in counts.items() if n > 1]
     assert f"{slow}: " not in log.replace(f"tagged {slow}: ", ""), "slow.jpg was tried half-written"
-    check_tagged_once(photos, originals)
+    check_tagged_once(photos, originals, pixels_every=10)
     check_with_exiftool([*photos[::40], photos[-1]])
     with Index(Config().index_dir, readonly=True) as index:
         assert index.get(slow).tagged_at >= closed  # type: ignore[union-attr]
@@ -340,3 +344,70 @@ def test_kill_9_five_times_while_tagging_300_photos(
     sources: list[Path], watched: tuple[Path, Path], tmp_path: Path
 ) -> None:
     crash_and_recover(sources, *watched, tmp_path / "service.log", rounds=5, n=300)
+
+
+def indexed() -> dict[str, list[str]]:
+    """Indexed path -> its tag paths, as another process reads the index."""
+    with Index(Config().index_dir, readonly=True) as index:
+        return {r.path: [t.path for t in r.auto] for r in index.records()}
+
+
+def test_moves_renames_and_deletions_reach_the_index_running_or_stopped(
+    sources: list[Path], watched: tuple[Path, Path], tmp_path: Path
+) -> None:
+    folder, cfg_file = watched
+    originals = Originals.make(sources[:6], (640, 480))
+    trip = folder / "trip"
+    trip.mkdir()
+    photos = drop(originals, folder, 0, 4) + drop(originals, trip, 4, 4)
+    a, b, c, d, e, f, g, h = (p.path for p in photos)
+    log = tmp_path / "service.log"
+    proc = ServiceProcess(cfg_file, log)
+    try:
+        proc.wait_started()
+        proc.wait_drained(8)
+        tags = indexed()
+
+        # While running: rename, move to a subfolder, delete, rename a folder.
+        a.rename(folder / "renamed.jpg")
+        b.rename(trip / "b.jpg")
+        c.unlink()
+        trip.rename(folder / "Trip 2024")
+        trip = folder / "Trip 2024"
+        expect = {
+            folder / "renamed.jpg": a,
+            trip / "b.jpg": b,
+            folder / d.name: d,
+            **{trip / p.name: p for p in (e, f, g, h)},
+        }
+        wait_until(lambda: indexed().keys() == {str(p) for p in expect}, 30, "moves while running")
+        proc.stop()
+
+        # While stopped: the same kinds of change, found by the catch-up.
+        (trip / e.name).rename(folder / "e.jpg")
+        (trip / f.name).unlink()
+        trip.rename(folder / "Trip 2025")
+        drop(originals, folder, 8, 1)  # a new one
+        del expect[trip / e.name], expect[trip / f.name]
+        expect = {
+            **{k: v for k, v in expect.items() if k.parent != trip},
+            **{folder / "Trip 2025" / k.name: v for k, v in expect.items() if k.parent == trip},
+            folder / "e.jpg": e,
+        }
+        proc = ServiceProcess(cfg_file, log)
+        proc.wait_started()
+        new = folder / "IMG_0008.JPG"
+        wait_until(
+            lambda: indexed().keys() == {str(p) for p in [*expect, new]}, 30, "moves while stopped"
+        )
+        proc.wait_drained(9)
+        proc.stop()
+    finally:
+        if proc.proc.poll() is None:
+            proc.kill()
+    now = indexed()
+    for path, was in expect.items():
+        assert now[str(path)] == tags[str(was)], path  # tags came along
+    counts = tagged_counts(log.read_text())
+    assert set(counts) == {str(p) for p in (a, b, c, d, e, f, g, h, new)}  # a move is no inference
+    assert max(counts.values()) == 1
