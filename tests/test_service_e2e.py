@@ -153,20 +153,18 @@ class ServiceProcess:
             lambda: self.alive() and self.status() is not None, timeout, "the service to start"
         )
 
+    def idle(self) -> bool:
+        """Idle with an empty queue (the status file is rewritten at each change of state)."""
+        st = self.status()
+        return st is not None and st.state == "idle" and st.queued == st.in_flight == 0
+
     def wait_drained(self, tagged: int, timeout: float = 120) -> None:
         """Until `tagged` photos have a "tagged" line and the queue is empty and idle."""
-
-        def drained() -> bool:
-            st = self.status()
-            return (
-                self.alive()
-                and len(tagged_counts(self.text())) >= tagged
-                and st is not None
-                and st.state == "idle"
-                and st.queued == st.in_flight == 0
-            )
-
-        wait_until(drained, timeout, f"{tagged} photos tagged and an empty queue")
+        wait_until(
+            lambda: self.alive() and len(tagged_counts(self.text())) >= tagged and self.idle(),
+            timeout,
+            f"{tagged} photos tagged and an empty queue",
+        )
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -287,8 +285,8 @@ def crash_and_recover(
     """Kill -9 the service `rounds` times while it tags `n` photos, then let it finish.
 
     Odd rounds kill it as soon as it is up (model loading, catch-up); the others once it
-    has tagged a batch, then at a random moment of the next ones (decode, inference,
-    keyword writes, index flush).
+    has tagged a run, then at a random moment up to the index flush that follows and
+    beyond (decode, inference, keyword writes, index flush).
     """
     originals = Originals.make(sources, (640, 480))
     rng = random.Random(rounds)
@@ -306,8 +304,12 @@ def crash_and_recover(
             if r == 0:
                 photos += drop(originals, folder, n // 2, n - n // 2)  # seen as events
             if r % 2 == 0:
-                wait_until(lambda: inferences() > before, 60, "a batch tagged")  # noqa: B023
-                time.sleep(rng.uniform(0, 2.5))
+                wait_until(
+                    lambda: inferences() > before or proc.idle(),  # noqa: B023
+                    60,
+                    "a run tagged",
+                )
+                time.sleep(rng.uniform(0, service.FLUSH_EVERY_S))
         finally:
             proc.kill()
         written = sum(1 for p in photos if metadata.read(p.path, WriteConfig()).ours)

@@ -5,7 +5,7 @@ watcher's threads only add jobs. Tag jobs go to a `Processor` (the real one is t
 pipeline; tests pass a fake), moves and deletes go to the index. Idle, the main thread
 sleeps on the queue's condition and wakes every `HEARTBEAT_S` to refresh the status file.
 
-Signals: SIGTERM/SIGINT finish the batch in flight and exit 0; a second SIGINT kills at
+Signals: SIGTERM/SIGINT finish the run in flight (RUN_BATCHES batches) and exit 0; a second SIGINT kills at
 once (the queue survives that). SIGHUP reloads the settings, keeping the old ones when
 the new ones are wrong. systemd hears READY/RELOADING/STOPPING through sd_notify.
 """
@@ -40,6 +40,11 @@ log = logging.getLogger("phototag.service")
 
 HEARTBEAT_S = 30.0  # the status file is rewritten (and watched folders checked) this often
 FLUSH_EVERY_S = 5.0  # while busy, the index is written at most this often; at once when idle
+FLUSH_SHARE = 0.1  # and at most this share of a busy service's time goes to writing it
+# Jobs taken at once, in model batches: within one pipeline run the next batch is decoded
+# while this one is written, which a run per batch cannot do. A run is also what SIGTERM
+# waits for, so it stays a few batches.
+RUN_BATCHES = 4
 STALE_S = 3 * HEARTBEAT_S  # an older status file means the service is not running
 STATUS_EVERY_S = 2.0  # at most this often while busy
 QUEUE_FILE = "queue.sqlite3"
@@ -241,7 +246,7 @@ class Service:
         self._status_at = 0.0
         self._status_state = ""
         self._unflushed: list[Job] = []  # finished, but the index holding it is not written yet
-        self._flushed_at = time.monotonic()
+        self._flush_due = time.monotonic() + FLUSH_EVERY_S
 
     # signals ------------------------------------------------------------------------
 
@@ -313,20 +318,18 @@ class Service:
         return watcher
 
     def _loop(self) -> None:
-        batch_size = max(1, self.cfg.model.batch_size)
+        run_size = RUN_BATCHES * max(1, self.cfg.model.batch_size)
         while not self.stopping.is_set():
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self._reload()
             self._check_folders()
-            # Idle: make what was done durable before sleeping; busy: every FLUSH_EVERY_S.
-            if self._unflushed and (
-                not self._queue.ready() or time.monotonic() - self._flushed_at > FLUSH_EVERY_S
-            ):
+            # Idle: make what was done durable before sleeping; busy: when due.
+            if self._unflushed and (not self._queue.ready() or time.monotonic() > self._flush_due):
                 self._flush()
             self._state = "idle"
             self._write_status()
-            jobs = self._queue.take(batch_size, timeout=HEARTBEAT_S)
+            jobs = self._queue.take(run_size, timeout=HEARTBEAT_S)
             if jobs:
                 self._state = "tagging"
                 self._write_status()
@@ -397,13 +400,16 @@ class Service:
         """Write the index, then mark the jobs it covers done.
 
         Writing the index rewrites all of it (TinyDB's one JSON file: 30 ms at 1 000
-        photos, 0.4 s at 10 000), so a busy service does it every FLUSH_EVERY_S rather
-        than after every batch; a kill -9 in between only repeats the unflushed jobs.
+        photos, 0.4 s at 10 000), so a busy service does it every FLUSH_EVERY_S, or
+        less often where it takes more than FLUSH_SHARE of the time, rather than after
+        every batch; a kill -9 in between only repeats the unflushed jobs.
         """
+        start = time.monotonic()
         self._index.flush()
         self._queue.done(self._unflushed)
         self._unflushed = []
-        self._flushed_at = time.monotonic()
+        took = time.monotonic() - start
+        self._flush_due = start + took + max(FLUSH_EVERY_S, took / FLUSH_SHARE)
 
     def _tag(self, jobs: list[Job]) -> list[Job]:
         finished, todo = [], []
