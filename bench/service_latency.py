@@ -5,15 +5,16 @@
 Starts `python -m phototag watch` in a subprocess with fresh XDG folders and the shared
 model imported through the catalogue, watching an empty folder with the default settings
 (settle_s 2 s; --poll to watch by polling instead of inotify). Then:
-  1. singles: copies one camera-sized photo at a time into the folder on the idle service
+  1. stages: where one photo's time goes, in this process (decode, inference at batch 1,
+     keyword write), measured while the service idles;
+  2. singles: copies one camera-sized photo at a time into the folder on the idle service
      and times, from the copy's close, (a) until the tags are in the file (our write
      replaces the file: its inode changes) and (b) until the service reports the job done
      (the index is written; `status.json`'s done counter);
-  2. burst: copies `--burst` photos in as fast as a card import does and times until every
+  3. burst: copies `--burst` photos in as fast as a card import does and times until every
      one is tagged and the queue is empty;
-  3. the same burst through `phototag scan` (no service) for comparison;
-  4. stages: where one photo's time goes, in this process (decode, inference at batch 1,
-     keyword write, index flush at the burst's index size).
+  4. the same burst through `phototag scan` (no service) for comparison;
+  5. what one index put and flush cost with --index-sizes photos indexed.
 Camera-sized photos (4000x3000 JPEG q90 with EXIF) come from bench/throughput.py's cache;
 making one takes seconds, so beyond `--distinct` of them the others are copies that differ
 in their EXIF ImageUniqueID only: unique files, each decoded, inferred and written in full.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import shutil
 import signal
 import subprocess
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from phototag.config import WatchConfig
 from throughput import CACHE, MODEL, make_camera_photos  # bench/ is on sys.path as a script
 
 POLL_S = 0.005  # how often the bench looks for the result
@@ -102,10 +105,18 @@ def replaced(path: Path, inode: int) -> bool:
         return False
 
 
-def singles(service: Service, photos: list[Path], folder: Path) -> tuple[list[float], list[float]]:
-    """Latencies (s) from a copy's close to the tags in the file, and to the job done."""
+def singles(
+    service: Service, photos: list[Path], folder: Path, poll_s: float
+) -> tuple[list[float], list[float]]:
+    """Latencies (s) from a copy's close to the tags in the file, and to the job done.
+
+    Drops come at random moments (within `poll_s` when polling), not in step with the
+    service's own rhythm, which would bias a polled folder's latency.
+    """
+    rng = random.Random(0)
     in_file, indexed = [], []
     for src in photos:
+        time.sleep(rng.uniform(0, poll_s or 1.0))
         dest = folder / f"single_{src.name}"
         done = service.done()
         shutil.copyfile(src, dest)
@@ -147,36 +158,60 @@ def scan(service: Service, photos: list[Path], folder: Path) -> float:
     return time.perf_counter() - start
 
 
-def stages(photo: Path, home: Path, index_size: int) -> dict[str, float]:
+def stages(photo: Path, home: Path) -> dict[str, float]:
     """Median seconds of each stage for one camera-sized photo, in this process."""
     os.environ.update(XDG_DATA_HOME=str(home / "data"), XDG_STATE_HOME=str(home / "stages"))
     from phototag import config, decode, metadata, tagger
-    from phototag.index import Index, PhotoRecord
     from phototag.records import Tag
 
     cfg = config.Config()
     model = tagger.load(cfg)
     work = home / "stage.jpg"
-    times: dict[str, list[float]] = {"decode": [], "infer": [], "write": [], "flush": []}
+    times: dict[str, list[float]] = {"decode": [], "infer": [], "write": []}
     tags = [Tag("animal|mammal|carnivore|feline|cat", 0.8), Tag("artifact|box", 0.3)]
-    with Index(home / "stage-index") as index:
-        for i in range(index_size):
-            index.put(PhotoRecord(f"/photos/IMG_{i:05d}.JPG", 1, i, f"{i:064x}", auto=tags))
-        for _ in range(7):
-            shutil.copyfile(photo, work)
-            t0 = time.perf_counter()
-            decoded = decode.load(work, model.model.input_size, cfg.scan.max_pixels)
-            t1 = time.perf_counter()
-            model.tags(model.model.run(decoded.pixels[None]))
-            t2 = time.perf_counter()
-            metadata.write(work, tags, "bench", cfg.write)
-            t3 = time.perf_counter()
-            index.put(PhotoRecord(str(work), 1, 1, "0" * 64, auto=tags))
-            index.flush()
-            t4 = time.perf_counter()
-            for name, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                times[name].append(seconds)
+    for _ in range(7):
+        shutil.copyfile(photo, work)
+        t0 = time.perf_counter()
+        decoded = decode.load(work, model.model.input_size, cfg.scan.max_pixels)
+        t1 = time.perf_counter()
+        model.tags(model.model.run(decoded.pixels[None]))
+        t2 = time.perf_counter()
+        metadata.write(work, tags, "bench", cfg.write)
+        t3 = time.perf_counter()
+        for name, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            times[name].append(seconds)
     return {name: float(np.median(v[1:])) for name, v in times.items()}  # first: warm-up
+
+
+def index_costs(home: Path, size: int) -> tuple[float, float, float]:
+    """Seconds for one `Index.put` and one `Index.flush` with `size` photos indexed, and
+    the index file's MB. Records look like the service's (five tags, a user keyword)."""
+    from phototag.index import Index, PhotoRecord
+    from phototag.records import Tag
+
+    tags = [Tag(f"animal|vertebrate|mammal|carnivore|feline|cat{i}", 0.5) for i in range(5)]
+    folder = home / f"index-{size}"
+
+    def record(i: int) -> PhotoRecord:
+        path = f"/home/ann/Pictures/2024/06/IMG_{i:06d}.JPG"
+        return PhotoRecord(
+            path, 5_000_000, i, f"{i:064x}", 4000, 3000, "2024-06-01T12:00:00", "m@1",
+            tags, ["Grandma"], [], path, time.time(), {"embedding": i, "colour": i},
+        )  # fmt: skip
+
+    with Index(folder) as index:
+        index.db.insert_multiple(record(i).to_doc() for i in range(size))
+    puts, flushes = [], []
+    with Index(folder) as index:
+        for i in range(size, size + 5):
+            t0 = time.perf_counter()
+            index.put(record(i))
+            t1 = time.perf_counter()
+            index.flush()
+            puts.append(t1 - t0)
+            flushes.append(time.perf_counter() - t1)
+    mb = (folder / "photos.json").stat().st_size / 1e6
+    return float(np.median(puts)), float(np.median(flushes)), mb
 
 
 def camera_photos(n: int, distinct: int) -> list[Path]:
@@ -211,6 +246,9 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=1000, help="photos dropped at once")
     parser.add_argument("--poll", action="store_true", help="watch by polling, not inotify")
     parser.add_argument("--distinct", type=int, default=500, help="distinct images to make")
+    parser.add_argument(
+        "--index-sizes", type=int, nargs="*", default=[1000, 10000], help="index costs at these"
+    )
     args = parser.parse_args()
     photos = camera_photos(max(args.burst, args.singles), args.distinct)
     size_mb = sum(p.stat().st_size for p in photos) / len(photos) / 1e6
@@ -225,8 +263,14 @@ def main() -> None:
         folder.mkdir()
         service = Service(home, folder, args.poll)
         try:
+            parts = stages(photos[0], home)  # while the service idles, just before the singles
+            print(
+                "one photo, stage medians: "
+                + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in parts.items())
+            )
             if args.singles:
-                in_file, indexed = singles(service, photos[: args.singles], folder)
+                poll_s = WatchConfig().poll_interval_s if args.poll else 0.0
+                in_file, indexed = singles(service, photos[: args.singles], folder, poll_s)
                 for name, values in (("tags in file", in_file), ("job done", indexed)):
                     print(
                         f"single drop -> {name:12s} p50 {pct(values, 50):6.2f} s  "
@@ -247,12 +291,12 @@ def main() -> None:
                 f"same burst through `phototag scan`: {seconds:.1f} s "
                 f"({args.burst / seconds:.1f} photos/s)"
             )
-        parts = stages(photos[0], home, args.burst)
-        print(
-            "one photo, stage medians: "
-            + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in parts.items())
-            + f" (flush at {args.burst} indexed photos)"
-        )
+        for size in args.index_sizes:
+            put, flush, mb = index_costs(home, size)
+            print(
+                f"index of {size} photos ({mb:.1f} MB): put {put * 1000:.1f} ms, "
+                f"flush {flush * 1000:.0f} ms"
+            )
 
 
 if __name__ == "__main__":

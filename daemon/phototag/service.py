@@ -5,9 +5,10 @@ watcher's threads only add jobs. Tag jobs go to a `Processor` (the real one is t
 pipeline; tests pass a fake), moves and deletes go to the index. Idle, the main thread
 sleeps on the queue's condition and wakes every `HEARTBEAT_S` to refresh the status file.
 
-Signals: SIGTERM/SIGINT finish the run in flight (RUN_BATCHES batches) and exit 0; a second SIGINT kills at
-once (the queue survives that). SIGHUP reloads the settings, keeping the old ones when
-the new ones are wrong. systemd hears READY/RELOADING/STOPPING through sd_notify.
+Signals: SIGTERM/SIGINT finish the run in flight (RUN_BATCHES batches) and exit 0; a
+second SIGINT kills at once (the queue survives that). SIGHUP reloads the settings,
+keeping the old ones when the new ones are wrong. systemd hears READY/RELOADING/STOPPING
+through sd_notify.
 """
 
 from __future__ import annotations
