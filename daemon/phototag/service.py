@@ -400,10 +400,11 @@ class Service:
     def _flush(self) -> None:
         """Write the index, then mark the jobs it covers done.
 
-        Writing the index rewrites all of it (TinyDB's one JSON file: 30 ms at 1 000
-        photos, 0.4 s at 10 000), so a busy service does it every FLUSH_EVERY_S, or
-        less often where it takes more than FLUSH_SHARE of the time, rather than after
-        every batch; a kill -9 in between only repeats the unflushed jobs.
+        Writing the index rewrites all of it (TinyDB's one JSON file: about 20 ms at
+        1 000 photos, 0.2 s at 10 000; docs/benchmarks.md), so a busy service does it
+        every FLUSH_EVERY_S, or less often where it takes more than FLUSH_SHARE of the
+        time, rather than after every batch; a kill -9 in between only repeats the
+        unflushed jobs.
         """
         start = time.monotonic()
         self._index.flush()
