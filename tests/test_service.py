@@ -356,6 +356,7 @@ def test_a_busy_service_writes_its_index_on_a_clock(
 ) -> None:
     """Jobs are done only once the index holding them is written; a burst writes it rarely."""
     monkeypatch.setattr(service, "FLUSH_EVERY_S", every_s)
+    monkeypatch.setattr(service, "FLUSH_SHARE", float("inf"))  # the clock alone decides
     flushes: list[int] = []
     original = service.Service._flush
 

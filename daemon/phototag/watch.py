@@ -481,10 +481,13 @@ class Watcher(FileSystemEventHandler):
 
         Tags go first so that a photo moved while we were away is found by content at
         its new path (the pipeline moves its record) before its old path is forgotten.
-        Photos modified within `settle_s`, or open for writing, may still be being written:
-        the settler decides. Our temp files left by a killed write are removed on the way.
-        A watched folder with no photos at all while the index has some below it is taken
-        for an unmounted disk or share, not for a mass deletion: its records are kept.
+        Photos open for writing, or (where the kernel cannot tell) modified within
+        `settle_s`, are left to the settler. One the kernel says nobody writes is queued
+        at once, however recent: it may be one of ours, tagged moments before a stop and
+        then moved, whose old record must not be forgotten before it is found.
+        Our temp files left by a killed write are removed on the way. A watched folder
+        with no photos at all while the index has some below it is taken for an
+        unmounted disk or share, not for a mass deletion: its records are kept.
         """
         tag = settling = cleaned = 0
         seen: set[str] = set()
@@ -508,7 +511,10 @@ class Watcher(FileSystemEventHandler):
                 found.add(root)
                 if index.unchanged(file):
                     continue
-                if now - file.mtime_ns / 1e9 < self.settler.settle_s or open_for_writing(path):
+                writing = open_for_writing(path)
+                if writing or (
+                    writing is None and now - file.mtime_ns / 1e9 < self.settler.settle_s
+                ):
                     self.settler.touch(path)
                     settling += 1
                 else:
