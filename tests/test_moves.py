@@ -115,9 +115,28 @@ def test_renamed_sidecar_names() -> None:
     assert moves.renamed_sidecar(Path("/p/other.xmp"), old, new) == Path("/p/other.xmp")
 
 
-def test_a_photo_moved_and_gone_again_is_forgotten(index: Index, tmp_path: Path) -> None:
+def test_a_photo_moved_on_before_its_move_job_keeps_its_record(
+    index: Index, tmp_path: Path
+) -> None:
+    """a -> b, then b -> c (its folder renamed) before the job for a -> b runs."""
+    a, b, c = tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.jpg"
+    tagged(index, a, tmp_path / "a.jpg.xmp")
+    a.rename(c)
+    assert moves.move(index, a, b) is False
+    assert index.get(b) is not None and (tmp_path / "b.jpg.xmp").exists()
+    assert moves.move(index, b, c) is False  # no tagging: the record came along
+    record = index.get(c)
+    assert record is not None and record.auto == [Tag("animal|cat", 0.9)]
+    assert record.written_to == str(tmp_path / "c.jpg.xmp")
+    assert [p.name for p in tmp_path.glob("*.xmp")] == ["c.jpg.xmp"]
+
+
+def test_a_photo_moved_and_deleted_is_forgotten_with_its_sidecar(
+    index: Index, tmp_path: Path
+) -> None:
     old, new = tmp_path / "a.jpg", tmp_path / "b.jpg"
     tagged(index, old, tmp_path / "a.jpg.xmp")
     old.unlink()
     assert moves.move(index, old, new) is False
-    assert len(index) == 0 and not (tmp_path / "a.jpg.xmp").exists()
+    assert moves.delete(index, new) == 1
+    assert len(index) == 0 and not list(tmp_path.glob("*.xmp"))

@@ -317,3 +317,68 @@ def test_the_service_process_under_systemd_signals(
         assert queue.stats().in_flight == 0
     assert service.status().running is False  # type: ignore[union-attr]
     print(f"idle CPU: {idle:.3f} s in 2 s")
+
+
+def test_a_watched_folder_gone_is_reported_and_watched_again_when_back(
+    album: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(service, "HEARTBEAT_S", 0.2)
+    running = Running(settings(album))
+    try:
+        (album / "a.jpg").write_bytes(b"pixels")
+        running.settled(done=2)
+        album.rename(tmp_path / "unplugged")
+        wait_until(lambda: "watched folder is gone" in caplog.text, what="a warning")
+        wait_until(lambda: service.status().missing == [str(album)], what="status")  # type: ignore[union-attr]
+        assert "(missing: " in service.describe(service.status())
+
+        (tmp_path / "unplugged" / "b.jpg").write_bytes(b"pixels")  # added elsewhere meanwhile
+        (tmp_path / "unplugged").rename(album)
+        wait_until(lambda: "watched folder is back" in caplog.text, what="the folder back")
+        running.settled(done=4)
+        (album / "c.jpg").write_bytes(b"pixels")  # and watched live again
+        running.settled(done=6)
+        assert [p.name for c in running.processors[0].calls for p in c] == [
+            "a.jpg",
+            "b.jpg",
+            "c.jpg",
+        ]
+        assert service.status().missing == []  # type: ignore[union-attr]
+    finally:
+        running.stop()
+    with Index(Config().index_dir, readonly=True) as index:
+        assert len(index) == 3  # nothing forgotten while the folder was away
+
+
+@pytest.mark.parametrize(("every_s", "most"), [(0.0, 99), (60.0, 2)])
+def test_a_busy_service_writes_its_index_on_a_clock(
+    album: Path, monkeypatch: pytest.MonkeyPatch, every_s: float, most: int
+) -> None:
+    """Jobs are done only once the index holding them is written; a burst writes it rarely."""
+    monkeypatch.setattr(service, "FLUSH_EVERY_S", every_s)
+    monkeypatch.setattr(service, "FLUSH_SHARE", float("inf"))  # the clock alone decides
+    flushes: list[int] = []
+    original = service.Service._flush
+
+    def counted(self: service.Service) -> None:
+        if self._unflushed:
+            flushes.append(len(self._unflushed))
+            assert self._queue.stats().done == sum(flushes[:-1])  # nothing done before
+        original(self)
+
+    monkeypatch.setattr(service.Service, "_flush", counted)
+    old = time.time() - 60
+    for i in range(12):
+        (album / f"{i}.jpg").write_bytes(b"pixels")
+        os.utime(album / f"{i}.jpg", (old, old))
+    cfg = settings(album)
+    cfg.model.batch_size = 1
+    running = Running(cfg)  # the catch-up queues all 12 at once
+    try:
+        running.settled(done=24)  # 12 tags and the 12 events of our own writes
+    finally:
+        running.stop()
+    assert sum(flushes) == 24
+    assert len(flushes) <= most
+    if every_s == 0:
+        assert len(flushes) >= 12 / service.RUN_BATCHES  # one a run

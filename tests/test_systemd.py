@@ -64,6 +64,8 @@ def test_system_unit_sandbox(tmp_path: Path) -> None:
         "StateDirectory=phototag",
         "Restart=on-failure",
         "ExecReload=/bin/kill -HUP $MAINPID",
+        "CapabilityBoundingSet=CAP_LEASE",  # all it may do beyond a plain user: file leases
+        "AmbientCapabilities=CAP_LEASE",
     ]:
         assert line in text.splitlines()
 

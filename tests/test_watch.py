@@ -232,21 +232,26 @@ def test_catch_up_queues_new_and_changed_photos_then_the_vanished(
         (album / "changed.jpg").write_bytes(b"xx")
         os.utime(album / "changed.jpg", (old, old))
         (album / "gone.jpg").unlink()
-        (album / "fresh.jpg").write_bytes(b"still being copied?")  # mtime now: let it settle
+        (album / "recent.jpg").write_bytes(b"complete")  # mtime now, but closed: no wait
+        if watch.open_for_writing(album / "recent.jpg") is None:
+            pytest.skip("the kernel grants no file lease here (not the owner, or no leases)")
 
         recorder = Recorder()
         watcher = Watcher(settings(album), recorder)
-        found = watcher.catch_up(index)
+        with (album / "fresh.jpg").open("wb") as writer:  # still being copied: let it settle
+            writer.write(b"half")
+            found = watcher.catch_up(index)
         try:
             watcher.settler.start()
             watcher.release()
-            assert (found.tag, found.delete, found.settling) == (2, 1, 1)
+            assert (found.tag, found.delete, found.settling) == (3, 1, 1)
             recorder.wait_for("tag", album / "fresh.jpg")
         finally:
             watcher.settler.stop()
     assert recorder.seen() == [
         ("tag", album / "changed.jpg", None),
         ("tag", album / "new.jpg", None),
+        ("tag", album / "recent.jpg", None),
         ("delete", album / "gone.jpg", None),
         ("tag", album / "fresh.jpg", None),
     ]
@@ -306,3 +311,84 @@ def test_path_filter() -> None:
     assert not f.accepts(Path("/photos/.trash/a.jpg"))
     flat = PathFilter((Path("/photos"),), frozenset({".jpg"}), ("*",), (), recursive=False)
     assert flat.accepts(Path("/photos/a.jpg")) and not flat.accepts(Path("/photos/2024/a.jpg"))
+
+
+def test_open_for_writing_asks_the_kernel(album: Path) -> None:
+    photo = album / "a.jpg"
+    with photo.open("wb") as f:
+        f.write(b"x")
+        if watch.open_for_writing(photo) is None:
+            pytest.skip("the kernel grants no file lease here (not the owner, or no leases)")
+        assert watch.open_for_writing(photo) is True
+    assert watch.open_for_writing(photo) is False
+    assert watch.open_for_writing(album / "missing.jpg") is None
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["inotify", "polling"])
+def test_a_writer_pausing_longer_than_settle_s_is_waited_for(album: Path, poll: bool) -> None:
+    """The settler sees size and mtime hold still, but the file is still open for writing."""
+    with watching(settings(album, poll=poll)) as (_, recorder):
+        photo = album / "paused.jpg"
+        with photo.open("wb") as f:
+            f.write(b"x" * 1000)
+            f.flush()
+            time.sleep(2.0)  # settle_s is 1 s
+            assert recorder.seen() == []
+            f.write(b"y" * 1000)
+            last_write = time.monotonic()
+        assert recorder.wait_for("tag", photo) >= last_write
+        time.sleep(1.5)
+        assert recorder.seen() == [("tag", photo, None)]
+
+
+def test_catch_up_removes_our_stale_temp_files_only(album: Path, tmp_path: Path) -> None:
+    old = time.time() - watch.STALE_TEMP_S - 1
+    stale = album / ".IMG.JPG.1a2b3c4d.phototag-tmp"
+    live = album / ".IMG2.JPG.5e6f7a8b.phototag-tmp"  # maybe another process writing now
+    theirs = album / ".other.tmp"
+    for path in (stale, live, theirs):
+        path.write_bytes(b"half a photo")
+    os.utime(stale, (old, old))
+    os.utime(theirs, (old, old))
+    recorder = Recorder()
+    with Index(tmp_path / "index") as index:
+        found = Watcher(settings(album), recorder).catch_up(index)
+    assert found.cleaned == 1
+    assert not stale.exists() and live.exists() and theirs.exists()
+    assert recorder.seen() == []
+
+
+def test_catch_up_keeps_the_records_of_an_empty_folder(
+    album: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unmounted disk leaves an empty mount point: not a reason to forget its photos."""
+    second = tmp_path / "second"
+    second.mkdir()
+    for folder in (album, second):
+        (folder / "a.jpg").write_bytes(b"x")
+        (folder / "b.jpg").write_bytes(b"x")
+    with Index(tmp_path / "index") as index:
+        for folder in (album, second):
+            index.put(record(folder / "a.jpg"))
+            index.put(record(folder / "b.jpg"))
+        for path in (album / "a.jpg", album / "b.jpg", second / "a.jpg"):
+            path.unlink()
+        recorder = Recorder()
+        cfg = settings(album)
+        cfg.watch.folders.append(str(second))
+        found = Watcher(cfg, recorder).catch_up(index)
+    assert (found.delete, found.kept) == (1, 2)
+    assert recorder.seen() == [("delete", second / "a.jpg", None)]
+    assert f"{album}: no photos found, but 2 are indexed below it; is it unmounted?" in caplog.text
+
+
+def test_a_watched_folder_that_goes_and_comes_back_is_noticed(album: Path, tmp_path: Path) -> None:
+    with watching(settings(album)) as (watcher, _):
+        assert watcher.changed() == []
+        album.rename(tmp_path / "away")
+        assert watcher.changed() == [album]
+        (tmp_path / "away").rename(album)
+        assert watcher.changed() == []  # the same folder again
+        album.rename(tmp_path / "away")
+        album.mkdir()  # another folder at its path, as a mount point left behind
+        assert watcher.changed() == [album]

@@ -7,15 +7,15 @@ import os
 import tempfile
 from pathlib import Path
 
+TEMP_SUFFIX = ".phototag-tmp"  # every temp file of ours ends so (and starts with a dot)
+
 
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write `data` to a hidden temp file beside `path`, fsync it, and rename it over `path`.
 
-    The temp name starts with a dot and ends in `.phototag-tmp` so folder watchers ignore it.
+    The temp name starts with a dot and ends in TEMP_SUFFIX so folder watchers ignore it.
     """
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name[:80]}.", suffix=".phototag-tmp"
-    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:80]}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)

@@ -40,14 +40,13 @@ import pyexiv2
 from PIL import Image, PngImagePlugin
 
 from phototag.config import WriteConfig
-from phototag.fileio import fsync_dir
+from phototag.fileio import TEMP_SUFFIX, fsync_dir
 from phototag.records import LEVEL_SEP, Tag
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "http://phototag.dev/ns/1.0/"
 PREFIX = "phototag"
-TEMP_SUFFIX = ".phototag-tmp"  # our temp files end so; a folder watcher ignores them
 IPTC_MAX_BYTES = 64  # IPTC IIM limit for one keyword
 INPLACE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp"})
 

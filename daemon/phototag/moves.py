@@ -55,26 +55,32 @@ def move(index: Index, old: Path, new: Path, same_content: bool = False) -> bool
     It does when `old` was never indexed, or when the photo changed on the way (its size
     or mtime differ from the record's: a rename keeps both). With `same_content` (the
     caller matched the content hash) the record takes `new`'s size and mtime as they are.
+    A photo already moved on from `new` (a rename, then its folder's) keeps its record
+    all the same: the job of its next event, a move or a delete, carries on from `new`.
     """
     record = index.get(old)
     if record is None:
         return os.path.lexists(new)
-    if not os.path.lexists(new):  # moved and gone again
-        delete(index, old)
-        return False
+    here = os.path.lexists(new)
     sidecar = sidecar_of(record)
     written_to = None
-    if sidecar is not None:
+    if sidecar is None:
+        written_to = str(new) if record.written_to else None
+    else:
         target = renamed_sidecar(sidecar, old, new)
+        if not here:  # named for `new` where it is, so the next move finds it by name
+            target = sidecar.parent / target.name
         if target != sidecar and sidecar.exists() and not target.exists():
             (shutil.copy2 if shared(sidecar, old) else shutil.move)(sidecar, target)
             log.info("%s -> %s (sidecar)", sidecar, target)
         written_to = str(target) if target.exists() else None
-    else:
-        written_to = str(new) if record.written_to else None
-    file = PhotoFile.stat(new) if same_content else PhotoFile(new, record.size, record.mtime_ns)
+    file = (
+        PhotoFile.stat(new)
+        if same_content and here
+        else PhotoFile(new, record.size, record.mtime_ns)
+    )
     index.move(str(old), file, written_to)
-    return not index.unchanged(PhotoFile.stat(new))
+    return here and not index.unchanged(PhotoFile.stat(new))
 
 
 def delete(index: Index, path: Path, also: Path | None = None) -> int:

@@ -76,6 +76,7 @@ class Pipeline:
     index: Index | None  # None: tag without remembering (URLs, dry runs)
     dry_run: bool = False
     force: bool = False  # re-tag even when the index says the file is unchanged
+    flush: bool = True  # flush the index when a run ends; the service flushes on its own clock
 
     def run(
         self, paths: Iterable[Path], on_done: Callable[[Outcome], None] | None = None
@@ -118,7 +119,7 @@ class Pipeline:
                 written.append(writer.submit(self._finish, batch, self._infer(batch)))
             while written:
                 yield from written.popleft().result()
-        if self.index is not None and not self.dry_run:
+        if self.index is not None and self.flush and not self.dry_run:
             self.index.flush()
 
     def _decoded(

@@ -259,6 +259,17 @@ class Queue:
                 ]
                 self._ready.wait(max(0.0, min(waits)) if waits else None)
 
+    def ready(self) -> bool:
+        """Whether `take` would return a job now."""
+        with self._ready:
+            return (
+                self._db.execute(
+                    "SELECT 1 FROM jobs WHERE state = 'pending' AND not_before <= ? LIMIT 1",
+                    (time.time(),),
+                ).fetchone()
+                is not None
+            )
+
     def wake(self) -> None:
         """Make a waiting `take` (or the next one) return [] now: shutdown, reload."""
         with self._ready:

@@ -102,7 +102,9 @@ def render(
             "RestrictSUIDSGID=yes",
             "LockPersonality=yes",
             "SystemCallArchitectures=native",
-            "CapabilityBoundingSet=",
+            "# Only to ask the kernel whether a photo is still being written (a file lease).",
+            "CapabilityBoundingSet=CAP_LEASE",
+            "AmbientCapabilities=CAP_LEASE",
         ]
     lines += ["", "[Install]", f"WantedBy={'default.target' if user else 'multi-user.target'}"]
     return "\n".join(lines) + "\n"

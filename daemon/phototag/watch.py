@@ -2,7 +2,9 @@
 
 A photo is complete when the writer closes it (inotify's IN_CLOSE_WRITE) or, where no
 close is seen (polling, network filesystems, a writer that keeps the file open), when
-its size and mtime have held still for `settle_s`. A rename onto a photo name is complete
+its size and mtime have held still for `settle_s` and, where the kernel can tell
+(`open_for_writing`), nobody has it open for writing: a writer pausing longer than
+`settle_s` is waited for, not tagged half-written. A rename onto a photo name is complete
 at once: that is how downloaders, editors and our own metadata writer publish a file.
 
 Our own keyword writes come back as events too (a temp file renamed over the photo).
@@ -14,12 +16,16 @@ That holds however late the event arrives, which a "recently written" set would 
 from __future__ import annotations
 
 import errno
+import fcntl
 import fnmatch
 import logging
 import os
 import re
+import signal
+import stat
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +45,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from phototag.config import Config
+from phototag.fileio import TEMP_SUFFIX
 from phototag.index import Index
 from phototag.queue import Kind
 from phototag.records import PhotoFile
@@ -46,6 +53,8 @@ from phototag.records import PhotoFile
 log = logging.getLogger("phototag.watch")
 
 Put = Callable[[Path, Kind, Path | None], None]
+
+STALE_TEMP_S = 60.0  # a temp file of ours older than this was left by a killed writer
 
 # Filesystems whose changes made by other machines inotify never reports.
 NETWORK_FS = frozenset(
@@ -116,15 +125,20 @@ class PathFilter:
             cfg.watch.recursive,
         )
 
-    def below(self, path: Path) -> Path | None:
-        """`path` relative to its watched root, if it is visible below one."""
+    def root_of(self, path: Path) -> Path | None:
+        """The watched root `path` is visible below, if any."""
         for root in self.roots:
             if path.is_relative_to(root) and path != root:
                 rel = path.relative_to(root)
                 if any(part.startswith(".") for part in rel.parts):
                     return None
-                return rel if self.recursive or len(rel.parts) == 1 else None
+                return root if self.recursive or len(rel.parts) == 1 else None
         return None
+
+    def below(self, path: Path) -> Path | None:
+        """`path` relative to its watched root, if it is visible below one."""
+        root = self.root_of(path)
+        return None if root is None else path.relative_to(root)
 
     def accepts(self, path: Path) -> bool:
         rel = self.below(path)
@@ -146,8 +160,34 @@ def _signature(path: Path) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+def open_for_writing(path: Path) -> bool | None:
+    """Whether some process has `path` open for writing; None where the kernel will not say.
+
+    The kernel grants a read lease (fcntl F_SETLEASE) only on a file nobody has open for
+    writing (or mapped writable), so taking one and dropping it at once asks exactly that.
+    It needs the file's owner (or CAP_LEASE) and a local filesystem; elsewhere the settle
+    time alone decides. A writer opening the file in the microseconds we hold the lease
+    waits for us, and the kernel signals us: SIGURG (ignored) rather than SIGIO (fatal).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return True if exc.errno == errno.EAGAIN else None
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
 class Settler:
-    """Photos that changed without a close event yet; emitted once they hold still.
+    """Photos that changed without a close event yet; emitted once they hold still and
+    nobody has them open for writing.
 
     One thread sleeps on a condition until the earliest deadline, so an idle settler
     costs nothing.
@@ -208,7 +248,7 @@ class Settler:
             after = _signature(path)
             if after is None or after[0] == 0:  # gone (a delete event follows) or still empty
                 del self._due[path]
-            elif after != before:
+            elif after != before or open_for_writing(path):
                 self._due[path] = (now + self.settle_s, after)
             else:
                 del self._due[path]
@@ -262,11 +302,38 @@ def inotify_failure(exc: OSError) -> str:
     return f"inotify failed: {exc.strerror or exc}"
 
 
+def identity(folder: Path) -> tuple[int, int] | None:
+    """The folder's (device, inode); None when it is not there. A folder deleted, renamed
+    away, unmounted or mounted over changes it, though its path may still exist."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def remove_stale_temp(path: Path, now: float) -> bool:
+    """Remove a temp file of ours left by a writer killed mid-write (kill -9, power cut).
+
+    Only when older than STALE_TEMP_S: a younger one may be another phototag's live write.
+    """
+    try:
+        if now - path.lstat().st_mtime < STALE_TEMP_S:
+            return False
+        path.unlink()
+    except OSError:
+        return False
+    log.info("%s: removed a temp file left by an interrupted write", path)
+    return True
+
+
 @dataclass(frozen=True)
 class CatchUp:
     tag: int  # new or changed photos queued
     settling: int  # photos modified moments ago, left to the settler
     delete: int  # indexed photos that vanished
+    kept: int = 0  # indexed photos below a folder that is empty or missing: not forgotten
+    cleaned: int = 0  # stale temp files of ours removed
 
 
 class Watcher(FileSystemEventHandler):
@@ -277,20 +344,26 @@ class Watcher(FileSystemEventHandler):
     the same path (a tag) and wins.
     """
 
-    def __init__(self, cfg: Config, put: Put) -> None:
+    def __init__(self, cfg: Config, put: Put, wake: Callable[[], None] = lambda: None) -> None:
         self.filter = PathFilter.from_config(cfg)
         self.cfg = cfg
         self._put = put
+        self._wake = wake  # called when a watched folder itself goes away
         self._held: list[tuple[Path, Kind, Path | None]] | None = []
         self._lock = threading.Lock()
         self.settler = Settler(cfg.watch.settle_s, lambda p: self._emit(p, "tag"))
         self._observers: list[BaseObserver] = []
         self.polled: dict[Path, str] = {}  # folder -> why it is polled
+        self.identities: dict[Path, tuple[int, int] | None] = {}  # when watching began
 
     def start(self) -> None:
         self.settler.start()
         inotify: BaseObserver | None = None
         for folder in self.filter.roots:
+            self.identities[folder] = identity(folder)
+            if self.identities[folder] is None:
+                log.warning("%s: watched folder not found; watching it once it is back", folder)
+                continue
             reason = polling_reason(folder, self.cfg)
             if reason is None:
                 try:
@@ -318,6 +391,10 @@ class Watcher(FileSystemEventHandler):
         observer.schedule(
             self, str(folder), recursive=self.cfg.watch.recursive, event_filter=EVENTS
         )
+
+    def changed(self) -> list[Path]:
+        """Watched folders gone, back, or replaced since watching began: watch them anew."""
+        return [f for f, was in self.identities.items() if identity(f) != was]
 
     def stop(self) -> None:
         for observer in self._observers:
@@ -354,6 +431,8 @@ class Watcher(FileSystemEventHandler):
             # A folder moved out of the tree (to the trash) reports only itself, not its photos.
             if event.event_type == "deleted" and self.filter.below(src) is not None:
                 self._emit(src, "delete")
+            elif event.event_type == "deleted" and src in self.identities:
+                self._wake()
             return
         if event.event_type == "closed":
             if accepts(src):
@@ -383,53 +462,84 @@ class Watcher(FileSystemEventHandler):
             else:  # renamed onto a photo name: published complete (downloads, atomic saves)
                 self._emit(dest, "tag")
 
-    def walk(self) -> Iterator[Path]:
-        """The photos below the watched folders now, without following symlinks."""
+    def listing(self) -> Iterator[tuple[Path, Path, list[str]]]:
+        """(root, folder, file names) below the watched folders, hidden folders and
+        symlinks not followed."""
         for root in self.filter.roots:
             for folder, subdirs, files in os.walk(root, onerror=_walk_error):
                 visible = sorted(d for d in subdirs if not d.startswith("."))
                 subdirs[:] = visible if self.filter.recursive else []
-                for name in sorted(files):
-                    path = Path(folder, name)
-                    if self.filter.accepts(path):
-                        yield path
+                yield root, Path(folder), sorted(files)
+
+    def walk(self) -> Iterator[Path]:
+        """The photos below the watched folders now."""
+        for _, folder, names in self.listing():
+            yield from (folder / n for n in names if self.filter.accepts(folder / n))
 
     def catch_up(self, index: Index, stop: threading.Event | None = None) -> CatchUp:
         """Queue what changed while nobody watched: new and changed photos first, then the gone.
 
         Tags go first so that a photo moved while we were away is found by content at
         its new path (the pipeline moves its record) before its old path is forgotten.
-        Photos modified within `settle_s` may still be being written: the settler decides.
+        Photos open for writing, or (where the kernel cannot tell) modified within
+        `settle_s`, are left to the settler. One the kernel says nobody writes is queued
+        at once, however recent: it may be one of ours, tagged moments before a stop and
+        then moved, whose old record must not be forgotten before it is found.
+        Our temp files left by a killed write are removed on the way. A watched folder
+        with no photos at all while the index has some below it is taken for an
+        unmounted disk or share, not for a mass deletion: its records are kept.
         """
-        tag = settling = 0
+        tag = settling = cleaned = 0
         seen: set[str] = set()
-        now_ns = time.time_ns()
-        for path in self.walk():
+        found: set[Path] = set()  # roots with photos
+        now = time.time()
+        for root, folder, names in self.listing():
             if stop is not None and stop.is_set():
                 break
-            try:
-                file = PhotoFile.stat(path)
-            except OSError:
+            for name in names:
+                path = folder / name
+                if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                    cleaned += remove_stale_temp(path, now)
+                    continue
+                if not self.filter.accepts(path):
+                    continue
+                try:
+                    file = PhotoFile.stat(path)
+                except OSError:
+                    continue
+                seen.add(str(path))
+                found.add(root)
+                if index.unchanged(file):
+                    continue
+                writing = open_for_writing(path)
+                if writing or (
+                    writing is None and now - file.mtime_ns / 1e9 < self.settler.settle_s
+                ):
+                    self.settler.touch(path)
+                    settling += 1
+                else:
+                    self._put(path, "tag", None)
+                    tag += 1
+        gone, kept = [], Counter[Path]()
+        for record in index.records():
+            path = Path(record.path)
+            root = self.filter.root_of(path)
+            if root is None or record.path in seen or os.path.lexists(path):
                 continue
-            seen.add(str(path))
-            if index.unchanged(file):
-                continue
-            if now_ns - file.mtime_ns < self.settler.settle_s * 1e9:
-                self.settler.touch(path)
-                settling += 1
+            if root in found:
+                gone.append(path)
             else:
-                self._put(path, "tag", None)
-                tag += 1
-        gone = [
-            Path(r.path)
-            for r in index.records()
-            if r.path not in seen
-            and self.filter.below(Path(r.path)) is not None
-            and not os.path.lexists(r.path)
-        ]
+                kept[root] += 1
+        for root, n in kept.items():
+            log.warning(
+                "%s: no photos found, but %d are indexed below it; is it unmounted? "
+                "They stay indexed until they are seen deleted",
+                root,
+                n,
+            )
         for path in gone:
             self._put(path, "delete", None)
-        return CatchUp(tag, settling, len(gone))
+        return CatchUp(tag, settling, len(gone), kept.total(), cleaned)
 
 
 def _walk_error(exc: OSError) -> None:
