@@ -320,6 +320,17 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, cfg: Config) -> int:
+    from phototag import arff, evaluate
+
+    try:
+        results = evaluate.evaluate_dataset(args.dataset)
+    except arff.ArffError as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+    print(evaluate.format_table(results))
+    return 0
+
+
 # --- search, similar photos, duplicates, clusters -----------------------------------
 
 
@@ -414,17 +425,6 @@ def cmd_duplicates(args: argparse.Namespace, cfg: Config) -> int:
         f"{len(groups)} groups of near-duplicates among {len(records)} photos (nothing deleted)",
         file=sys.stderr,
     )
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace, cfg: Config) -> int:
-    from phototag import arff, evaluate
-
-    try:
-        results = evaluate.evaluate_dataset(args.dataset)
-    except arff.ArffError as exc:
-        raise UserError(str(exc).splitlines()[0]) from None
-    print(evaluate.format_table(results))
     return 0
 
 
