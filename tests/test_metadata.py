@@ -512,3 +512,19 @@ def test_write_reports_the_state_it_left(grandma: Path) -> None:
     assert written.keywords.user_keywords == again.user_keywords
     assert written.photo_sha256 == hashlib.sha256(grandma.read_bytes()).hexdigest()
     assert metadata.write(grandma, [CAT, BIRD], "m@1", WriteConfig()).photo_sha256 is None
+
+
+def test_read_only_folder_gets_no_sidecar(tmp_path: Path) -> None:
+    """A read-only photo in a read-only folder: a clear error, and nothing created there."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    photo = folder / "cat.jpg"
+    shutil.copyfile(PHOTOS / "cat_720p.jpg", photo)
+    photo.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(metadata.MetadataError, match="its folder is read-only"):
+            metadata.write(photo, [CAT], "m@1", WriteConfig())
+        assert sorted(p.name for p in folder.iterdir()) == ["cat.jpg"]
+    finally:
+        folder.chmod(0o755)

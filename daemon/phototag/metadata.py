@@ -538,6 +538,8 @@ def _commit(doc: _Doc, new: _Fields, cfg: WriteConfig) -> bytes | None:
         return None
     if doc.stat is not None and _read_only(doc.path):
         raise MetadataError(f"{doc.path}: read-only; use write.mode auto or sidecar")
+    if doc.stat is None and _read_only(doc.path.parent):
+        raise MetadataError(f"{doc.path}: cannot create the sidecar: its folder is read-only")
     if not doc.sidecar and "write" not in (doc.image.get_access_mode().get("xmp") or ""):
         raise MetadataError(f"{doc.path}: exiv2 cannot write XMP into this format; use a sidecar")
     try:
