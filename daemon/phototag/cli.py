@@ -93,7 +93,7 @@ def progress_bar(args: argparse.Namespace, total: int, unit: str, desc: str | No
 def cmd_tag(args: argparse.Namespace, cfg: Config) -> int:
     tagger = _tagger(cfg)
     urls = [t for t in args.targets if t.startswith(("http://", "https://"))]
-    files = [Path(t).absolute() for t in args.targets if t not in urls]  # the index's keys
+    files = [Path(os.path.abspath(t)) for t in args.targets if t not in urls]  # index keys
     labelled = [(url, _tag_url(url, tagger, cfg)) for url in urls]
     if files:
         with _index(cfg, args.dry_run) as index:
@@ -130,7 +130,7 @@ def _tag_url(url: str, tagger: Tagger, cfg: Config) -> Outcome:
 
 def cmd_scan(args: argparse.Namespace, cfg: Config) -> int:
     tagger = _tagger(cfg)
-    items = list(discover([f.absolute() for f in args.folders], cfg.scan))
+    items = list(discover([Path(os.path.abspath(f)) for f in args.folders], cfg.scan))
     counts = {"tagged": 0, "unchanged": 0, "moved": 0, "failed": 0}
     with (
         _index(cfg, args.dry_run) as index,
@@ -381,7 +381,7 @@ def cmd_similar(args: argparse.Namespace, cfg: Config) -> int:
     if args.k < 1:
         raise UserError(f"-k {args.k}: ask for at least one photo")
     tagger = _tagger(cfg)
-    photo = args.photo.absolute()
+    photo = Path(os.path.abspath(args.photo))
     try:
         decoded = decode.load(photo, tagger.model.input_size, cfg.scan.max_pixels)
     except decode.DecodeError as exc:

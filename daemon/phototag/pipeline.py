@@ -194,7 +194,8 @@ class Pipeline:
                 try:
                     record = self._write(decoded, outcome)
                 except (metadata.MetadataError, OSError) as exc:
-                    outcome.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    outcome.error = message.removeprefix(f"{decoded.file.path}: ")  # said once
                     continue
                 vectors = {
                     self.tagger.embedding_store: outputs.embeddings[i],
