@@ -36,8 +36,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit
 
 from phototag.fileio import atomic_write
 
@@ -203,6 +201,8 @@ def predict(
     x = vote(pi, idx, labels, model.eps)
     if model.alpha is None:
         return x
+    from scipy.special import expit  # SciPy loads in 0.6 s: only when a TagProp model is used
+
     return expit(model.alpha * x + model.beta)
 
 
@@ -304,6 +304,8 @@ def _minimise_weights(problem: _Problem, v0: np.ndarray, max_iter: int) -> np.nd
     def f(w: np.ndarray) -> tuple[float, np.ndarray]:
         loss, grad = problem.loss_and_grad(np.r_[w, v0[nw:]])
         return loss, grad[:nw]
+
+    from scipy.optimize import minimize  # SciPy loads in 0.6 s: only when training
 
     res = minimize(
         f,
