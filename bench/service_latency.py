@@ -12,8 +12,8 @@ model imported through the catalogue, watching an empty folder with the default 
      replaces the file: its inode changes) and (b) until the service reports the job done
      (the index is written; `status.json`'s done counter);
   3. burst: copies `--burst` photos in as fast as a card import does and times until every
-     one is tagged and the queue is empty;
-  4. the same burst through `phototag scan` (no service) for comparison;
+     one is tagged and the queue is empty, then reads the service's peak RSS;
+  4. the same burst through `phototag scan` (no service) for comparison (--no-scan: not);
   5. what one index put and flush cost with --index-sizes photos indexed.
 Camera-sized photos (4000x3000 JPEG q90 with EXIF) come from bench/throughput.py's cache;
 making one takes seconds, so beyond `--distinct` of them the others are copies that differ
@@ -92,10 +92,27 @@ class Service:
         st = self.status()
         return st.get("state") == "idle" and st.get("queued") == 0 and st.get("in_flight") == 0
 
+    def peak_rss_mb(self) -> float:
+        """The service's peak resident memory so far (VmHWM), its child processes included."""
+        total = 0.0
+        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        return total
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=60)
         self.log.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        found += [int(c) for c in children]
+    return found + [g for c in found for g in _children(c)]
 
 
 def replaced(path: Path, inode: int) -> bool:
@@ -175,7 +192,7 @@ def stages(photo: Path, home: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         decoded = decode.load(work, model.model.input_size, cfg.scan.max_pixels)
         t1 = time.perf_counter()
-        model.tags(model.model.run(decoded.pixels[None]))
+        model.tags(model.model.run(decoded.pixels[None]), decoded.colour[None])
         t2 = time.perf_counter()
         metadata.write(work, tags, "bench", cfg.write)
         t3 = time.perf_counter()
@@ -248,6 +265,12 @@ def main() -> None:
     parser.add_argument("--poll", action="store_true", help="watch by polling, not inotify")
     parser.add_argument("--distinct", type=int, default=500, help="distinct images to make")
     parser.add_argument(
+        "--scan",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the burst through `phototag scan` (needs room for another copy)",
+    )
+    parser.add_argument(
         "--index-sizes", type=int, nargs="*", default=[1000, 10000], help="index costs at these"
     )
     args = parser.parse_args()
@@ -282,11 +305,12 @@ def main() -> None:
                 copied, drained = burst(service, photos[: args.burst], folder)
                 print(
                     f"burst of {args.burst}: copied in {copied:.1f} s, all tagged and idle after "
-                    f"{drained:.1f} s ({args.burst / drained:.1f} photos/s)"
+                    f"{drained:.1f} s ({args.burst / drained:.1f} photos/s); "
+                    f"service peak RSS {service.peak_rss_mb():.0f} MB"
                 )
         finally:
             service.stop()
-        if args.burst:
+        if args.burst and args.scan:
             seconds = scan(service, photos[: args.burst], home / "scanned")
             print(
                 f"same burst through `phototag scan`: {seconds:.1f} s "
