@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from phototag import decode, metadata, moves
+from phototag import decode, fileio, metadata, moves
 from phototag.config import Config, ScanConfig, WriteConfig
 from phototag.index import Index, PhotoRecord
 from phototag.infer import Batch
@@ -99,7 +99,7 @@ class Pipeline:
         updates in order). NumPy's BLAS is held to one thread: its spinning workers would
         only fight ONNX Runtime's for the same cores.
         """
-        _reuse_photo_buffers()
+        reuse_photo_buffers()
         workers = self.cfg.scan.workers or os.cpu_count() or 2
         batch_size = self.cfg.model.batch_size
         with (
@@ -189,24 +189,25 @@ class Pipeline:
         done: list[tuple[PhotoRecord, dict[str, np.ndarray]]] = []
         outcomes = []
         try:
-            for i, decoded in enumerate(batch):
-                outcome = Outcome(decoded.file.path, tags=tags[i])
-                outcomes.append(outcome)
-                if self.dry_run:
-                    outcome.skipped = "dry run"
-                    continue
-                try:
-                    record = self._write(decoded, outcome)
-                except (metadata.MetadataError, OSError) as exc:
-                    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    outcome.error = message.removeprefix(f"{decoded.file.path}: ")  # said once
-                    continue
-                vectors = {
-                    self.tagger.embedding_store: outputs.embeddings[i],
-                    self.tagger.probability_store: outputs.probabilities[i],
-                    COLOUR_STORE: decoded.colour,
-                }
-                done.append((record, vectors))
+            with fileio.folder_syncs_batched():  # renames are durable before the index says so
+                for i, decoded in enumerate(batch):
+                    outcome = Outcome(decoded.file.path, tags=tags[i])
+                    outcomes.append(outcome)
+                    if self.dry_run:
+                        outcome.skipped = "dry run"
+                        continue
+                    try:
+                        record = self._write(decoded, outcome)
+                    except (metadata.MetadataError, OSError) as exc:
+                        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                        outcome.error = message.removeprefix(f"{decoded.file.path}: ")  # once
+                        continue
+                    vectors = {
+                        self.tagger.embedding_store: outputs.embeddings[i],
+                        self.tagger.probability_store: outputs.probabilities[i],
+                        COLOUR_STORE: decoded.colour,
+                    }
+                    done.append((record, vectors))
         finally:  # one index write per batch (see Index.put_many), even when interrupted
             if self.index is not None and done:
                 self.index.put_many([r for r, _ in done], [v for _, v in done])
@@ -228,7 +229,7 @@ class Pipeline:
 
 
 @functools.cache
-def _reuse_photo_buffers() -> None:
+def reuse_photo_buffers() -> None:
     """Let glibc keep freed photo-sized buffers in its heap instead of unmapping them.
 
     Each photo passes through several multi-megabyte buffers (its bytes, exiv2's copy, the
