@@ -43,12 +43,12 @@ from phototag.config import WatchConfig
 POLL_S = 0.005  # how often the bench looks for the result
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(check: Callable[[], bool], timeout: float, what: str, poll_s: float = POLL_S) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(POLL_S)
+        time.sleep(poll_s)
 
 
 class Service:
@@ -158,7 +158,15 @@ def burst(service: Service, photos: list[Path], folder: Path) -> tuple[float, fl
         shutil.copyfile(src, dest)
         inodes[dest] = dest.stat().st_ino
     copied = time.perf_counter() - start
-    wait_for(lambda: all(replaced(p, i) for p, i in inodes.items()), 3600, "the burst tagged")
+    pending = dict(inodes)
+
+    def all_tagged() -> bool:  # stats only the photos not yet seen tagged, twice a second
+        for p, i in list(pending.items()):
+            if replaced(p, i):
+                del pending[p]
+        return not pending
+
+    wait_for(all_tagged, 3600, "the burst tagged", poll_s=0.5)
     wait_for(service.idle, 600, "an empty queue")
     return copied, time.perf_counter() - start
 
