@@ -4,7 +4,7 @@ Run from the repository root (needs the `bench` extra: `pip install -e '.[bench]
 
     python bench/tagprop_benchmark.py [--benchmarks ../shared/benchmarks]
 
-Every method gets the same two distance channels (`evaluate.make_channels`), tunes its
+Every method gets the same three distance channels (`evaluate.make_channels`), tunes its
 hyper-parameters on a validation split of the training set, and is scored once on test.
 """
 

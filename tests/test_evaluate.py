@@ -159,3 +159,31 @@ def test_reads_the_shared_corel5k_split() -> None:
     assert data.test.features.shape == (500, 499)
     assert len(data.tags) == 374
     assert set(np.unique(data.train.features)) == {0.0, 1.0}
+
+
+def test_tag_regression_is_cross_fitted_and_recovers_a_linear_tag() -> None:
+    rng = np.random.default_rng(1)
+    train, query = rng.normal(size=(200, 6)), rng.normal(size=(20, 6))
+    labels = np.c_[train[:, 0] > 0, rng.random(200) < 0.3]  # tag 0 follows feature 0
+    fitted, predicted = evaluate.tag_regression(train, labels, query)
+    assert fitted.shape == labels.shape and predicted.shape == (20, 2)
+    # Tag 0's predictions rank new images by feature 0.
+    assert np.corrcoef(predicted[:, 0], query[:, 0])[0, 1] > 0.9
+    # A training image's own tags never shape its own vector.
+    flipped = labels.copy()
+    flipped[7] = ~flipped[7]
+    assert np.array_equal(evaluate.tag_regression(train, flipped, query)[0][7], fitted[7])
+
+
+def test_channels_add_the_tag_regression_from_training_labels_only() -> None:
+    rng = np.random.default_rng(2)
+    train = (rng.random((60, 30)) < 0.2).astype(float)
+    query = (rng.random((5, 30)) < 0.2).astype(float)
+    labels = rng.random((60, 4)) < 0.3
+    base, queries = evaluate.make_channels(train, labels, query)
+    assert base.names == ("jaccard", "tfidf-cosine", "tag-regression-cosine")
+    assert [a.shape for a in base.arrays][2] == (60, 4)
+    assert queries.arrays[2].shape == (5, 4)
+    # The query side depends on the training labels, never on anything of the queries'.
+    again = evaluate.make_channels(train, labels, query[::-1])[1]
+    assert np.allclose(again.arrays[2], queries.arrays[2][::-1])

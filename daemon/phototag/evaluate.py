@@ -111,26 +111,80 @@ class Channels:
         return np.concatenate([d for _, d in chunks])
 
 
-def make_channels(train: np.ndarray, query: np.ndarray) -> tuple[Channels, Channels]:
-    """Two distances for benchmark features, all statistics taken from `train`.
+RIDGE_LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def tag_regression(
+    train: np.ndarray,
+    labels: np.ndarray,
+    query: np.ndarray,
+    lambdas: Sequence[float] = RIDGE_LAMBDAS,
+    folds: int = 5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's tags [N or M, T] as a ridge regression on its features predicts them.
+
+    A global linear view of which features go with which tags, to set beside the local
+    neighbour distances (as the CNN's class scores do in `phototag train`). Training rows
+    get cross-fitted predictions (each from the folds it is not in), so a training image's
+    own tags never shape its own vector: leave-one-out neighbours see what a new image
+    would. The ridge strength is the one with the least cross-fitted squared error, from
+    the training rows alone; queries use the ridge refitted on all of them.
+    """
+    targets = labels.astype(np.float64)
+    fold = np.random.default_rng(0).permutation(len(train)) % folds
+    eye = np.eye(train.shape[1])
+
+    def normal_equations(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # Targets centred on the mean of `rows` alone (no intercept needed, nothing leaks).
+        x, mean = train[rows], targets[rows].mean(0)
+        return x.T @ x, x.T @ (targets[rows] - mean), mean
+
+    fitted = np.empty((len(lambdas), *targets.shape))
+    errors = np.zeros(len(lambdas))
+    for f in range(folds):
+        held = fold == f
+        gram, cross, mean = normal_equations(~held)
+        for j, lam in enumerate(lambdas):
+            fitted[j, held] = train[held] @ np.linalg.solve(gram + lam * eye, cross)
+            errors[j] += ((fitted[j, held] - (targets[held] - mean)) ** 2).sum()
+    best = int(np.argmin(errors))
+    gram, cross, _ = normal_equations(np.ones(len(train), bool))
+    return fitted[best], query @ np.linalg.solve(gram + lambdas[best] * eye, cross)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def make_channels(
+    train: np.ndarray, labels: np.ndarray, query: np.ndarray
+) -> tuple[Channels, Channels]:
+    """Three distances for benchmark features, all statistics taken from `train`.
 
     Binary visual words (corel5k's blobs): Jaccard on the sets of words, and cosine on
     tf-idf weights, which discounts words most images share (sky- or grass-like blobs) as
     text retrieval does. Numeric descriptors (scene's colour moments): features z-scored,
     then Euclidean (absolute colour layout) and cosine (the pattern, ignoring its overall
-    deviation from the mean image). All four are matrix products, so exact search over
-    every pair stays fast.
+    deviation from the mean image). Third, for both: cosine between the tag vectors a
+    ridge regression predicts from the second view (`tag_regression`, fitted on the
+    training labels only). All are matrix products, so exact search over every pair
+    stays fast.
     """
     if np.isin(train, (0.0, 1.0)).all():
         idf = np.log((1 + len(train)) / (1 + (train > 0).sum(0))) + 1.0
         views = [(train, query), (train * idf, query * idf)]
         metrics, names = ("jaccard", "cosine"), ("jaccard", "tfidf-cosine")
+        ridge_in = [_unit_rows(v) for v in views[1]]
     else:
         mean, std = train.mean(0), train.std(0)
         std = np.where(std > 0, std, 1.0)
         z_train, z_query = (train - mean) / std, (query - mean) / std
         views = [(z_train, z_query), (z_train, z_query)]
         metrics, names = ("euclidean", "cosine"), ("z-euclidean", "z-cosine")
+        ridge_in = [z_train, z_query]
+    views.append(tag_regression(ridge_in[0], np.asarray(labels, bool), ridge_in[1]))
+    metrics, names = (*metrics, "cosine"), (*names, "tag-regression-cosine")
     base = tuple(v[0] for v in views)
     scales = neighbours.distance_scales(base, metrics)
     select = tuple(float(w) for w in 1.0 / (len(metrics) * scales))
@@ -251,7 +305,7 @@ def tune(method: Method, train: Split, n_labels: int, fraction: float, seed: int
     """The grid point with the best validation F1 (then N+), on the training set only."""
     fit_rows, val_rows = validation_rows(len(train.labels), fraction, seed)
     fit_part, val_part = train.take(fit_rows), train.take(val_rows)
-    fit_ch, val_ch = make_channels(fit_part.features, val_part.features)
+    fit_ch, val_ch = make_channels(fit_part.features, fit_part.labels, val_part.features)
     best: tuple[float, int] | None = None
     chosen: dict[str, Any] = {}
     for params in method.grid():
@@ -281,7 +335,7 @@ def evaluate_dataset(
 ) -> list[Result]:
     """Tune every method on a validation split of train, then score it once on test."""
     data = load_dataset(Path(folder))
-    train_ch, test_ch = make_channels(data.train.features, data.test.features)
+    train_ch, test_ch = make_channels(data.train.features, data.train.labels, data.test.features)
     results = []
     for method in methods or default_methods():
         params = tune(method, data.train, n_labels, val_fraction, seed)
