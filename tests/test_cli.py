@@ -125,6 +125,24 @@ def test_scan_shows_progress_and_rescan_infers_nothing(
     assert runs == []  # nothing was inferred the second time
 
 
+def test_scan_prints_each_photos_tags_and_a_dry_run_writes_nothing(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {p.name: p.read_bytes() for p in album.iterdir()}
+    assert cli.main(["scan", "--dry-run", str(album)]) == 0
+    out, err = capsys.readouterr()
+    lines = {Path(line.split(":")[0]).name: line for line in out.splitlines()}
+    assert set(lines) == set(before)  # one line per photo
+    assert "cat" in lines["cat_720p.jpg"] and "->" not in lines["cat_720p.jpg"]
+    assert "would tag 4" in err
+    assert {p.name: p.read_bytes() for p in album.iterdir()} == before
+
+    assert cli.main(["scan", str(album)]) == 0
+    out = capsys.readouterr().out
+    cat = next(line for line in out.splitlines() if "cat_720p.jpg:" in line)
+    assert "cat" in cat.split(":", 1)[1] and cat.endswith(f"-> {album / 'cat_720p.jpg'}")
+
+
 def test_moved_photo_keeps_its_record_without_inference(
     album: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -64,6 +64,19 @@ def format_tags(outcome: Outcome) -> str:
     return ", ".join(f"{t.name} {t.score:.2f}" for t in outcome.tags) or "(no confident tags)"
 
 
+def print_tagged(label: str, outcome: Outcome, as_json: bool) -> None:
+    """One line on stdout for a tagged photo: its tags and where they went (or JSON).
+
+    Through tqdm, so a progress bar on stderr is redrawn below it rather than broken.
+    """
+    if as_json:
+        line = json.dumps(outcome_json(outcome) | {"path": label})
+    else:
+        where = f"  -> {show(outcome.written_to)}" if outcome.written_to else ""
+        line = f"{label}: {format_tags(outcome)}{where}"
+    tqdm.write(line, file=sys.stdout)
+
+
 def outcome_json(outcome: Outcome) -> dict[str, object]:
     return {
         "path": show(outcome.path),
@@ -102,11 +115,8 @@ def cmd_tag(args: argparse.Namespace, cfg: Config) -> int:
     for label, outcome in labelled:
         if outcome.error:
             error(label, outcome.error)
-        elif args.json:
-            print(json.dumps(outcome_json(outcome) | {"path": label}))
         else:
-            where = f"  -> {show(outcome.written_to)}" if outcome.written_to else ""
-            print(f"{label}: {format_tags(outcome)}{where}")
+            print_tagged(label, outcome, args.json)
     return 1 if any(o.error for _, o in labelled) else 0
 
 
@@ -148,8 +158,7 @@ def cmd_scan(args: argparse.Namespace, cfg: Config) -> int:
                 counts["moved"] += 1
             else:
                 counts["tagged"] += 1
-                if args.json:
-                    tqdm.write(json.dumps(outcome_json(outcome)))
+                print_tagged(show(outcome.path), outcome, args.json)
 
         Pipeline(cfg, tagger, index, dry_run=args.dry_run, force=args.force).run(items, done)
     verb = "would tag" if args.dry_run else "tagged"
@@ -601,14 +610,17 @@ def build_parser() -> argparse.ArgumentParser:
         "scan",
         cmd_scan,
         "tag every photo below folders, skipping unchanged ones",
-        description="Tag every photo below the folders, with a progress bar. Photos already indexed "
+        description="Tag every photo below the folders, with a progress bar, printing each photo's "
+        "tags as it is done (as `tag` does). Photos already indexed "
         "with the same size and modification time are skipped without reading them; moved photos "
         "are recognised by content and keep their tags.",
     )
     p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
     p.add_argument("-n", "--dry-run", action="store_true", help="print tags, write nothing")
     p.add_argument("--force", action="store_true", help="re-tag photos even when unchanged")
-    p.add_argument("--json", action="store_true", help="one JSON object per tagged photo")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per tagged photo instead of a line"
+    )
     _write_options(p)
 
     p = command(
