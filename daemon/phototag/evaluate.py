@@ -152,11 +152,6 @@ def tag_regression(
     return fitted[best], query @ np.linalg.solve(gram + lambdas[best] * eye, cross)
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
-
-
 def make_channels(
     train: np.ndarray, labels: np.ndarray, query: np.ndarray
 ) -> tuple[Channels, Channels]:
@@ -175,7 +170,7 @@ def make_channels(
         idf = np.log((1 + len(train)) / (1 + (train > 0).sum(0))) + 1.0
         views = [(train, query), (train * idf, query * idf)]
         metrics, names = ("jaccard", "cosine"), ("jaccard", "tfidf-cosine")
-        ridge_in = [_unit_rows(v) for v in views[1]]
+        ridge_in = [neighbours.unit_rows(v) for v in views[1]]
     else:
         mean, std = train.mean(0), train.std(0)
         std = np.where(std > 0, std, 1.0)

@@ -39,13 +39,14 @@ class Neighbours:
         return self.idx.shape[1]
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1, in their own dtype; all-zero rows stay zero."""
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.where(norms > 0, norms, 1.0)
 
 
 def _gram_cosine(q: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.clip(1.0 - _unit_rows(q) @ _unit_rows(b).T, 0.0, 2.0)
+    return np.clip(1.0 - unit_rows(q) @ unit_rows(b).T, 0.0, 2.0)
 
 
 def _gram_euclidean(q: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -62,7 +63,7 @@ def _gram_jaccard(q: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # Pair forms: q [c, 1, F] against b [c or 1, k, F] -> [c, k].
 def _pair_cosine(q: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.clip(1.0 - (_unit_rows(q) * _unit_rows(b)).sum(-1), 0.0, 2.0)
+    return np.clip(1.0 - (unit_rows(q) * unit_rows(b)).sum(-1), 0.0, 2.0)
 
 
 def _pair_euclidean(q: np.ndarray, b: np.ndarray) -> np.ndarray:
