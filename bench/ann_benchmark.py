@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/ann_benchmark.py [--n 100000] [--threads 2]
 (needs `pip install hnswlib usearch faiss-cpu`; a library that is missing is skipped).
 Data: synthetic clustered non-negative unit embeddings (tests/synthetic_library.py), the
-ground truth from phototag.similarity.nearest (exact).
+ground truth from phototag.library.similarity.nearest (exact).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 import synthetic_library
 
-from phototag.similarity import nearest
+from phototag.library.similarity import nearest
 
 K = 10
 

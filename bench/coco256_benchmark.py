@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from phototag import decode, evaluate, infer, neighbours, tagprop, train
-from phototag.twopknn import twopknn_scores
+from phototag.learn import evaluate, neighbours, tagprop, train
+from phototag.learn.twopknn import twopknn_scores
+from phototag.pipeline import decode, infer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 N_LABELS = 3

@@ -31,9 +31,9 @@ import synthetic_library
 from search_benchmark import query_mix
 
 from phototag import catalogue, cli
-from phototag import index as index_module
-from phototag.index import Index
-from phototag.query import parse
+from phototag.library import index as index_module
+from phototag.library.index import Index
+from phototag.library.query import parse
 
 MODEL = catalogue.find("mobilenet-v2", "tf1-quant")  # the model of the shared test data
 STORE = f"embedding-{MODEL.sha256[:12]}"  # where `similar` with that model looks

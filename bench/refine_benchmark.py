@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from phototag import catalogue, cli, decode, metadata, tagger
+from phototag import catalogue, cli
 from phototag.config import Config
-from phototag.index import Index, PhotoRecord
-from phototag.pipeline import Pipeline
+from phototag.files import metadata
+from phototag.library.index import Index, PhotoRecord
+from phototag.pipeline import decode, tagger
+from phototag.pipeline.runner import Pipeline
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

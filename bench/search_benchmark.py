@@ -24,9 +24,9 @@ import reference_embeddings
 import synthetic_library
 from PIL import Image
 
-from phototag import ann, similarity
-from phototag.query import And, Node, Not, Or, Term, parse, terms
-from phototag.tagindex import Filter, TagIndex, date_bound
+from phototag.library import ann, similarity
+from phototag.library.query import And, Node, Not, Or, Term, parse, terms
+from phototag.library.tagindex import Filter, TagIndex, date_bound
 
 
 def percentiles(times: list[float]) -> str:

@@ -187,7 +187,9 @@ def scan(service: Service, photos: list[Path], folder: Path) -> float:
 def stages(photo: Path, home: Path) -> dict[str, float]:
     """Median seconds of each stage for one camera-sized photo, in this process."""
     os.environ.update(XDG_DATA_HOME=str(home / "data"), XDG_STATE_HOME=str(home / "stages"))
-    from phototag import config, decode, metadata, tagger
+    from phototag import config
+    from phototag.files import metadata
+    from phototag.pipeline import decode, tagger
     from phototag.records import Tag
 
     cfg = config.Config()
@@ -212,7 +214,7 @@ def stages(photo: Path, home: Path) -> dict[str, float]:
 def index_costs(home: Path, size: int) -> tuple[float, float, float]:
     """Seconds for one `Index.put` and one `Index.flush` with `size` photos indexed, and
     the index file's MB. Records look like the service's (five tags, a user keyword)."""
-    from phototag.index import Index, PhotoRecord
+    from phototag.library.index import Index, PhotoRecord
     from phototag.records import Tag
 
     tags = [Tag(f"animal|vertebrate|mammal|carnivore|feline|cat{i}", 0.5) for i in range(5)]

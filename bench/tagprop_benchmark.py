@@ -23,7 +23,7 @@ import numpy as np
 import skmultilearn.adapt.mlknn as mlknn_module
 from sklearn.neighbors import NearestNeighbors
 
-from phototag import evaluate
+from phototag.learn import evaluate
 
 
 def _precomputed_neighbours(k: int) -> NearestNeighbors:

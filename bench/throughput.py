@@ -127,7 +127,8 @@ def decode_bound(files: list[Path]) -> float:
 
 
 def _decode_rate(files: list[Path]) -> float:
-    from phototag import decode, pipeline
+    from phototag.pipeline import decode
+    from phototag.pipeline import runner as pipeline
 
     pipeline.reuse_photo_buffers()
     with ThreadPoolExecutor(os.cpu_count()) as pool:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from phototag import cli, config
-from phototag.index import Index, PhotoRecord
+from phototag.library.index import Index, PhotoRecord
 from tests.conftest import PHOTOS, need_shared
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phototag.config import Config
-from phototag.fileio import atomic_write
-from phototag.index import Index, PhotoRecord
+from phototag.files.fileio import atomic_write
+from phototag.library.index import Index, PhotoRecord
 from phototag.records import Outcome, PhotoFile, Tag
-from phototag.service import ProcessorFactory
+from phototag.service.daemon import ProcessorFactory
 
 CAT = Tag("animal|mammal|cat", 0.9)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from phototag.similarity import normalise_rows
+from phototag.library.similarity import normalise_rows
 
 SHARED = Path(__file__).parents[1].parent / "shared"
 MODEL = SHARED / "models" / "mobilenet_v2_1.0_224_quant.onnx"

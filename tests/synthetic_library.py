@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phototag.index import PhotoRecord
+from phototag.library.index import PhotoRecord
+from phototag.library.tagindex import Entry
 from phototag.records import Tag
-from phototag.tagindex import Entry
 
 ROOTS = 6
 MIDS = 30

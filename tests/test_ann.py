@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototag import ann
-from phototag.similarity import nearest, normalise_rows
+from phototag.library import ann
+from phototag.library.similarity import nearest, normalise_rows
 
 pytestmark = pytest.mark.skipif(not ann.available(), reason="usearch (phototag[ann]) not installed")
 
@@ -58,6 +58,6 @@ def test_use_ann_only_for_large_libraries() -> None:
 
 def test_onnxruntime_still_imports_after_usearch() -> None:
     """With usearch 2.26.2+ (tried to 2.26.6) loaded first, `import onnxruntime` segfaults."""
-    code = "import phototag.ann as a; a.AnnIndex(4); import onnxruntime; print('ok')"
+    code = "import phototag.library.ann as a; a.AnnIndex(4); import onnxruntime; print('ok')"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (run.returncode, run.stdout.strip()) == (0, "ok"), run.stderr[-500:]

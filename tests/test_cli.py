@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from phototag import cli, infer
+from phototag import cli
+from phototag.pipeline import infer
 from tests.conftest import exiftool_keywords
 
 # Root reads and writes whatever a file's mode says; without these two capabilities

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from phototag import decode
+from phototag.pipeline import decode
 
 LIMIT = 200_000_000
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from reference_embeddings import MODEL, PHOTOS, available, embed
 
-from phototag.similarity import DUPLICATE_THRESHOLD, duplicates
+from phototag.library.similarity import DUPLICATE_THRESHOLD, duplicates
 
 pytestmark = pytest.mark.skipif(
     not available(), reason=f"shared model/photos not found in {MODEL.parents[1]}"

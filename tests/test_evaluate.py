@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototag import evaluate
-from phototag.arff import ArffError, load_dataset, parse_arff
+from phototag.learn import evaluate
+from phototag.learn.arff import ArffError, load_dataset, parse_arff
 
 SHARED = Path(__file__).parents[1].parent / "shared"
 

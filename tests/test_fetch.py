@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from localserver import QuietHandler, serve
 
-from phototag import fetch as fetch_module
-from phototag.fetch import FetchError, fetch, is_public_address
+from phototag.pipeline import fetch as fetch_module
+from phototag.pipeline.fetch import FetchError, fetch, is_public_address
 
 PHOTO = bytes(range(256)) * 40  # 10240 bytes; fetch never decodes, so any bytes will do
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from phototag import fileio
+from phototag.files import fileio
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototag.index import Index, IndexUnavailable, PhotoRecord, VectorStore
+from phototag.library.index import Index, IndexUnavailable, PhotoRecord, VectorStore
 from phototag.records import PhotoFile, Tag
 
 
@@ -96,7 +96,7 @@ def test_kill_during_writes_leaves_a_readable_index(tmp_path: Path) -> None:
     script = f"""
 import numpy as np, sys
 sys.path.insert(0, {str(Path(__file__).parents[1] / "daemon")!r})
-from phototag.index import Index, PhotoRecord
+from phototag.library.index import Index, PhotoRecord
 index = Index(__import__("pathlib").Path({str(tmp_path)!r}))
 i = 0
 while True:

@@ -17,10 +17,10 @@ import pytest
 import synthetic_library
 
 from phototag import cli
-from phototag.index import Index, PhotoRecord
-from phototag.query import And, Node, Not, Or, Term, parse
+from phototag.library.index import Index, PhotoRecord
+from phototag.library.query import And, Node, Not, Or, Term, parse
+from phototag.library.tagindex import Filter, date_bound
 from phototag.records import LEVEL_SEP, PhotoFile, Tag
-from phototag.tagindex import Filter, date_bound
 
 
 def record(

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototag import labels
-from phototag.labels import LabelMap, LabelMapError
+from phototag.pipeline import labels
+from phototag.pipeline.labels import LabelMap, LabelMapError
 
 ROOT = Path(__file__).parents[1]
 SHARED = ROOT.parent / "shared"

@@ -14,9 +14,9 @@ import pyexiv2
 import pytest
 from PIL import Image
 
-from phototag import metadata
 from phototag.config import WriteConfig
-from phototag.metadata import MetadataError
+from phototag.files import metadata
+from phototag.files.metadata import MetadataError
 from phototag.records import Tag
 
 PHOTOS = Path(__file__).parents[1].parent / "shared" / "photos"

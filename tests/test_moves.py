@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototag import moves
-from phototag.index import Index, PhotoRecord
+from phototag.library.index import Index, PhotoRecord
 from phototag.records import PhotoFile, Tag
+from phototag.service import moves
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phototag import neighbours
+from phototag.learn import neighbours
 
 
 def _brute(q: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:

@@ -1,6 +1,6 @@
 import pytest
 
-from phototag.query import And, Not, Or, QueryError, Term, normalise, parse, terms
+from phototag.library.query import And, Not, Or, QueryError, Term, normalise, parse, terms
 
 
 def t(text: str) -> Term:

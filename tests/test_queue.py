@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from phototag import queue as queue_module
-from phototag.queue import Queue, QueueError
+from phototag.service import queue as queue_module
+from phototag.service.queue import Queue, QueueError
 
 A, B, C = Path("/p/a.jpg"), Path("/p/b.jpg"), Path("/p/c.jpg")
 
@@ -120,7 +120,7 @@ def test_take_waits_without_polling_until_put_or_wake(queue: Queue) -> None:
 def test_leases_of_a_dead_process_return_to_pending(tmp_path: Path) -> None:
     path = tmp_path / "q.sqlite3"
     code = (
-        "import sys; from pathlib import Path; from phototag.queue import Queue\n"
+        "import sys; from pathlib import Path; from phototag.service.queue import Queue\n"
         "q = Queue(Path(sys.argv[1])); q.put(Path('/p/a.jpg'), 'tag'); q.put(Path('/p/b.jpg'), 'tag')\n"
         "q.take(1)\n"
     )
@@ -158,7 +158,7 @@ def test_jobs_survive_kill_9(tmp_path: Path) -> None:
     """A producer is SIGKILLed mid-stream: every put it reported is there after reopening."""
     path = tmp_path / "q.sqlite3"
     code = (
-        "import sys; from pathlib import Path; from phototag.queue import Queue\n"
+        "import sys; from pathlib import Path; from phototag.service.queue import Queue\n"
         "q = Queue(Path(sys.argv[1]))\n"
         "for i in range(100000):\n"
         "    q.put(Path(f'/p/{i}.jpg'), 'tag')\n"

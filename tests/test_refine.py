@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from bench.refine_benchmark import synthesise, tag_sources
-from phototag import catalogue, config, decode, infer, labels, metadata, tagger
+from phototag import catalogue, config
 from phototag.config import Config, WriteConfig
-from phototag.index import Index, PhotoRecord, under
+from phototag.files import metadata
+from phototag.library.index import Index, PhotoRecord, under
+from phototag.pipeline import decode, infer, labels, tagger
 from phototag.records import ModelVersion
 from tests.albums import copy_photos, exiftool, keyword_sets, records, run
 from tests.conftest import MODEL_V2, need_shared

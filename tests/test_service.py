@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from phototag import paths, service
+from phototag import paths
 from phototag.config import Config, ConfigError
-from phototag.index import Index
-from phototag.queue import Queue
+from phototag.library.index import Index
+from phototag.service import daemon as service
+from phototag.service.queue import Queue
 from tests.conftest import ROOT
 from tests.fakes import FakeProcessor, factory
 
@@ -241,7 +242,8 @@ def test_a_stale_status_file_is_not_running(album: Path) -> None:
 SCRIPT = """
 import sys
 from pathlib import Path
-from phototag import config, service
+from phototag import config
+from phototag.service import daemon as service
 from tests.fakes import factory
 service.configure_logging()
 sys.exit(service.run(config.load(Path(sys.argv[1])), factory(Path(sys.argv[2]))))

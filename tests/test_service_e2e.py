@@ -26,9 +26,10 @@ import pyexiv2
 import pytest
 from PIL import Image
 
-from phototag import metadata, service
 from phototag.config import Config, WriteConfig
-from phototag.index import Index
+from phototag.files import metadata
+from phototag.library.index import Index
+from phototag.service import daemon as service
 from tests.conftest import exiftool_keywords
 
 USER_KEYWORD = "Grandma"

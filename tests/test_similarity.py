@@ -3,7 +3,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from phototag.similarity import (
+from phototag.library.similarity import (
     DuplicateGroup,
     characteristic_tags,
     choose_k,

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototag import metadata, suggest
 from phototag.config import WriteConfig
-from phototag.index import PhotoRecord
+from phototag.files import metadata
+from phototag.learn import suggest
+from phototag.learn.suggest import Suggestion, TagScores
+from phototag.library.index import PhotoRecord
 from phototag.records import Tag
-from phototag.suggest import Suggestion, TagScores
 from tests.albums import copy_photos, exiftool, keyword_sets, records, run
 
 PATHS = ["animal", "animal|bird", "animal|mammal", "animal|mammal|cat", "animal|mammal|dog", "food"]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from phototag.config import Config
-from phototag.service import ServiceError
-from phototag.service_install import install, render
+from phototag.service.daemon import ServiceError
+from phototag.service.install import install, render
 from tests.conftest import ROOT
 
 SHIPPED = ROOT / "systemd"

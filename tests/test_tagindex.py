@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import synthetic_library
 
-from phototag.query import And, Node, Not, Or, Term, parse
+from phototag.library.query import And, Node, Not, Or, Term, parse
+from phototag.library.tagindex import Entry, Filter, TagIndex, date_bound, term_keys
 from phototag.records import Tag
-from phototag.tagindex import Entry, Filter, TagIndex, date_bound, term_keys
 
 
 def entries() -> list[Entry]:

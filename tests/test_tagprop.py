@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phototag import neighbours, tagprop
-from phototag.tagprop import TagPropModel
+from phototag.learn import neighbours, tagprop
+from phototag.learn.tagprop import TagPropModel
 
 
 def _loo_problem(seed: int, n: int = 30, k: int = 6, d: int = 2, t: int = 5):

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from phototag import decode, service, tagger, tagprop, train
 from phototag.config import Config, TagPropConfig
-from phototag.index import Index, PhotoRecord
-from phototag.pipeline import Pipeline
+from phototag.learn import tagprop, train
+from phototag.library.index import Index, PhotoRecord
+from phototag.pipeline import decode, tagger
+from phototag.pipeline.runner import Pipeline
 from phototag.records import Tag
+from phototag.service import daemon as service
 from tests.albums import keyword_sets, run
 from tests.conftest import PHOTOS, need_shared
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phototag import neighbours
-from phototag.twopknn import knn_vote, twopknn_scores
+from phototag.learn import neighbours
+from phototag.learn.twopknn import knn_vote, twopknn_scores
 
 # Tags: 0 = sky (common), 1 = grass, 2 = tiger (one training photo, a bit farther away).
 LABELS = np.array(
@@ -43,7 +43,7 @@ def test_2pknn_is_the_same_in_chunks(monkeypatch) -> None:
     dist = rng.random((9, 7))
     whole = twopknn_scores(dist, LABELS, k1=2, w=3.0)
     monkeypatch.setattr(neighbours, "MAX_ELEMENTS", 8)
-    monkeypatch.setattr("phototag.twopknn.MAX_ELEMENTS", 8)
+    monkeypatch.setattr("phototag.learn.twopknn.MAX_ELEMENTS", 8)
     np.testing.assert_allclose(twopknn_scores(dist, LABELS, k1=2, w=3.0), whole)
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from phototag import watch
 from phototag.config import Config
-from phototag.index import Index, PhotoRecord
+from phototag.library.index import Index, PhotoRecord
 from phototag.records import PhotoFile
-from phototag.watch import PathFilter, Watcher
+from phototag.service import watch
+from phototag.service.watch import PathFilter, Watcher
 
 
 class Recorder:

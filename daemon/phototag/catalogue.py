@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from phototag import __version__, paths
-from phototag.fileio import fsync_dir
+from phototag.files.fileio import fsync_dir
 
 MIRROR_ENV = "PHOTOTAG_MODEL_MIRROR"  # base URL that replaces the catalogue's download base
 ATTEMPTS = 3  # one pull resumes this often after a dropped or stalled connection

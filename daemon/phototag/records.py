@@ -77,6 +77,19 @@ class Tag:
 
 
 @dataclass(frozen=True)
+class Detection:
+    """One object a detector found: its tag, score and box as fractions of the photo's size.
+
+    Fractions (0..1, after EXIF orientation) survive resizes and match MWG regions' units.
+    """
+
+    path: str  # tag path, e.g. "people|person"
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 as fractions of width, height
+    model: str = ""  # catalogue ref of the detector
+
+
+@dataclass(frozen=True)
 class ModelVersion:
     """Identity of everything that decided a photo's auto-tags.
 

@@ -28,10 +28,10 @@ from tinydb import TinyDB
 from tinydb.middlewares import CachingMiddleware
 from tinydb.storages import Storage
 
-from phototag.fileio import atomic_write
-from phototag.query import Node
-from phototag.records import PhotoFile, Tag
-from phototag.tagindex import Entry, Filter, TagIndex
+from phototag.files.fileio import atomic_write
+from phototag.library.query import Node
+from phototag.library.tagindex import Entry, Filter, TagIndex
+from phototag.records import Detection, PhotoFile, Tag
 
 
 class IndexUnavailable(Exception):
@@ -58,6 +58,7 @@ class PhotoRecord:
     written_to: str | None = None  # the file or sidecar holding the keywords
     tagged_at: float = 0.0  # Unix time
     vectors: dict[str, int] = field(default_factory=dict)  # vector store name -> row
+    detections: list[Detection] = field(default_factory=list)  # boxes the detector found
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -68,6 +69,10 @@ class PhotoRecord:
     def from_doc(cls, doc: dict[str, Any]) -> PhotoRecord:
         values = dict(doc)
         values["auto"] = [Tag(p, s, "auto") for p, s in doc.get("auto", [])]
+        values["detections"] = [
+            Detection(d["path"], d["score"], tuple(d["box"]), d.get("model", ""))
+            for d in doc.get("detections", [])
+        ]
         return cls(**values)
 
 

@@ -40,7 +40,7 @@ import pyexiv2
 from PIL import Image, PngImagePlugin
 
 from phototag.config import WriteConfig
-from phototag.fileio import TEMP_SUFFIX, fsync_dir
+from phototag.files.fileio import TEMP_SUFFIX, fsync_dir
 from phototag.records import LEVEL_SEP, Tag
 
 log = logging.getLogger(__name__)

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from phototag import catalogue, labels, train
+from phototag import catalogue
 from phototag.config import Config, TaggingConfig, TagPropConfig
-from phototag.index import PhotoRecord
-from phototag.infer import Batch, InferenceError, Model
+from phototag.learn import train
+from phototag.library.index import PhotoRecord
+from phototag.pipeline import labels
+from phototag.pipeline.infer import Batch, InferenceError, Model
 from phototag.records import ModelVersion, Tag
 
 

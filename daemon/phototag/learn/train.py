@@ -35,12 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from phototag import neighbours, paths, tagprop
+from phototag import paths
 from phototag.config import TagPropConfig
-from phototag.decode import COLOUR_BINS
-from phototag.evaluate import average_precision
-from phototag.fileio import atomic_write
-from phototag.index import Index, PhotoRecord
+from phototag.files.fileio import atomic_write
+from phototag.learn import neighbours, tagprop
+from phototag.learn.evaluate import average_precision
+from phototag.library.index import Index, PhotoRecord
+from phototag.pipeline.decode import COLOUR_BINS
 
 FORMAT = "phototag-usertags/1"
 COLOUR_STORE = "colour"  # the colour histograms' vector store, the same for every backbone

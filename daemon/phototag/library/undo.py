@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from phototag import metadata
 from phototag.config import Config
-from phototag.index import Index
-from phototag.pipeline import on_disk
+from phototag.files import metadata
+from phototag.library.index import Index
+from phototag.pipeline.runner import on_disk
 
 
 @dataclass

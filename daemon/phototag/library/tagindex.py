@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from phototag.query import Node, Not, Or, Term, normalise
+from phototag.library.query import Node, Not, Or, Term, normalise
 from phototag.records import LEVEL_SEP, Source, Tag
 
 SourceFilter = Literal["user", "auto", "any"]

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from phototag import neighbours, tagprop
-from phototag.arff import Split, load_dataset
-from phototag.twopknn import knn_vote, twopknn_scores
+from phototag.learn import neighbours, tagprop
+from phototag.learn.arff import Split, load_dataset
+from phototag.learn.twopknn import knn_vote, twopknn_scores
 
 
 @dataclass(frozen=True)

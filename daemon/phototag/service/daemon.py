@@ -26,16 +26,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from phototag import config, moves, paths
+from phototag import config, paths
 from phototag.config import Config, ConfigError
-from phototag.fileio import atomic_write
-from phototag.index import Index
-from phototag.queue import Job, JobError, Queue, QueueError, pid_alive
+from phototag.files.fileio import atomic_write
+from phototag.library.index import Index
 from phototag.records import Outcome, PhotoFile
-from phototag.watch import Watcher, folders, identity
+from phototag.service import moves
+from phototag.service.queue import Job, JobError, Queue, QueueError, pid_alive
+from phototag.service.watch import Watcher, folders, identity
 
 if TYPE_CHECKING:
-    from phototag.pipeline import Pipeline
+    from phototag.pipeline.runner import Pipeline
 
 log = logging.getLogger("phototag.service")
 
@@ -80,7 +81,7 @@ class PipelineProcessor:
 
     def idle(self, cfg: Config) -> None:
         """Retrain TagProp once enough new keywords of the user's have come in (cheap check)."""
-        from phototag import train
+        from phototag.learn import train
 
         tagger, index = self.pipeline.tagger, self.pipeline.index
         if index is None or cfg.write.dry_run:
@@ -100,8 +101,8 @@ class PipelineProcessor:
 def pipeline_processor(cfg: Config, index: Index) -> Processor:
     """The real processor. Imported here, not at the top, so `phototag status` and the
     service's tests load neither ONNX Runtime nor the model."""
-    from phototag import tagger
-    from phototag.pipeline import Pipeline
+    from phototag.pipeline import tagger
+    from phototag.pipeline.runner import Pipeline
 
     # force: the service already skipped photos the index says are unchanged.
     pipeline = Pipeline(

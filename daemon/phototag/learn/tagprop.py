@@ -37,7 +37,7 @@ from typing import Literal
 
 import numpy as np
 
-from phototag.fileio import atomic_write
+from phototag.files.fileio import atomic_write
 
 Kind = Literal["dist", "rank"]
 EPS = 1e-5  # the paper's smoothing of training labels

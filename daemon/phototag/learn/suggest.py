@@ -16,12 +16,14 @@ from typing import Literal
 
 import numpy as np
 
-from phototag import labels, metadata, train
 from phototag.config import WriteConfig
-from phototag.index import Index, PhotoRecord
-from phototag.pipeline import on_disk, with_keywords
+from phototag.files import metadata
+from phototag.learn import train
+from phototag.library.index import Index, PhotoRecord
+from phototag.pipeline import labels
+from phototag.pipeline.runner import on_disk, with_keywords
+from phototag.pipeline.tagger import Tagger
 from phototag.records import LEVEL_SEP, Tag
-from phototag.tagger import Tagger
 
 MISSING_ABOVE = 0.5  # a tag path scoring this much, absent from the photo, looks missing
 # A user keyword naming tag paths that all score less looks imprecise, when the model is

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phototag.similarity import Neighbours
+from phototag.library.similarity import Neighbours
 
 # Libraries from this many photos up use the ANN index when it is installed. Exact search
 # over float16 rows grows linearly, 0.4 to 0.6 s per 100 000 photos on the shared 2-core

@@ -22,13 +22,15 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from phototag import decode, fileio, metadata, moves
 from phototag.config import Config, ScanConfig, WriteConfig
-from phototag.index import Index, PhotoRecord
-from phototag.infer import Batch
+from phototag.files import fileio, metadata
+from phototag.learn.train import COLOUR_STORE
+from phototag.library.index import Index, PhotoRecord
+from phototag.pipeline import decode
+from phototag.pipeline.infer import Batch
+from phototag.pipeline.tagger import Tagger
 from phototag.records import Decoded, Outcome, PhotoFile, Tag
-from phototag.tagger import Tagger
-from phototag.train import COLOUR_STORE
+from phototag.service import moves
 
 
 def discover(roots: Iterable[Path], scan: ScanConfig) -> Iterator[Path | Outcome]:

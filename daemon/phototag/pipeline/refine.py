@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from phototag import metadata
 from phototag.config import Config
-from phototag.index import Index, PhotoRecord
-from phototag.infer import Batch
-from phototag.pipeline import Pipeline, write_tags
+from phototag.files import metadata
+from phototag.learn.train import COLOUR_DIM, COLOUR_STORE
+from phototag.library.index import Index, PhotoRecord
+from phototag.pipeline.infer import Batch
+from phototag.pipeline.runner import Pipeline, write_tags
+from phototag.pipeline.tagger import Tagger
 from phototag.records import ModelVersion, PhotoFile, Refresh, Tag
-from phototag.tagger import Tagger
-from phototag.train import COLOUR_DIM, COLOUR_STORE
 
 CHUNK = 1024  # photos re-scored per matrix product
 

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from phototag.index import Index, PhotoRecord
+from phototag.library.index import Index, PhotoRecord
 from phototag.records import PhotoFile
 
 log = logging.getLogger("phototag.moves")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from phototag.neighbours import MAX_ELEMENTS
-from phototag.tagprop import vote
+from phototag.learn.neighbours import MAX_ELEMENTS
+from phototag.learn.tagprop import vote
 
 
 def twopknn_scores(dist: np.ndarray, labels: np.ndarray, k1: int, w: float) -> np.ndarray:

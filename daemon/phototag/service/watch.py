@@ -45,10 +45,10 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from phototag.config import Config
-from phototag.fileio import TEMP_SUFFIX
-from phototag.index import Index
-from phototag.queue import Kind
+from phototag.files.fileio import TEMP_SUFFIX
+from phototag.library.index import Index
 from phototag.records import PhotoFile
+from phototag.service.queue import Kind
 
 log = logging.getLogger("phototag.watch")
 

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from phototag.config import Config
-from phototag.fileio import atomic_write
-from phototag.service import ServiceError
-from phototag.watch import folders
+from phototag.files.fileio import atomic_write
+from phototag.service.daemon import ServiceError
+from phototag.service.watch import folders
 
 SYSTEM_DIR = Path("/etc/systemd/system")
 SYSTEM_CONFIG = Path("/etc/phototag/config.yaml")

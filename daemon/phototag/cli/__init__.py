@@ -1,0 +1,98 @@
+"""The `phototag` command line: thin wrappers that parse, call one module, and report.
+
+Every command prints results on stdout (pipe-friendly) and one line per problem on
+stderr, and goes on with the other photos; the exit status is 1 when anything failed.
+One module per command group, each with a `register(sub)` that adds its parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from phototag import __version__, catalogue, config
+from phototag.cli import learn, models, review, search, service, tag
+from phototag.cli.common import UserError
+from phototag.learn import train
+from phototag.library.index import IndexUnavailable
+from phototag.service.daemon import ServiceError
+
+COMMAND_GROUPS = (tag, review, learn, search, models, service)
+
+EPILOG = """\
+first steps:
+  phototag models pull mobilenet-v2          download the default model (pinned sha256)
+  phototag models import FILE.onnx           or install a model file you already have
+  phototag tag ~/Pictures/cat.jpg            tag one photo, writing keywords into it
+  phototag scan ~/Pictures                   tag every photo below a folder
+  phototag refine                            re-tag after a model or threshold change
+  phototag train                             learn your own keywords, then refine
+  phototag undo ~/Pictures                   remove phototag's keywords, keep yours
+  phototag search 'cat AND (beach OR sea)'   find indexed photos by their tags
+settings: {config} (see config.yaml in the project for every setting)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phototag",
+        description="Tag photos with a CNN and write the keywords where Lightroom, digiKam, "
+        "darktable and exiftool read them (XMP dc:subject, lr:hierarchicalSubject, IPTC Keywords).",
+        epilog=EPILOG.format(config=config.default_path()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"phototag {__version__}")
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help="settings file (default: $PHOTOTAG_CONFIG, else ~/.config/phototag/config.yaml)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log what happens (which model, which device)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="phototag: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        cfg = config.load(args.config)
+        if getattr(args, "write_mode", None):
+            cfg.write.mode = args.write_mode
+        return args.func(args, cfg)
+    except (
+        UserError,
+        config.ConfigError,
+        catalogue.CatalogueError,
+        IndexUnavailable,
+        ServiceError,
+        train.TrainError,
+    ) as exc:
+        print(f"phototag: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("phototag: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `phototag search cat | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # as a tool killed by SIGPIPE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

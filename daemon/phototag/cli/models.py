@@ -1,0 +1,74 @@
+"""`models list|import|pull`: the model catalogue."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from phototag import catalogue
+from phototag.cli.common import (
+    Subparsers,
+    command,
+    progress_bar,
+    show,
+)
+from phototag.config import Config
+
+
+def cmd_models_list(args: argparse.Namespace, cfg: Config) -> int:
+    installed = {m.spec.ref for m in catalogue.installed()}
+    for spec in catalogue.entries():
+        mark = "installed" if spec.ref in installed else "available"
+        newest = "  (newest)" if catalogue.find(spec.name).ref == spec.ref else ""
+        print(f"{spec.ref:<28} {mark:<10} {spec.size / 1e6:5.1f} MB  {spec.licence}{newest}")
+    print(f"models folder: {show(catalogue.models_dir())}", file=sys.stderr)
+    return 0
+
+
+def cmd_models_import(args: argparse.Namespace, cfg: Config) -> int:
+    model = catalogue.import_file(args.file, args.name)
+    print(f"installed {model.spec.ref} -> {show(model.path)}")
+    return 0
+
+
+def cmd_models_pull(args: argparse.Namespace, cfg: Config) -> int:
+    name, version = catalogue.split_ref(args.ref)
+    spec = catalogue.find(name, version)
+    with progress_bar(args, spec.size, "B", f"pulling {spec.ref}") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total or bar.total
+            bar.update(done - bar.n)
+
+        model = catalogue.pull(name, version, progress)
+    print(f"installed {model.spec.ref} -> {show(model.path)}")
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    models = command(sub, "models", cmd_models_list, "list, download or import models")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION")
+    p = msub.add_parser("list", help="the model catalogue and what is installed")
+    p.set_defaults(func=cmd_models_list)
+    p = msub.add_parser(
+        "import",
+        help="install a model file you have (checked against the catalogue's sha256)",
+        description="Install a local model file. Its sha256 must match a catalogue entry; this is "
+        "the offline way to get a model (e.g. `phototag models import mobilenet_v2_1.0_224_quant.onnx`).",
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--name", help="catalogue name the file must belong to (e.g. mobilenet-v2)")
+    p.set_defaults(func=cmd_models_import)
+    p = msub.add_parser(
+        "pull",
+        help="download a model by its pinned URL and sha256",
+        description="Download a model from the catalogue's pinned URL, resuming an interrupted "
+        "download and verifying its sha256. Set PHOTOTAG_MODEL_MIRROR to use a mirror.",
+    )
+    p.add_argument(
+        "ref",
+        metavar="NAME[@VERSION]",
+        help="e.g. mobilenet-v2 (the newest) or mobilenet-v2@tf1-quant",
+    )
+    p.set_defaults(func=cmd_models_pull)

@@ -1,0 +1,205 @@
+"""`refine`, `suggest` and `undo`: revisit the auto-tags of indexed photos."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from phototag.cli.common import (
+    Subparsers,
+    UserError,
+    command,
+    error,
+    load_tagger,
+    open_index,
+    show,
+    write_options,
+)
+from phototag.config import Config
+from phototag.files.metadata import MetadataError
+from phototag.learn import suggest
+from phototag.library import undo
+from phototag.library.index import Index, under
+from phototag.pipeline import refine
+from phototag.pipeline.runner import discover
+from phototag.records import LEVEL_SEP, Outcome, Tag
+
+
+def cmd_refine(args: argparse.Namespace, cfg: Config) -> int:
+    tagger = load_tagger(cfg)
+    dry_run = args.dry_run or cfg.write.dry_run
+    with open_index(cfg, dry_run) as index:
+        todo = refine.plan(under(index.records(), args.paths), tagger)
+        print(todo.describe(), file=sys.stderr)
+        if dry_run or not todo:
+            return 0
+        counts = {"changed": 0, "failed": 0}
+        with tqdm(
+            total=len(todo), unit="photo", file=sys.stderr, disable=args.quiet, mininterval=0.5
+        ) as bar:
+
+            def done(refined: refine.Refined) -> None:
+                bar.update(1)
+                if refined.error:
+                    counts["failed"] += 1
+                    error(refined.path, refined.error)
+                elif refined.added or refined.removed:
+                    counts["changed"] += 1
+                    change = [f"+{_leaf(p)}" for p in refined.added]
+                    change += [f"-{_leaf(p)}" for p in refined.removed]
+                    tqdm.write(f"{show(refined.path)}: {' '.join(change)}")
+
+            refine.run(todo, index, tagger, cfg, done)
+    print(
+        f"refined {len(todo)}: {counts['changed']} changed, {counts['failed']} failed",
+        file=sys.stderr,
+    )
+    return 1 if counts["failed"] else 0
+
+
+def _leaf(path: str) -> str:
+    return path.rsplit(LEVEL_SEP, 1)[-1]
+
+
+def cmd_suggest(args: argparse.Namespace, cfg: Config) -> int:
+    if args.accept is not None:
+        return _accept(args, cfg)
+    tagger = load_tagger(cfg)
+    with Index(cfg.index_dir, readonly=True) as index:
+        records = under(index.records(), args.paths)
+        scored = [r for r in records if all(s in r.vectors for s in tagger.rescore_stores)]
+        if len(scored) < len(records):
+            print(
+                f"{len(records) - len(scored)} photos have no stored scores for "
+                f"{tagger.version.backbone}: run `phototag refine` first",
+                file=sys.stderr,
+            )
+        found = suggest.suggest(
+            suggest.from_files(scored, cfg.write),
+            suggest.learned_scores(index, tagger),
+            args.missing_above,
+            args.imprecise_below,
+        )
+    for s in found:
+        if args.json:
+            print(json.dumps({**dataclasses.asdict(s), "path": show(s.path)}))
+        elif s.kind == "missing":
+            print(f"{show(s.path)}: likely missing: {s.tag} ({s.score:.2f})")
+        else:
+            sees = f"; the model sees {s.instead}" if s.instead else ""
+            print(f"{show(s.path)}: looks imprecise: {s.tag} ({s.score:.3f}{sees})")
+    return 0
+
+
+def _accept(args: argparse.Namespace, cfg: Config) -> int:
+    if not args.paths:
+        raise UserError("--accept TAG needs the photos to add it to")
+    tag = Tag(args.accept.strip(), 1.0, "user")
+    if not all(level.strip() for level in tag.levels):
+        raise UserError(f"--accept {args.accept!r}: empty keyword or empty level")
+    failed = 0
+    with open_index(cfg, dry_run=False) as index:
+        for path in args.paths:
+            try:
+                written = suggest.accept(path, tag, index, cfg.write)
+            except (MetadataError, OSError) as exc:
+                failed += 1
+                error(path, str(exc).splitlines()[0])
+                continue
+            print(f"{show(path)}: {tag.name} is now your keyword  -> {show(written)}")
+    return 1 if failed else 0
+
+
+def cmd_undo(args: argparse.Namespace, cfg: Config) -> int:
+    counts = {"undone": 0, "failed": 0}
+    dry_run = args.dry_run or cfg.write.dry_run
+    with open_index(cfg, dry_run) as index:
+        if args.paths:
+            found = list(discover(args.paths, cfg.scan))
+            for bad in (f for f in found if isinstance(f, Outcome)):
+                counts["failed"] += 1
+                error(bad.path, bad.error or "cannot read")
+            paths = [f for f in found if isinstance(f, Path)]
+        else:
+            paths = [Path(r.path) for r in index.records()]
+        verb = "would remove" if dry_run else "removed"
+        for done in undo.undo(paths, index, cfg, dry_run):
+            if done.error:
+                counts["failed"] += 1
+                error(done.path, done.error)
+            elif done.keywords or done.paths:
+                counts["undone"] += 1
+                print(f"{show(done.path)}: {verb} {', '.join(done.keywords + done.paths)}")
+    what = "would undo" if dry_run else "undone"
+    print(f"{what} {counts['undone']}, failed {counts['failed']}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def register(sub: Subparsers) -> None:
+    p = command(
+        sub,
+        "refine",
+        cmd_refine,
+        "bring auto-tags up to the current model and settings",
+        description="Re-tag indexed photos whose tags came from an older model version. When only "
+        "thresholds or the label map changed, tags are re-scored from what the model said at tag "
+        "time, without reading any image; a new model analyses the photos again (decode + infer). "
+        "The cost is shown first. Your keywords are never touched, keywords you deleted are never "
+        "added again, and files are written only when their keywords change. Interrupted, it "
+        "continues where it stopped.",
+    )
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="default: every photo")
+    p.add_argument("-n", "--dry-run", action="store_true", help="only show what it would cost")
+    write_options(p)
+
+    p = command(
+        sub,
+        "suggest",
+        cmd_suggest,
+        "advice on your keywords: imprecise ones and likely missing ones",
+        description="List your keywords that the model finds unlikely (they may be imprecise) and "
+        "confident tags a photo lacks. Nothing is changed; add a suggested tag yourself or with "
+        "--accept TAG PHOTO, which writes it as your own keyword.",
+    )
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="default: every photo")
+    p.add_argument("--accept", metavar="TAG", help="write TAG (e.g. cat or animal|mammal|cat)")
+    p.add_argument(
+        "--missing-above",
+        type=float,
+        default=suggest.MISSING_ABOVE,
+        metavar="SCORE",
+        help="a tag this confident looks missing (default: %(default)s)",
+    )
+    p.add_argument(
+        "--imprecise-below",
+        type=float,
+        default=suggest.IMPRECISE_BELOW,
+        metavar="SCORE",
+        help="a keyword of yours scoring less looks imprecise (default: %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per suggestion")
+    write_options(p)
+
+    p = command(
+        sub,
+        "undo",
+        cmd_undo,
+        "remove phototag's keywords, leaving yours",
+        description="Remove exactly the keywords phototag added, and its own XMP record, from "
+        "photos (or their sidecars); your keywords and everything else in the files stay as they "
+        "are. The index keeps the photos, without auto tags, so refine and scan leave them alone.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="photos or folders (default: all indexed)",
+    )
+    p.add_argument("-n", "--dry-run", action="store_true", help="list what would be removed")
+    write_options(p)

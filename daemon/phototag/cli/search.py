@@ -1,0 +1,267 @@
+"""`search`, `similar`, `duplicates`, `cluster`: questions the index answers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from phototag.cli.common import (
+    Subparsers,
+    UserError,
+    command,
+    error,
+    load_tagger,
+    show,
+)
+from phototag.config import Config
+from phototag.library import query, similarity
+from phototag.library.index import Index, PhotoRecord, under
+from phototag.library.tagindex import Filter, date_bound
+from phototag.pipeline import decode
+from phototag.pipeline.tagger import Tagger
+
+
+def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
+    try:
+        node = query.parse(args.query)
+    except query.QueryError as exc:
+        raise UserError(f"search: {exc}\n{textwrap.indent(exc.caret, '  ')}") from None
+    if not 0 <= args.min_score <= 1:
+        raise UserError(f"--min-score {args.min_score}: a score is between 0 and 1")
+    flt = Filter(
+        source=args.source,
+        min_score=args.min_score,
+        taken_from=_date("--from", args.date_from),
+        taken_before=_date("--to", args.date_to, end=True),
+        folder=os.path.abspath(args.folder) if args.folder else None,
+    )
+    with Index(cfg.index_dir, readonly=True) as index:
+        if not len(index):
+            print(f"phototag: the index {show(cfg.index_dir)} is empty", file=sys.stderr)
+        found = index.search(node, flt)
+        tags = index.tag_index()
+        for term in sorted(t for t in query.terms(node) if not tags.search(query.Term(t)).size):
+            print(f"phototag: no photo is tagged {term!r}", file=sys.stderr)
+        for path in found:
+            record = index.get(path) if args.json else None
+            print(json.dumps(_search_json(record)) if record else show(path))
+    return 0
+
+
+def _search_json(record: PhotoRecord) -> dict[str, object]:
+    return {
+        "path": show(record.path),
+        "taken": record.taken,
+        "tags": [{"path": t.path, "score": round(t.score, 4)} for t in record.auto],
+        "keywords": record.user,
+    }
+
+
+def _date(option: str, text: str | None, end: bool = False) -> np.datetime64 | None:
+    try:
+        return None if text is None else date_bound(text, end)
+    except ValueError as exc:
+        raise UserError(f"{option}: {exc}") from None
+
+
+def cmd_similar(args: argparse.Namespace, cfg: Config) -> int:
+    if args.k < 1:
+        raise UserError(f"-k {args.k}: ask for at least one photo")
+    tagger = load_tagger(cfg)
+    photo = Path(os.path.abspath(args.photo))
+    try:
+        decoded = decode.load(photo, tagger.model.input_size, cfg.scan.max_pixels)
+    except decode.DecodeError as exc:
+        error(photo, str(exc))
+        return 1
+    embedding = tagger.model.run(decoded.pixels[None]).embeddings[0]
+    with Index(cfg.index_dir, readonly=True) as index:
+        others = [r for r in _embedded(index, tagger, []) if r.path != str(photo)]
+        matrix = index.vectors(tagger.embedding_store, others, len(embedding), np.float16)
+    found = similarity.nearest(matrix, embedding, args.k)
+    for row, score in zip(found.indices.tolist(), found.scores.tolist(), strict=True):
+        path = show(others[row].path)
+        if args.json:
+            print(json.dumps({"path": path, "similarity": round(score, 4)}))
+        else:
+            print(f"{score:.3f}  {path}")
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace, cfg: Config) -> int:
+    if not 0 < args.threshold <= 1:
+        raise UserError(f"--threshold {args.threshold}: a cosine similarity in (0, 1]")
+    tagger = load_tagger(cfg)
+    with Index(cfg.index_dir, readonly=True) as index:
+        records, matrix = _embeddings(index, tagger, args.paths)
+    groups = similarity.duplicates(matrix, args.threshold)
+    for group in groups:
+        members = sorted((records[m] for m in group.members), key=_keep_first)
+        if args.json:
+            photos = [
+                {"path": show(r.path), "width": r.width, "height": r.height, "bytes": r.size}
+                for r in members
+            ]
+            print(json.dumps({"similarity": round(group.weakest, 4), "photos": photos}))
+            continue
+        print(f"{len(members)} photos, similarity {group.weakest:.3f} or more:")
+        for r in members:
+            print(f"  {show(r.path)}  ({r.width}x{r.height}, {r.size / 1e6:.1f} MB)")
+        print()
+    print(
+        f"{len(groups)} groups of near-duplicates among {len(records)} photos (nothing deleted)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _keep_first(record: PhotoRecord) -> tuple[int, int, str]:
+    """Largest first: the copy most people keep (most pixels, then most bytes)."""
+    return (-record.width * record.height, -record.size, record.path)
+
+
+def cmd_cluster(args: argparse.Namespace, cfg: Config) -> int:
+    tagger = load_tagger(cfg)
+    with Index(cfg.index_dir, readonly=True) as index:
+        records, matrix = _embeddings(index, tagger, args.paths)
+    if args.k is not None and not 1 <= args.k <= len(records):
+        raise UserError(f"-k {args.k}: between 1 and the number of photos ({len(records)})")
+    words = [{level for t in r.auto for level in t.levels} | set(r.user) for r in records]
+    for cluster in similarity.cluster(matrix, words, args.k):
+        paths = sorted(show(records[m].path) for m in cluster.members.tolist())
+        if args.json:
+            print(json.dumps({"tags": list(cluster.tags), "photos": paths}))
+            continue
+        print(f"{', '.join(cluster.tags) or '(no characteristic tags)'} ({len(paths)} photos)")
+        for path in paths:
+            print(f"  {path}")
+        print()
+    return 0
+
+
+def _embedded(index: Index, tagger: Tagger, paths: Sequence[Path]) -> list[PhotoRecord]:
+    """Indexed photos (below `paths`) with an embedding from the current model."""
+    records = under(index.records(), paths)
+    found = [r for r in records if tagger.embedding_store in r.vectors]
+    if len(found) < len(records):
+        print(
+            f"{len(records) - len(found)} photos have no embedding from "
+            f"{tagger.version.backbone}: run `phototag refine` first",
+            file=sys.stderr,
+        )
+    if not found:
+        raise UserError(
+            f"no indexed photos to compare (index {show(index.folder)}): run `phototag scan` first"
+        )
+    return found
+
+
+def _embeddings(
+    index: Index, tagger: Tagger, paths: Sequence[Path]
+) -> tuple[list[PhotoRecord], np.ndarray]:
+    """The photos to compare and their float16 embeddings, one row each."""
+    records = _embedded(index, tagger, paths)
+    # The stores are raw rows: their width comes from the model, run once on a blank image.
+    size = tagger.model.input_size
+    dim = tagger.model.run(np.zeros((1, size, size, 3), np.uint8)).embeddings.shape[1]
+    return records, index.vectors(tagger.embedding_store, records, dim, np.float16)
+
+
+def register(sub: Subparsers) -> None:
+    p = command(
+        sub,
+        "search",
+        cmd_search,
+        "find indexed photos by their tags",
+        description="Print the indexed photos whose tags match QUERY, one path per line. Terms are "
+        "tag names or paths (`animal` also finds photos tagged animal|bird|parrot; "
+        '`animal|bird`), case-insensitive; quote multi-word tags ("hot dog"). Combine them with '
+        "AND (or just a space), OR, NOT (or a leading -) and parentheses: "
+        "'cat AND (beach OR sea) NOT night' (put -- before a query that starts with -). Your own "
+        "keywords match as tags too.",
+    )
+    p.add_argument("query", metavar="QUERY")
+    p.add_argument(
+        "--source",
+        choices=["any", "user", "auto"],
+        default="any",
+        help="match your keywords, phototag's tags, or both (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=0.0,
+        metavar="SCORE",
+        help="phototag's tags must score at least this (your keywords score 1)",
+    )
+    p.add_argument("--folder", type=Path, metavar="DIR", help="only photos at or below DIR")
+    p.add_argument(
+        "--from",
+        dest="date_from",
+        metavar="DATE",
+        help="taken on or after DATE (EXIF date; YYYY, YYYY-MM, YYYY-MM-DD)",
+    )
+    p.add_argument(
+        "--to",
+        dest="date_to",
+        metavar="DATE",
+        help="taken on or before DATE, all of it (--to 2023 includes 31 December 2023)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per photo, with its tags")
+
+    p = command(
+        sub,
+        "similar",
+        cmd_similar,
+        "indexed photos that look most like a photo",
+        description="Print the indexed photos nearest to PHOTO by the model's image embedding, "
+        "most similar first, with their cosine similarity. PHOTO need not be indexed.",
+    )
+    p.add_argument("photo", type=Path, metavar="PHOTO")
+    p.add_argument("-k", type=int, default=10, help="how many photos (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON object per photo")
+
+    p = command(
+        sub,
+        "duplicates",
+        cmd_duplicates,
+        "groups of near-identical indexed photos (re-saves, resizes)",
+        description="List groups of indexed photos that show the same picture: copies, re-saved "
+        "JPEGs, resized versions. Each group lists the largest photo first. Nothing is deleted.",
+    )
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="default: every photo")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=similarity.DUPLICATE_THRESHOLD,
+        help="cosine similarity from which photos count as the same (default: %(default)s; "
+        "0.9 also groups tight crops)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per group")
+
+    p = command(
+        sub,
+        "cluster",
+        cmd_cluster,
+        "group indexed photos by content, each group named by its tags",
+        description="Group the indexed photos by what they show (k-means on the model's "
+        "embeddings) and name each group by its most characteristic tags.",
+    )
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="default: every photo")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-k", type=int, help="this many groups")
+    g.add_argument(
+        "--auto",
+        dest="k",
+        action="store_const",
+        const=None,
+        help="choose the number of groups (the default)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per group")

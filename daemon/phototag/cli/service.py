@@ -1,0 +1,67 @@
+"""`watch`, `status`, `service install`: the service and its systemd unit."""
+
+from __future__ import annotations
+
+import argparse
+
+from phototag.cli.common import (
+    SYSTEM_STATE_DIR,
+    Subparsers,
+    command,
+    show,
+)
+from phototag.config import Config
+
+
+def cmd_watch(args: argparse.Namespace, cfg: Config) -> int:
+    from phototag.service import daemon as service
+
+    service.configure_logging(args.verbose)
+    return service.run(cfg)
+
+
+def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
+    from phototag.service import daemon as service
+
+    st = service.status(SYSTEM_STATE_DIR if args.system else None)
+    print(service.describe(st))
+    return 0 if st and st.running else 3  # 3: "not running", as systemctl status says it
+
+
+def cmd_service_install(args: argparse.Namespace, cfg: Config) -> int:
+    from phototag.service import install as service_install
+
+    unit = service_install.install(cfg, user=args.user)
+    print(f"wrote {show(unit)}")
+    print(service_install.next_steps(args.user, cfg.source))
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    p = command(
+        sub,
+        "watch",
+        cmd_watch,
+        "run the service: watch folders and tag new photos (what systemd starts)",
+        description="Watch the folders in config.yaml (watch.folders) and tag every photo that "
+        "arrives, once it is completely written. Catches up on what changed while it was down, "
+        "keeps a persistent queue, reloads settings on SIGHUP and stops cleanly on SIGTERM.",
+    )
+    p = command(sub, "status", cmd_status, "is the service running, its queue, and its last errors")
+    p.add_argument(
+        "--system", action="store_true", help=f"the system-wide service ({SYSTEM_STATE_DIR})"
+    )
+    service = command(sub, "service", cmd_service_install, "install the systemd unit")
+    ssub = service.add_subparsers(dest="service_command", metavar="ACTION", required=True)
+    p = ssub.add_parser(
+        "install",
+        help="write the systemd unit for this installation",
+        description="Write phototag.service.daemon with this installation's paths and the watched "
+        "folders from your config (as ReadWritePaths), then print the systemctl commands to run.",
+    )
+    p.add_argument(
+        "--user",
+        action="store_true",
+        help="a user unit (~/.config/systemd/user) instead of system-wide",
+    )
+    p.set_defaults(func=cmd_service_install)

@@ -1,0 +1,1 @@
+"""Learning the user's own keywords (TagProp, 2PKNN) and the benchmark protocol."""

@@ -1,0 +1,1 @@
+"""The library index and what reads it: search, similar photos, undo."""

@@ -1,0 +1,1 @@
+"""The service: watch folders, the persistent queue, moves, the systemd unit."""
