@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from phototag import __version__, catalogue, config
-from phototag.cli import learn, models, review, search, service, tag
+from phototag.cli import backfill, learn, models, review, search, service, tag
 from phototag.cli.common import UserError
 from phototag.learn import train
 from phototag.library.index import IndexUnavailable
 from phototag.service.daemon import ServiceError
 
-COMMAND_GROUPS = (tag, review, learn, search, models, service)
+COMMAND_GROUPS = (tag, review, learn, search, models, service, backfill)
 
 EPILOG = """\
 first steps:

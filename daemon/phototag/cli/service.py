@@ -11,6 +11,7 @@ from phototag.cli.common import (
     show,
 )
 from phototag.config import Config
+from phototag.pipeline import backfill
 
 
 def cmd_watch(args: argparse.Namespace, cfg: Config) -> int:
@@ -25,6 +26,9 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
 
     st = service.status(SYSTEM_STATE_DIR if args.system else None)
     print(service.describe(st))
+    last = None if args.system else backfill.last_report()
+    if last is not None:
+        print(backfill.describe(last))
     return 0 if st and st.running else 3  # 3: "not running", as systemctl status says it
 
 

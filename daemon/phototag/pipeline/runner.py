@@ -216,16 +216,7 @@ class Pipeline:
         return outcomes
 
     def _write(self, decoded: Decoded, outcome: Outcome) -> PhotoRecord:
-        base = PhotoRecord(
-            path=str(decoded.file.path),
-            size=decoded.file.size,
-            mtime_ns=decoded.file.mtime_ns,
-            sha256=decoded.sha256,
-            width=decoded.width,
-            height=decoded.height,
-            taken=decoded.taken,
-        )
-        record = write_tags(base, outcome.tags, str(self.tagger.version), self.cfg)
+        record = write_tags(base_record(decoded), outcome.tags, str(self.tagger.version), self.cfg)
         outcome.written_to = Path(record.written_to or decoded.file.path)
         return record
 
@@ -246,6 +237,19 @@ def reuse_photo_buffers() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum; larger blocks still get their own map
     mallopt(m_trim_threshold, 64 << 20)  # give memory back only when this much is free at the top
+
+
+def base_record(decoded: Decoded) -> PhotoRecord:
+    """What the index learns of a photo from decoding it, before its keywords are written."""
+    return PhotoRecord(
+        path=str(decoded.file.path),
+        size=decoded.file.size,
+        mtime_ns=decoded.file.mtime_ns,
+        sha256=decoded.sha256,
+        width=decoded.width,
+        height=decoded.height,
+        taken=decoded.taken,
+    )
 
 
 def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) -> PhotoRecord:

@@ -1,0 +1,160 @@
+"""`phototag backfill` on a local Ray (num_cpus=2, no dashboard) against `phototag scan`.
+
+One Ray instance serves the whole module: starting one costs seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import exiftool_keywords
+
+from phototag import config
+from phototag.cli import main
+from phototag.library.index import Index
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'phototag[cluster]')")
+from phototag.pipeline import backfill  # noqa: E402
+
+PHOTO_NAMES = ["cat_720p.jpg", "parrot.jpg", "hot_dog.jpg", "pets.jpg", "owl.jpg", "face.jpg"]
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> object:
+    yield backfill.connect("auto", num_cpus=2)
+    ray.shutdown()
+
+
+def copy_photos(src: Path, dest: Path, rounds: int = 1) -> Path:
+    """The shared photos, `rounds` copies each (distinct files: one byte appended)."""
+    dest.mkdir()
+    for r in range(rounds):
+        for name in PHOTO_NAMES:
+            data = (src / name).read_bytes()
+            (dest / f"{r:02d}_{name}").write_bytes(data + bytes([r]) if r else data)
+    return dest
+
+
+def config_with_index(tmp: Path) -> Path:
+    cfg = tmp / "config.yaml"
+    cfg.write_text(f"index:\n  path: {tmp / 'index'}\n")
+    return cfg
+
+
+def comparable(record: object) -> tuple:
+    """What must be equal between a scanned and a backfilled photo (not times or paths)."""
+    return (
+        Path(record.path).name,
+        record.width,
+        record.height,
+        record.taken,
+        record.model_version,
+        [(t.path, round(t.score, 3)) for t in record.auto],
+        record.user,
+        sorted(record.vectors),
+    )
+
+
+def index_of(cfg_file: Path) -> dict[str, object]:
+    cfg = config.load(cfg_file)
+    with Index(cfg.index_dir, readonly=True) as index:
+        return {Path(r.path).name: r for r in index.records()}
+
+
+def test_backfill_equals_scan_and_resumes(
+    local_ray: object, photos: Path, installed_model: Path, tmp_path: Path, capsys
+) -> None:
+    scanned = copy_photos(photos, tmp_path / "scanned")
+    filled = copy_photos(photos, tmp_path / "filled")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    scan_cfg = config_with_index(tmp_path / "a")
+    fill_cfg = config_with_index(tmp_path / "b")
+
+    assert main(["-q", "-c", str(scan_cfg), "scan", str(scanned)]) == 0
+    assert main(["-q", "-c", str(fill_cfg), "backfill", str(filled), "--ray", "auto"]) == 0
+    out = capsys.readouterr()
+    assert "backfilled 6 photos" in out.err
+
+    a, b = index_of(scan_cfg), index_of(fill_cfg)
+    assert sorted(a) == sorted(b) == sorted(f"00_{n}" for n in PHOTO_NAMES)
+    for name in a:
+        assert comparable(a[name]) == comparable(b[name])
+        assert exiftool_keywords(scanned / name) == exiftool_keywords(filled / name)
+
+    # A second run finds everything committed: nothing is decoded or written again.
+    before = {p: p.stat().st_mtime_ns for p in filled.iterdir()}
+    assert main(["-q", "-c", str(fill_cfg), "backfill", str(filled)]) == 0
+    assert "backfilled 0 photos, 6 unchanged, 0 failed" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in filled.iterdir()} == before
+
+
+def test_bad_photos_are_reported_once_at_the_end(
+    local_ray: object, photos: Path, installed_model: Path, tmp_path: Path, capsys
+) -> None:
+    folder = copy_photos(photos, tmp_path / "p")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (tmp_path / "c").mkdir()
+    cfg = config_with_index(tmp_path / "c")
+    assert main(["-q", "-c", str(cfg), "backfill", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("broken.jpg") == 1
+    assert "backfilled 6 photos, 0 unchanged, 1 failed" in err
+    report = backfill.last_report()
+    assert report is not None and [Path(p).name for p, _ in report.failures] == ["broken.jpg"]
+    main(["-c", str(cfg), "status"])  # the service is not running: exit 3, still shows the run
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].startswith("last backfill: 6 tagged, 0 unchanged, 1 failed")
+    assert lines[-1].startswith(f"  failed: {folder / 'broken.jpg'}: ")
+
+
+def ray_workers() -> list[int]:
+    """PIDs of Ray's worker processes running our stages."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [
+        int(line.split()[0])
+        for line in out.splitlines()[1:]
+        if "ray::" in line and ("Map" in line or "Infer" in line)
+    ]
+
+
+def test_a_worker_killed_mid_run_and_every_photo_is_tagged_once(
+    local_ray: object, photos: Path, installed_model: Path, tmp_path: Path
+) -> None:
+    folder = copy_photos(photos, tmp_path / "p", rounds=8)  # 48 photos
+    cfg = config.load(config_with_index(tmp_path))
+    killed: list[int] = []
+
+    def kill_one(done: int, total: int) -> None:
+        if not killed:
+            for pid in ray_workers()[:1]:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    with Index(cfg.index_dir) as index:
+        report = backfill.backfill([folder], cfg, index, on_commit=kill_one)
+    assert killed, "no Ray worker was found to kill"
+    assert report.failures == []
+    records = index_of(config_with_index(tmp_path))
+    assert len(records) == 48
+    for record in records.values():
+        keywords = exiftool_keywords(Path(record.path))
+        ours = [t.path for t in record.auto]
+        assert ours, record.path
+        assert sorted(set(keywords["HierarchicalSubject"])) == sorted(
+            keywords["HierarchicalSubject"]
+        )  # no keyword written twice
+        assert set(ours) <= set(keywords["HierarchicalSubject"])
+
+
+def test_without_ray_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys):
+    def missing() -> None:
+        raise backfill.BackfillError("backfill needs Ray Data: pip install 'phototag[cluster]'")
+
+    monkeypatch.setattr(backfill, "ray_module", missing)
+    assert main(["-c", str(config_with_index(tmp_path)), "backfill", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().endswith("pip install 'phototag[cluster]'")
