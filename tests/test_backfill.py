@@ -66,8 +66,14 @@ def index_of(cfg_file: Path) -> dict[str, object]:
 
 
 def test_backfill_equals_scan_and_resumes(
-    local_ray: object, photos: Path, installed_model: Path, tmp_path: Path, capsys
+    local_ray: object,
+    photos: Path,
+    installed_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(backfill, "CHUNK", 4)  # two Ray datasets: the driver's chunking too
     scanned = copy_photos(photos, tmp_path / "scanned")
     filled = copy_photos(photos, tmp_path / "filled")
     (tmp_path / "a").mkdir()
@@ -129,7 +135,7 @@ def test_a_worker_killed_mid_run_and_every_photo_is_tagged_once(
     cfg = config.load(config_with_index(tmp_path))
     killed: list[int] = []
 
-    def kill_one(done: int, total: int) -> None:
+    def kill_one(done: int) -> None:
         if not killed:
             for pid in ray_workers()[:1]:
                 os.kill(pid, signal.SIGKILL)
@@ -156,5 +162,8 @@ def test_without_ray_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         raise backfill.BackfillError("backfill needs Ray Data: pip install 'phototag[cluster]'")
 
     monkeypatch.setattr(backfill, "ray_module", missing)
-    assert main(["-c", str(config_with_index(tmp_path)), "backfill", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip().endswith("pip install 'phototag[cluster]'")
+    assert main(["-q", "-c", str(config_with_index(tmp_path)), "backfill", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err
+        == "phototag: backfill needs Ray Data: pip install 'phototag[cluster]'\n"
+    )

@@ -24,10 +24,9 @@ from phototag.pipeline import backfill
 def cmd_backfill(args: argparse.Namespace, cfg: Config) -> int:
     roots = [Path(os.path.abspath(f)) for f in args.folders]
     try:
-        with open_index(cfg, dry_run=False) as index, progress_bar(args, 0, "photo") as bar:
+        with open_index(cfg, dry_run=False) as index, progress_bar(args, None, "photo") as bar:
 
-            def committed(done: int, total: int) -> None:
-                bar.total = total
+            def committed(done: int) -> None:
                 bar.update(done - bar.n)
 
             report = backfill.backfill(roots, cfg, index, args.ray, args.num_cpus, committed)

@@ -70,7 +70,7 @@ def outcome_json(outcome: Outcome) -> dict[str, object]:
     }
 
 
-def progress_bar(args: argparse.Namespace, total: int, unit: str, desc: str | None = None) -> tqdm:
+def progress_bar(args: argparse.Namespace, total: int | None, unit: str, desc: str | None = None) -> tqdm:
     """A progress bar on stderr: live on a terminal, a line every 10 s in a log, none with -q."""
     return tqdm(
         total=total,

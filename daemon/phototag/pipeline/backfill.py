@@ -19,10 +19,12 @@ same keywords, which changes nothing in the file (the keyword write is idempoten
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,12 @@ from phototag.pipeline.runner import base_record, discover, write_tags
 from phototag.records import Decoded, Outcome, PhotoFile, Tag
 
 COMMIT_EVERY = 32  # photos per index commit on the driver
+CHUNK = 20_000  # paths per Ray dataset: bounds the driver's memory on any archive
+DECODE_BATCH = 8  # photos per decode task: fewer, larger tasks cost less scheduling
+# Logical CPUs each stage's task or actor reserves: half a core, so that decode tasks, the
+# model actor and write tasks all run at once on a small node (on 2 cores a full core each
+# left decoding waiting: 11.8 photos/s against the figures in docs/benchmarks.md).
+STAGE_CPUS = 0.5
 REPORT_NAME = "backfill.json"  # the last run's summary and failures, for `phototag status`
 
 
@@ -75,6 +83,7 @@ def ray_module() -> Any:
 def connect(address: str, num_cpus: int | None = None) -> str:
     """Join the cluster at `address`, or start a local Ray with `auto`; the address used."""
     ray = ray_module()
+    logging.getLogger("ray").setLevel(logging.WARNING)  # its INFO lines would drown ours
     local = address == "auto"
     try:
         info = ray.init(
@@ -95,12 +104,16 @@ def connect(address: str, num_cpus: int | None = None) -> str:
 # --- the stages, run by Ray workers ---------------------------------------------------
 
 
-def decode_row(row: dict[str, Any], size: int, max_pixels: int) -> dict[str, Any]:
-    """Decode one photo (a CPU task); a failure travels on as the row's `error`."""
-    try:
-        return {"decoded": decode.load(Path(row["path"]), size, max_pixels), "error": ""}
-    except decode.DecodeError as exc:
-        return {"decoded": None, "error": f"{row['path']}\0{exc}"}
+def decode_batch(batch: dict[str, np.ndarray], size: int, max_pixels: int) -> dict[str, Any]:
+    """Decode photos (a CPU task); a failure travels on as the row's `error`."""
+    decoded = np.full(len(batch["path"]), None, dtype=object)
+    errors = np.full(len(batch["path"]), "", dtype=object)
+    for i, path in enumerate(batch["path"]):
+        try:
+            decoded[i] = decode.load(Path(path), size, max_pixels)
+        except decode.DecodeError as exc:
+            errors[i] = f"{path}\0{exc}"
+    return {"decoded": decoded, "error": errors}
 
 
 class Infer:
@@ -161,9 +174,8 @@ def write_batch(batch: dict[str, np.ndarray], cfg: Config, version: str) -> dict
 # --- the driver -------------------------------------------------------------------------
 
 
-def todo(roots: Iterable[Path], cfg: Config, index: Index, report: Report) -> list[str]:
-    """The photos below `roots` that the index does not have unchanged."""
-    paths_: list[str] = []
+def todo(roots: Iterable[Path], cfg: Config, index: Index, report: Report) -> Iterator[str]:
+    """The photos below `roots` that the index does not have unchanged, as they are found."""
     for item in discover(roots, cfg.scan):
         if isinstance(item, Outcome):
             report.failures.append((str(item.path), item.error or "cannot read"))
@@ -175,8 +187,7 @@ def todo(roots: Iterable[Path], cfg: Config, index: Index, report: Report) -> li
         if unchanged:
             report.unchanged += 1
         else:
-            paths_.append(str(item))
-    return paths_
+            yield str(item)
 
 
 def backfill(
@@ -185,45 +196,64 @@ def backfill(
     index: Index,
     address: str = "auto",
     num_cpus: int | None = None,
-    on_commit: Callable[[int, int], None] | None = None,
+    on_commit: Callable[[int], None] | None = None,
 ) -> Report:
     """Tag every new or changed photo below `roots` on Ray, committing to `index` in batches.
 
-    `on_commit(done, total)` is called after each index commit (progress).
+    The photos go to Ray in chunks of CHUNK paths as the folders are walked, so the driver
+    never holds the whole archive's list. `on_commit(done)` follows each index commit.
     """
-    ray = ray_module()
     started = time.monotonic()
+    ray_module()  # the extra is installed: say so before anything else
     local = tagger.load(cfg)  # fails early, here, when no model is installed
-    version = str(local.version)
     report = Report(address=connect(address, num_cpus))
     wanted = todo(roots, cfg, index, report)
-    if wanted:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        actors = max(1, int(gpus) if gpus else int(ray.cluster_resources().get("CPU", 1)) // 2)
-        ds = (
-            ray.data.from_items([{"path": p} for p in wanted])
-            .map(decode_row, fn_args=(local.model.input_size, cfg.scan.max_pixels))
-            .map_batches(
-                Infer,
-                fn_constructor_args=(cfg,),
-                batch_size=cfg.model.batch_size,
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-                num_gpus=1 if gpus else 0,
-                runtime_env={"env_vars": _folders_env()},
-                batch_format="numpy",
-            )
-            .map_batches(
-                write_batch, fn_args=(cfg, version), batch_size=COMMIT_EVERY, batch_format="numpy"
-            )
-        )
-        for batch in ds.iter_batches(batch_size=COMMIT_EVERY, batch_format="numpy"):
+    while chunk := list(itertools.islice(wanted, CHUNK)):
+        for batch in _dataset(chunk, cfg, local).iter_batches(
+            batch_size=COMMIT_EVERY, batch_format="numpy"
+        ):
             _commit(batch, index, report)
             if on_commit:
-                on_commit(report.tagged + len(report.failures), len(wanted))
+                on_commit(report.tagged + len(report.failures))
     index.flush()
     report.seconds = time.monotonic() - started
     save_report(report)
     return report
+
+
+def _dataset(paths_: list[str], cfg: Config, local: tagger.Tagger) -> Any:
+    """decode tasks -> model actors -> write tasks, over these paths."""
+    ray = ray_module()
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    actors = max(1, gpus or int(resources.get("CPU", 1)) // 2)
+    return (
+        ray.data.from_items([{"path": p} for p in paths_])
+        .map_batches(
+            decode_batch,
+            fn_args=(local.model.input_size, cfg.scan.max_pixels),
+            batch_size=DECODE_BATCH,
+            num_cpus=STAGE_CPUS,
+            batch_format="numpy",
+        )
+        .map_batches(
+            Infer,
+            fn_constructor_args=(cfg,),
+            batch_size=cfg.model.batch_size,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+            num_gpus=1 if gpus else 0,
+            num_cpus=STAGE_CPUS,
+            runtime_env={"env_vars": _folders_env()},
+            batch_format="numpy",
+        )
+        .map_batches(
+            write_batch,
+            fn_args=(cfg, str(local.version)),
+            batch_size=COMMIT_EVERY,
+            num_cpus=STAGE_CPUS,
+            batch_format="numpy",
+        )
+    )
 
 
 def _folders_env() -> dict[str, str]:
