@@ -167,3 +167,25 @@ def test_without_ray_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         capsys.readouterr().err
         == "phototag: backfill needs Ray Data: pip install 'phototag[cluster]'\n"
     )
+
+
+def test_a_stopped_run_resumes_where_it_was(
+    local_ray: object, photos: Path, installed_model: Path, tmp_path: Path
+) -> None:
+    folder = copy_photos(photos, tmp_path / "p", rounds=8)  # 48 photos, commits of 32
+    cfg = config.load(config_with_index(tmp_path))
+
+    def stop(done: int) -> None:
+        raise KeyboardInterrupt  # the user's Ctrl-C after the first commit
+
+    with Index(cfg.index_dir) as index, pytest.raises(KeyboardInterrupt):
+        backfill.backfill([folder], cfg, index, on_commit=stop)
+    first = index_of(config_with_index(tmp_path))
+    assert 0 < len(first) < 48
+    committed = {name: Path(r.path).stat().st_mtime_ns for name, r in first.items()}
+    with Index(cfg.index_dir) as index:
+        report = backfill.backfill([folder], cfg, index)
+    assert (report.unchanged, report.tagged, report.failures) == (len(first), 48 - len(first), [])
+    after = index_of(config_with_index(tmp_path))
+    assert len(after) == 48
+    assert {n: Path(after[n].path).stat().st_mtime_ns for n in committed} == committed
