@@ -45,6 +45,24 @@ def choose_providers(wanted: Literal["auto", "cpu", "cuda"]) -> list[str]:
     return [CPU]
 
 
+def session(
+    path: Path, providers: Literal["auto", "cpu", "cuda"] = "auto", threads: int = 0
+) -> ort.InferenceSession:
+    """An ONNX Runtime session on the chosen providers; a bad file is one InferenceError line."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: ONNX Runtime uses every core
+    # Idle ORT threads would otherwise spin for the next batch, burning the cores that the
+    # decoders and the metadata writer need (measured: 62 -> 51 ms of CPU per photo).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=choose_providers(providers)
+        )
+    except Exception as exc:  # ORT raises its own untyped errors for bad files
+        raise InferenceError(f"{path}: cannot load model: {str(exc).splitlines()[0]}") from None
+
+
 class Model:
     """An ONNX image model with `probabilities` and `embedding` outputs."""
 
@@ -56,18 +74,7 @@ class Model:
         providers: Literal["auto", "cpu", "cuda"] = "auto",
         threads: int = 0,
     ) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: ONNX Runtime uses every core
-        # Idle ORT threads would otherwise spin for the next batch, burning the cores that the
-        # decoders and the metadata writer need (measured: 62 -> 51 ms of CPU per photo).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(path), sess_options=options, providers=choose_providers(providers)
-            )
-        except Exception as exc:  # ORT raises its own untyped errors for bad files
-            raise InferenceError(f"{path}: cannot load model: {str(exc).splitlines()[0]}") from None
+        self.session = session(path, providers, threads)
         self.input_name = input_name
         self.input_size = input_size
         self.providers = self.session.get_providers()

@@ -1,0 +1,151 @@
+"""Faces in a photo: BlazeFace finds them, FaceRes describes each aligned face.
+
+The detector sees the whole photo letterboxed to 256x256; each face it keeps is cut from
+the photo itself (not the 256 copy), aligned by a similarity transform of its eyes, nose
+and mouth onto the ArcFace template, and embedded. Cosine similarity of two embeddings
+then compares identities (../shared/models/README.md: same face >= 0.77 under edits,
+different faces <= 0.68). The maths (letterbox, weighted NMS, the transform) are pure
+functions on arrays; `FaceModels` holds the two ONNX sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from phototag.pipeline.infer import session
+
+DETECT_SIZE = 256
+EMBED_SIZE = 224
+MIN_SCORE = 0.75  # the README's measured threshold: animal faces stay below it
+MIN_FACE_PX = 24  # smaller faces (in the photo's pixels) are too blurred to recognise
+NMS_IOU = 0.3
+# ArcFace's 112x112 template (eyes, nose tip, mouth centre), zoomed out by 0.8 about its
+# centre and scaled to the embedder's 224x224 input, as the model's README prescribes.
+TEMPLATE = (
+    (np.array([[38.29, 51.70], [73.53, 51.50], [56.03, 71.74], [56.14, 92.28]]) - 56.0) * 0.8 + 56.0
+) * 2.0
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: where it is (fractions of the photo's width and height) and who it looks like."""
+
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    landmarks: tuple[tuple[float, float], ...]  # 6 points: eyes, nose, mouth, ears
+    embedding: np.ndarray  # float32 [1024], L2-normalised
+
+
+def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, float, int, int]:
+    """The image scaled to fit `size` x `size`, centred on black; with the scale and offsets."""
+    width, height = image.size
+    scale = min(size / width, size / height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    canvas = Image.new("RGB", (size, size))
+    x0, y0 = (size - w) // 2, (size - h) // 2
+    canvas.paste(image.convert("RGB").resize((w, h), Image.Resampling.BILINEAR), (x0, y0))
+    return np.asarray(canvas), scale, x0, y0
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one box with many (x1, y1, x2, y2 rows)."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def weighted_nms(
+    scores: np.ndarray, boxes: np.ndarray, points: np.ndarray, threshold: float, overlap: float
+) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """MediaPipe's weighted NMS: each kept face is the score-weighted mean of the candidates
+    it suppresses (boxes and keypoints), with its best member's score."""
+    keep = np.flatnonzero(scores >= threshold)
+    keep = keep[np.argsort(-scores[keep])]
+    faces = []
+    while keep.size:
+        group = keep[iou(boxes[keep[0]], boxes[keep]) > overlap]
+        weights = scores[group] / scores[group].sum()
+        faces.append(
+            (
+                float(scores[keep[0]]),
+                np.tensordot(weights, boxes[group], axes=1),
+                np.tensordot(weights, points[group], axes=1),
+            )
+        )
+        keep = np.setdiff1d(keep, group, assume_unique=True)
+        keep = keep[np.argsort(-scores[keep])]
+    return faces
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2x3 rotation + uniform scale + shift taking `src` points nearest to `dst` (Umeyama)."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    u, sigma, vt = np.linalg.svd(d.T @ s / len(src))
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ sign @ vt
+    scale = np.trace(np.diag(sigma) @ sign) / s.var(0).sum()
+    matrix = scale * rotation
+    return np.hstack([matrix, (mu_d - matrix @ mu_s)[:, None]])
+
+
+def aligned_crop(image: Image.Image, points: np.ndarray) -> np.ndarray:
+    """The face whose eyes, nose and mouth are `points` (photo pixels), aligned, 224x224 RGB."""
+    forward = np.vstack([similarity_transform(points[:4], TEMPLATE), [0, 0, 1]])
+    inverse = np.linalg.inv(forward)[:2].ravel()  # PIL maps output pixels back to input ones
+    crop = image.convert("RGB").transform(
+        (EMBED_SIZE, EMBED_SIZE), Image.Transform.AFFINE, tuple(inverse), Image.Resampling.BILINEAR
+    )
+    return np.asarray(crop)
+
+
+class FaceModels:
+    """The face detector and embedder, each one ONNX Runtime session, loaded once."""
+
+    def __init__(
+        self, detector: Path, embedder: Path, providers: Literal["auto", "cpu", "cuda"] = "auto"
+    ) -> None:
+        self.detector = session(detector, providers)
+        self.embedder = session(embedder, providers)
+
+    def find(self, image: Image.Image, min_score: float = MIN_SCORE) -> list[Face]:
+        """Every face in `image` (EXIF orientation already applied) scoring at least `min_score`."""
+        pixels, scale, x0, y0 = letterbox(image, DETECT_SIZE)
+        scores, boxes, points = self.detector.run(
+            ["scores", "boxes", "keypoints"], {"input": pixels[None]}
+        )
+        found = weighted_nms(scores[0], boxes[0], points[0], min_score, NMS_IOU)
+        width, height = image.size
+        offset = np.array([x0, y0])
+        kept = []
+        for score, box, kps in found:
+            box_px = (box.reshape(2, 2) - offset) / scale
+            kps_px = (kps - offset) / scale
+            if min(box_px[1] - box_px[0]) < MIN_FACE_PX:
+                continue
+            kept.append((score, box_px, kps_px))
+        if not kept:
+            return []
+        crops = np.stack([aligned_crop(image, kps) for _, _, kps in kept])
+        (vectors,) = self.embedder.run(["embedding"], {"input": crops})
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        size = np.array([width, height])
+        return [
+            Face(
+                score=score,
+                box=tuple(np.clip(box_px / size, 0, 1).ravel().round(5).tolist()),
+                landmarks=tuple(tuple(p) for p in (kps_px / size).round(5).tolist()),
+                embedding=vec.astype(np.float32),
+            )
+            for (score, box_px, kps_px), vec in zip(kept, vectors, strict=True)
+        ]
