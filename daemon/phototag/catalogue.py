@@ -35,6 +35,7 @@ _CHUNK = 1 << 16
 Dtype = Literal["uint8", "float32"]
 Layout = Literal["NHWC", "NCHW"]
 Colour = Literal["RGB", "BGR"]
+Kind = Literal["classifier", "detector"]  # what a model's outputs mean, so the pipeline knows its stage
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -80,6 +81,7 @@ class ModelSpec:
     outputs: tuple[str, ...]
     labels: str  # label-map name: "imagenet" -> models/imagenet_labels.txt
     order: int  # higher is newer among the versions of one name
+    kind: Kind = "classifier"
     description: str = ""
     provenance: str = ""
 
@@ -169,6 +171,7 @@ def parse(text: str, where: str) -> ModelSpec:
         outputs=tuple(outputs),
         labels=doc.take("labels", str, _NAME),
         order=doc.take("order", int),
+        kind=doc.choice("kind", Kind) if "kind" in doc.raw else "classifier",
         description=doc.take("description", str) if "description" in doc.raw else "",
         provenance=doc.take("provenance", str) if "provenance" in doc.raw else "",
     )

@@ -53,6 +53,25 @@ class TaggingConfig:
 
 
 @dataclass
+class DetectorConfig:
+    enabled: bool = True  # run the object detector beside the classifier, when it is installed
+    name: str = "coco-nanodet"  # catalogue name of a model of kind detector
+    threshold: float = 0.35  # a detected class becomes a tag at this score
+    keep: float = 0.3  # boxes stored in the index from this score (refine can go this low)
+    iou: float = 0.6  # non-maximum suppression: overlap at which a box of the same class goes
+
+
+@dataclass
+class TagsConfig:
+    """The vocabulary the user controls; applied last, to every source of auto tags."""
+
+    exclude: list[str] = field(default_factory=list)  # tags or subtrees never written
+    generic: list[str] = field(default_factory=lambda: ["object", "place", "clothing"])
+    rename: dict[str, str] = field(default_factory=dict)  # tag or path -> the user's path
+    thresholds: dict[str, float] = field(default_factory=dict)  # tag -> its own minimum score
+
+
+@dataclass
 class WriteConfig:
     mode: Literal["auto", "inplace", "sidecar"] = "auto"  # auto: in the file where we can
     sidecar_name: Literal["append", "replace"] = "append"  # IMG.JPG.xmp or IMG.xmp
@@ -106,6 +125,8 @@ class TagPropConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     tagging: TaggingConfig = field(default_factory=TaggingConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tags: TagsConfig = field(default_factory=TagsConfig)
     write: WriteConfig = field(default_factory=WriteConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
@@ -182,6 +203,13 @@ def _check(hint: Any, value: Any, where: str, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: {key} must be a list")
         return [_check(args[0], v, where, key) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a mapping")
+        return {
+            _check(args[0], k, where, key): _check(args[1], v, where, f"{key}.{k}")
+            for k, v in value.items()
+        }
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):

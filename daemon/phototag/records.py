@@ -34,6 +34,17 @@ class PhotoFile:
         return cls(path, st.st_size, st.st_mtime_ns)
 
 
+@dataclass(frozen=True)
+class Letterbox:
+    """A photo scaled to fit a square canvas, pasted at (x0, y0), as detectors want it."""
+
+    pixels: np.ndarray  # uint8 [S, S, 3] RGB, black around the photo
+    x0: int
+    y0: int
+    width: int  # of the photo inside the canvas, pixels
+    height: int
+
+
 @dataclass
 class Decoded:
     """A photo decoded to the model's input, plus what later stages need of its pixels."""
@@ -45,6 +56,7 @@ class Decoded:
     width: int  # of the original image, after EXIF orientation
     height: int
     taken: str | None = None  # EXIF DateTimeOriginal as ISO 8601, when present
+    letterbox: Letterbox | None = None  # the detector's input, from the same decode
 
 
 @dataclass
@@ -100,7 +112,8 @@ class ModelVersion:
     backbone_sha256: str
     labelmap: str  # label-map version
     tagprop: str = ""  # hash of learned TagProp parameters, "" when none
-    thresholds: str = ""  # hash of the tagging thresholds
+    thresholds: str = ""  # hash of the tagging thresholds and the vocabulary
+    detector: str = ""  # catalogue ref + sha256[:12] of the detector, "" when none ran
 
     def __str__(self) -> str:
         parts = [f"{self.backbone}:{self.backbone_sha256[:12]}", f"labels:{self.labelmap}"]
@@ -108,6 +121,8 @@ class ModelVersion:
             parts.append(f"tagprop:{self.tagprop}")
         if self.thresholds:
             parts.append(f"thr:{self.thresholds}")
+        if self.detector:
+            parts.append(f"det:{self.detector}")
         return "/".join(parts)
 
     @classmethod
@@ -118,17 +133,26 @@ class ModelVersion:
         parts = dict(part.partition(":")[::2] for part in rest)
         if not backbone or not sha or "labels" not in parts or set(parts) - _VERSION_PARTS:
             return None
-        return cls(backbone, sha, parts["labels"], parts.get("tagprop", ""), parts.get("thr", ""))
+        return cls(
+            backbone,
+            sha,
+            parts["labels"],
+            parts.get("tagprop", ""),
+            parts.get("thr", ""),
+            parts.get("det", ""),
+        )
 
     def refresh(self, old: ModelVersion | None) -> Refresh:
         """What a photo tagged by `old` needs to be tagged as by this version.
 
-        New backbone weights mean new CNN outputs: decode and infer again. A new label map,
-        TagProp or thresholds only re-apply to the CNN outputs stored at tag time.
+        New backbone or detector weights mean new model outputs: decode and infer again. A
+        new label map, TagProp, thresholds or vocabulary only re-apply to the outputs stored
+        at tag time (class probabilities, detections).
         """
-        if old is None or (old.backbone, old.backbone_sha256[:12]) != (
+        if old is None or (old.backbone, old.backbone_sha256[:12], old.detector) != (
             self.backbone,
             self.backbone_sha256[:12],
+            self.detector,
         ):
             return "reanalyse"
         same = (old.labelmap, old.tagprop, old.thresholds) == (
@@ -139,7 +163,7 @@ class ModelVersion:
         return "current" if same else "rescore"
 
 
-_VERSION_PARTS = {"labels", "tagprop", "thr"}
+_VERSION_PARTS = {"labels", "tagprop", "thr", "det"}
 
 
 @dataclass
@@ -148,6 +172,7 @@ class Outcome:
 
     path: Path
     tags: list[Tag] = field(default_factory=list)
+    detections: list[Detection] = field(default_factory=list)
     written_to: Path | None = None  # the file or sidecar that received the keywords
     skipped: str | None = None  # why nothing was done (unchanged, dry run)
     error: str | None = None  # one line, for stderr

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,21 +57,35 @@ def print_tagged(label: str, outcome: Outcome, as_json: bool) -> None:
         line = json.dumps(outcome_json(outcome) | {"path": label})
     else:
         where = f"  -> {show(outcome.written_to)}" if outcome.written_to else ""
-        line = f"{label}: {format_tags(outcome)}{where}"
+        line = f"{label}: {format_tags(outcome)}{where}{format_boxes(outcome)}"
     tqdm.write(line, file=sys.stdout)
+
+
+def format_boxes(outcome: Outcome) -> str:
+    """The detector's boxes in brief on their own line: `seen: 2 person, dog`."""
+    if not outcome.detections:
+        return ""
+    counts = Counter(d.path.rsplit("|", 1)[-1] for d in outcome.detections)
+    return "\n  seen: " + ", ".join(f"{n} {name}" if n > 1 else name for name, n in counts.items())
 
 
 def outcome_json(outcome: Outcome) -> dict[str, object]:
     return {
         "path": show(outcome.path),
         "tags": [{"tag": t.name, "path": t.path, "score": round(t.score, 4)} for t in outcome.tags],
+        "detections": [
+            {"tag": d.path, "score": d.score, "box": list(d.box), "model": d.model}
+            for d in outcome.detections
+        ],
         "written_to": show(outcome.written_to) if outcome.written_to else None,
         "skipped": outcome.skipped,
         "error": outcome.error,
     }
 
 
-def progress_bar(args: argparse.Namespace, total: int | None, unit: str, desc: str | None = None) -> tqdm:
+def progress_bar(
+    args: argparse.Namespace, total: int | None, unit: str, desc: str | None = None
+) -> tqdm:
     """A progress bar on stderr: live on a terminal, a line every 10 s in a log, none with -q."""
     return tqdm(
         total=total,
@@ -87,9 +102,12 @@ def load_tagger(cfg: Config) -> Tagger:
     from phototag.pipeline import tagger
 
     try:
-        return tagger.load(cfg)
+        loaded = tagger.load(cfg)
     except (catalogue.CatalogueError, InferenceError, train.TrainError) as exc:
         raise UserError(str(exc)) from None
+    if loaded.notice:
+        print(f"phototag: {loaded.notice}", file=sys.stderr)
+    return loaded
 
 
 def open_index(cfg: Config, dry_run: bool) -> Index:

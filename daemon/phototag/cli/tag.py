@@ -53,12 +53,14 @@ def _tag_url(url: str, tagger: Tagger, cfg: Config) -> Outcome:
             hashlib.sha256(data).hexdigest(),
             tagger.model.input_size,
             cfg.scan.max_pixels,
+            tagger.letterbox,
         )
     except (fetch.FetchError, decode.DecodeError) as exc:
         return Outcome(Path(url), error=str(exc).removeprefix(f"{url}: "))
-    batch = tagger.model.run(decoded.pixels[None])
-    tags = tagger.tags(batch, decoded.colour[None])[0]
-    return Outcome(Path(url), tags=tags, skipped="URL: tags only, nothing written")
+    found = tagger.analyse([decoded])
+    return Outcome(
+        Path(url), found.tags[0], found.detections[0], skipped="URL: tags only, nothing written"
+    )
 
 
 def cmd_scan(args: argparse.Namespace, cfg: Config) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from phototag.records import Decoded, PhotoFile
+from phototag.records import Decoded, Letterbox, PhotoFile
 
 try:  # optional extra `heic`
     from pillow_heif import register_heif_opener
@@ -51,8 +51,15 @@ def read(file: PhotoFile) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def decode(file: PhotoFile, data: bytes, sha256: str, size: int, max_pixels: int) -> Decoded:
-    """Turn a photo's bytes into a `size` x `size` RGB array (bilinear, no crop, as the model expects)."""
+def decode(
+    file: PhotoFile, data: bytes, sha256: str, size: int, max_pixels: int, letterbox: int = 0
+) -> Decoded:
+    """Turn a photo's bytes into a `size` x `size` RGB array (bilinear, no crop, as the model expects).
+
+    With `letterbox` > 0 the same decode also yields the detector's input: the photo scaled
+    to fit a `letterbox`-pixel square, centred on black. One draft-mode decode at the larger
+    of the two sizes serves both.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about odd EXIF; errors still raise
@@ -67,11 +74,13 @@ def decode(file: PhotoFile, data: bytes, sha256: str, size: int, max_pixels: int
             taken = _date_taken(exif)
             if exif.get(0x0112) in (5, 6, 7, 8):  # rotated 90°: people see it the other way up
                 width, height = height, width
-            img.draft("RGB", (size, size))  # JPEG only: decode at the smallest scale >= size
+            side = max(size, letterbox)
+            img.draft("RGB", (side, side))  # JPEG only: decode at the smallest scale >= side
             img = ImageOps.exif_transpose(img)
             if img.mode != "RGB":
                 img = _to_rgb(img)
             pixels = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR))
+            boxed = letterboxed(img, letterbox) if letterbox else None
     except DecodeError:
         raise
     except UnidentifiedImageError:
@@ -79,10 +88,20 @@ def decode(file: PhotoFile, data: bytes, sha256: str, size: int, max_pixels: int
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DecodeError(f"corrupt image: {message}") from None
-    return Decoded(file, sha256, pixels, colour_histogram(pixels), width, height, taken)
+    return Decoded(file, sha256, pixels, colour_histogram(pixels), width, height, taken, boxed)
 
 
-def load(path: Path, size: int, max_pixels: int) -> Decoded:
+def letterboxed(img: Image.Image, side: int) -> Letterbox:
+    """`img` scaled by r = min(side/W, side/H) (bilinear) and pasted centred on a black square."""
+    r = min(side / img.width, side / img.height)
+    w, h = max(1, round(img.width * r)), max(1, round(img.height * r))
+    canvas = np.zeros((side, side, 3), np.uint8)
+    x0, y0 = (side - w) // 2, (side - h) // 2
+    canvas[y0 : y0 + h, x0 : x0 + w] = np.asarray(img.resize((w, h), Image.Resampling.BILINEAR))
+    return Letterbox(canvas, x0, y0, w, h)
+
+
+def load(path: Path, size: int, max_pixels: int, letterbox: int = 0) -> Decoded:
     """Stat, read and decode one path: the decode stage for one photo."""
     try:
         file = PhotoFile.stat(path)
@@ -91,7 +110,7 @@ def load(path: Path, size: int, max_pixels: int) -> Decoded:
     except OSError as exc:
         raise DecodeError(f"cannot stat: {exc.strerror or exc}") from None
     data, sha256 = read(file)
-    return decode(file, data, sha256, size, max_pixels)
+    return decode(file, data, sha256, size, max_pixels, letterbox)
 
 
 def colour_histogram(pixels: np.ndarray) -> np.ndarray:

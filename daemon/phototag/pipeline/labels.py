@@ -49,7 +49,7 @@ class LabelMap:
         index = {path: i for i, path in enumerate(self.paths)}
         descends = np.zeros((len(self.paths), len(self.paths)), dtype=np.float32)
         for q, path in enumerate(self.paths):
-            for parent in _ancestors(path)[:-1]:
+            for parent in ancestors(path)[:-1]:
                 if parent not in index:
                     raise LabelMapError(f"path {path!r} lacks its ancestor {parent!r}")
                 descends[q, index[parent]] = 1.0
@@ -64,7 +64,7 @@ class LabelMap:
         return len(self.labels)
 
 
-def _ancestors(path: str) -> list[str]:
+def ancestors(path: str) -> list[str]:
     """Every prefix of a path, the path itself last: a|b|c -> a, a|b, a|b|c."""
     levels = path.split(LEVEL_SEP)
     return [LEVEL_SEP.join(levels[: i + 1]) for i in range(len(levels))]
@@ -78,7 +78,7 @@ def build(version: str, labels: list[str], class_paths: list[list[str]]) -> Labe
         for path in own:
             if not path or any(not level.strip() for level in path.split(LEVEL_SEP)):
                 raise LabelMapError(f"empty level in tag path {path!r}")
-    closure = [sorted({a for path in own for a in _ancestors(path)}) for own in class_paths]
+    closure = [sorted({a for path in own for a in ancestors(path)}) for own in class_paths]
     paths = sorted({path for rows in closure for path in rows})
     index = {path: i for i, path in enumerate(paths)}
     membership = np.zeros((len(labels), len(paths)), dtype=np.float32)

@@ -152,7 +152,8 @@ def rescore(
         else:
             embeddings = index.vectors(stores.embedding, part, stores.embedding_dim)
             colours = index.vectors(COLOUR_STORE, part, COLOUR_DIM)
-        tags = tagger.tags(Batch(probabilities, embeddings), colours, part)
+        boxes = [r.detections for r in part]
+        tags = tagger.tags(Batch(probabilities, embeddings), colours, part, boxes)
         for record, photo_tags in zip(part, tags, strict=True):
             yield _apply(record, photo_tags, version, cfg)
 

@@ -27,8 +27,7 @@ from phototag.files import fileio, metadata
 from phototag.learn.train import COLOUR_STORE
 from phototag.library.index import Index, PhotoRecord
 from phototag.pipeline import decode
-from phototag.pipeline.infer import Batch
-from phototag.pipeline.tagger import Tagger
+from phototag.pipeline.tagger import Analysis, Tagger
 from phototag.records import Decoded, Outcome, PhotoFile, Tag
 from phototag.service import moves
 
@@ -132,7 +131,7 @@ class Pipeline:
         self, paths: Iterable[Path], pool: ThreadPoolExecutor, window: int
     ) -> Iterator[Decoded | Outcome]:
         """Decoded photos in order, with up to `window` decodes in flight ahead of the consumer."""
-        size = self.tagger.model.input_size
+        size, letterbox = self.tagger.model.input_size, self.tagger.letterbox
         max_pixels = self.cfg.scan.max_pixels
         pending: deque[tuple[Path, Future[Decoded]]] = deque()
         for item in paths:
@@ -143,7 +142,7 @@ class Pipeline:
             if skip is not None:
                 yield skip
                 continue
-            pending.append((item, pool.submit(decode.load, item, size, max_pixels)))
+            pending.append((item, pool.submit(decode.load, item, size, max_pixels, letterbox)))
             if len(pending) >= window:
                 yield self._result(*pending.popleft())
         while pending:
@@ -177,23 +176,19 @@ class Pipeline:
             (r for r in self.index.with_sha(decoded.sha256) if not os.path.lexists(r.path)), None
         )
 
-    def _infer(self, batch: list[Decoded]) -> tuple[Batch, list[list[Tag]]]:
-        inferred = self.tagger.model.run(np.stack([d.pixels for d in batch]))
-        colours = np.stack([d.colour for d in batch])
+    def _infer(self, batch: list[Decoded]) -> Analysis:
         records = [self.index.get(d.file.path) if self.index else None for d in batch]
-        return inferred, self.tagger.tags(inferred, colours, records)
+        return self.tagger.analyse(batch, records)
 
-    def _finish(
-        self, batch: list[Decoded], inferred: tuple[Batch, list[list[Tag]]]
-    ) -> list[Outcome]:
+    def _finish(self, batch: list[Decoded], inferred: Analysis) -> list[Outcome]:
         """Write one inferred batch's keywords, then its index records in one go (writer thread)."""
-        outputs, tags = inferred
+        outputs, tags = inferred.batch, inferred.tags
         done: list[tuple[PhotoRecord, dict[str, np.ndarray]]] = []
         outcomes = []
         try:
             with fileio.folder_syncs_batched():  # renames are durable before the index says so
                 for i, decoded in enumerate(batch):
-                    outcome = Outcome(decoded.file.path, tags=tags[i])
+                    outcome = Outcome(decoded.file.path, tags[i], inferred.detections[i])
                     outcomes.append(outcome)
                     if self.dry_run:
                         outcome.skipped = "dry run"
@@ -216,7 +211,8 @@ class Pipeline:
         return outcomes
 
     def _write(self, decoded: Decoded, outcome: Outcome) -> PhotoRecord:
-        record = write_tags(base_record(decoded), outcome.tags, str(self.tagger.version), self.cfg)
+        base = replace(base_record(decoded), detections=outcome.detections)
+        record = write_tags(base, outcome.tags, str(self.tagger.version), self.cfg)
         outcome.written_to = Path(record.written_to or decoded.file.path)
         return record
 

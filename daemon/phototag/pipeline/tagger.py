@@ -2,7 +2,8 @@
 
 `Tagger.tags` is the one function that decides a photo's auto tags, for `tag`, `scan`, the
 service and `refine`'s re-scoring alike: the CNN's tags, plus the user's own keywords that
-the active TagProp model (`phototag train`) finds likely enough.
+the active TagProp model (`phototag train`) finds likely enough, merged with the object
+detector's tags, then passed through the user's vocabulary (`tags:` settings).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from phototag import catalogue
-from phototag.config import Config, TaggingConfig, TagPropConfig
+from phototag.config import Config, DetectorConfig, TaggingConfig, TagPropConfig, TagsConfig
 from phototag.learn import train
 from phototag.library.index import PhotoRecord
-from phototag.pipeline import labels
+from phototag.pipeline import detect, labels, vocabulary
 from phototag.pipeline.infer import Batch, InferenceError, Model
-from phototag.records import ModelVersion, Tag
+from phototag.records import Decoded, Detection, ModelVersion, Tag
 
 
 def cnn_tags(
@@ -63,12 +64,30 @@ def merge(cnn: list[Tag], learned: list[Tag]) -> list[Tag]:
     return sorted(cnn + extra, key=lambda t: -t.score)
 
 
-def settings_hash(cfg: TaggingConfig, tagprop: TagPropConfig | None = None) -> str:
-    """A short stable id of the thresholds, part of the model version stored per photo."""
+def settings_hash(
+    cfg: TaggingConfig,
+    tagprop: TagPropConfig | None = None,
+    detector: DetectorConfig | None = None,
+    tags: TagsConfig | None = None,
+) -> str:
+    """A short stable id of the thresholds and vocabulary, part of the model version per photo."""
     text = f"{cfg.threshold:.4f}/{cfg.max_tags}/{int(cfg.ancestors)}"
     if tagprop is not None:  # only a learned model makes its thresholds matter
         text += f"/{tagprop.threshold:.4f}/{tagprop.max_tags}"
+    if detector is not None:  # only a detector that runs makes its threshold matter
+        text += f"/det{detector.threshold:.4f}"
+    if tags is not None and tags != TagsConfig():  # the default vocabulary keeps old versions
+        text += f"/voc{vocabulary.digest(tags)}"
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+@dataclass
+class Analysis:
+    """What the models said about a batch of photos, row i for photo i."""
+
+    batch: Batch
+    detections: list[list[Detection]]
+    tags: list[list[Tag]]
 
 
 @dataclass
@@ -82,6 +101,9 @@ class Tagger:
     cfg: TaggingConfig
     tagprop_cfg: TagPropConfig = field(default_factory=TagPropConfig)
     learned: train.Learned | None = None  # the active model for this backbone
+    detector: detect.Detector | None = None
+    tags_cfg: TagsConfig = field(default_factory=TagsConfig)
+    notice: str | None = None  # one line for the user about a stage that does not run
 
     @property
     def embedding_store(self) -> str:
@@ -102,22 +124,47 @@ class Tagger:
         batch: Batch,
         colours: np.ndarray,
         records: Sequence[PhotoRecord | None] = (),
+        detections: Sequence[Sequence[Detection]] = (),
     ) -> list[list[Tag]]:
-        """Each photo's auto tags from its CNN outputs and colour histogram.
+        """Each photo's auto tags from its CNN outputs, colour histogram and detected boxes.
 
         records[i]: photo i's index record, if it has one. The learned model does not propose
         the user's own keywords on it nor those they deleted there (metadata.write would refuse
-        those anyway), and does not count the photo as its own neighbour.
+        those anyway), and does not count the photo as its own neighbour. detections[i]: photo
+        i's boxes (fresh, or stored in its record when refine re-scores).
         """
-        cnn = cnn_tags(batch.probabilities, self.labelmap, self.cfg)
-        if self.learned is None:
-            return cnn
-        query = train.Features(batch.embeddings, colours, batch.probabilities)
-        scores = self.learned.scores(query, [r.path if r else None for r in records])
-        exclude = [[*r.user, *r.negatives] if r else [] for r in records]
-        cfg = self.tagprop_cfg
-        mine = learned_tags(scores, self.learned.tags, cfg.threshold, cfg.max_tags, exclude)
-        return [merge(c, m) for c, m in zip(cnn, mine, strict=True)]
+        tags = cnn_tags(batch.probabilities, self.labelmap, self.cfg)
+        if self.learned is not None:
+            query = train.Features(batch.embeddings, colours, batch.probabilities)
+            scores = self.learned.scores(query, [r.path if r else None for r in records])
+            exclude = [[*r.user, *r.negatives] if r else [] for r in records]
+            cfg = self.tagprop_cfg
+            mine = learned_tags(scores, self.learned.tags, cfg.threshold, cfg.max_tags, exclude)
+            tags = [merge(c, m) for c, m in zip(tags, mine, strict=True)]
+        if self.detector is not None and detections:
+            threshold = self.detector.cfg.threshold
+            tags = [
+                detect.merge(t, detect.detection_tags(d, threshold), self.cfg.max_tags)
+                for t, d in zip(tags, detections, strict=True)
+            ]
+        return [vocabulary.apply(t, self.tags_cfg) for t in tags]
+
+    @property
+    def letterbox(self) -> int:
+        """The detector's input side, for decode to prepare beside the classifier's; 0: none."""
+        return self.detector.input_size if self.detector is not None else 0
+
+    def analyse(
+        self, photos: Sequence[Decoded], records: Sequence[PhotoRecord | None] = ()
+    ) -> Analysis:
+        """Run every stage on decoded photos, batched per model: outputs, boxes and tags."""
+        batch = self.model.run(np.stack([d.pixels for d in photos]))
+        colours = np.stack([d.colour for d in photos])
+        frames = [d.letterbox for d in photos]
+        boxes: list[list[Detection]] = [[] for _ in photos]
+        if self.detector is not None and all(f is not None for f in frames):
+            boxes = self.detector.run(frames)  # type: ignore[arg-type]
+        return Analysis(batch, boxes, self.tags(batch, colours, records, boxes))
 
     def use(self, digest: str, learned: train.Learned | None) -> None:
         """Tag with this learned model from now on (None: the CNN alone)."""
@@ -125,7 +172,15 @@ class Tagger:
         self.version = replace(
             self.version,
             tagprop=digest if learned is not None else "",
-            thresholds=settings_hash(self.cfg, self.tagprop_cfg if learned is not None else None),
+            thresholds=self._settings_hash(),
+        )
+
+    def _settings_hash(self) -> str:
+        return settings_hash(
+            self.cfg,
+            self.tagprop_cfg if self.learned is not None else None,
+            self.detector.cfg if self.detector is not None else None,
+            self.tags_cfg,
         )
 
 
@@ -142,15 +197,20 @@ def load(cfg: Config) -> Tagger:
     if not isinstance(dim, int):
         raise InferenceError(f"{installed.path}: the model has no fixed-size embedding output")
     labelmap = labels.load(spec.labels)
+    notice = None
+    try:
+        detector = detect.load(cfg)
+    except catalogue.ModelMissing as exc:  # the classifier alone still tags
+        detector, notice = None, f"no object detection: {exc}"
     version = ModelVersion(
         backbone=spec.ref,
         backbone_sha256=spec.sha256,
         labelmap=labelmap.version,
-        thresholds=settings_hash(cfg.tagging),
+        detector=detector.ref if detector is not None else "",
     )
     stores = train.Stores(spec.sha256[:12], dim, labelmap.n_outputs)
-    tagger = Tagger(model, labelmap, version, stores, cfg.tagging, cfg.tagprop)
-    found = train.active(stores.backbone)
-    if found is not None:
-        tagger.use(*found)
+    tagger = Tagger(
+        model, labelmap, version, stores, cfg.tagging, cfg.tagprop, None, detector, cfg.tags, notice
+    )
+    tagger.use(*(train.active(stores.backbone) or ("", None)))
     return tagger
