@@ -96,7 +96,11 @@ def test_catalogue_pins_the_reference_models() -> None:
 
 def test_entries_are_well_formed() -> None:
     specs = catalogue.entries()
-    assert {s.ref for s in specs} == {"mobilenet-v2@tf1-quant", "mobilenet-v2@tf2-ptq"}
+    assert {s.ref for s in specs} == {
+        "mobilenet-v2@tf1-quant",
+        "mobilenet-v2@tf2-ptq",
+        "coco-nanodet@g-416",
+    }
     assert NEW.order > OLD.order
     for spec in specs:
         assert (
@@ -104,9 +108,11 @@ def test_entries_are_well_formed() -> None:
             == f"https://github.com/phototag/phototag-models/releases/download/v1/{spec.file}"
         )
         assert (spec.input.dtype, spec.input.layout, spec.input.colour) == ("uint8", "NHWC", "RGB")
-        assert spec.outputs == ("probabilities", "embedding")
-        assert spec.labels == "imagenet"
-        assert spec.licence == "Apache-2.0"
+        if spec.kind == "detector":
+            assert (spec.outputs, spec.labels) == (("scores", "boxes"), "coco")
+        else:
+            assert (spec.outputs, spec.labels) == (("probabilities", "embedding"), "imagenet")
+        assert spec.licence.startswith("Apache-2.0")
 
 
 def shipped_entry() -> dict:
@@ -148,7 +154,9 @@ def test_find() -> None:
     assert catalogue.find(NAME, "tf1-quant") == OLD
     assert catalogue.split_ref("mobilenet-v2@tf1-quant") == (NAME, "tf1-quant")
     assert catalogue.split_ref("mobilenet-v2") == (NAME, None)
-    with pytest.raises(CatalogueError, match=r"unknown model 'resnet' \(known: mobilenet-v2\)"):
+    with pytest.raises(
+        CatalogueError, match=r"unknown model 'resnet' \(known: coco-nanodet, mobilenet-v2\)"
+    ):
         catalogue.find("resnet")
     with pytest.raises(CatalogueError, match=r"known: tf1-quant, tf2-ptq"):
         catalogue.find(NAME, "v9")

@@ -14,7 +14,7 @@ from phototag import catalogue, config
 from phototag.config import Config, WriteConfig
 from phototag.files import metadata
 from phototag.library.index import Index, PhotoRecord, under
-from phototag.pipeline import decode, infer, labels, tagger
+from phototag.pipeline import decode, infer, labels, tagger, vocabulary
 from phototag.records import ModelVersion
 from tests.albums import copy_photos, exiftool, keyword_sets, records, run
 from tests.conftest import MODEL_V2, need_shared
@@ -182,7 +182,12 @@ def test_threshold_change_rescores_1000_photos_without_decoding(
     version = str(tagger.load(cfg).version)
     labelmap = labels.load()
     expected = [
-        [t.path for t in tagger.cnn_tags(s.probabilities, labelmap, cfg.tagging)[0]]
+        [
+            t.path
+            for t in vocabulary.apply(
+                tagger.cnn_tags(s.probabilities, labelmap, cfg.tagging)[0], cfg.tags
+            )
+        ]
         for s in sources
     ]
     changed = 0

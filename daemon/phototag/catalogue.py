@@ -35,7 +35,9 @@ _CHUNK = 1 << 16
 Dtype = Literal["uint8", "float32"]
 Layout = Literal["NHWC", "NCHW"]
 Colour = Literal["RGB", "BGR"]
-Kind = Literal["classifier", "detector"]  # what a model's outputs mean, so the pipeline knows its stage
+Kind = Literal[
+    "classifier", "detector"
+]  # what a model's outputs mean, so the pipeline knows its stage
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -102,12 +102,9 @@ def load_tagger(cfg: Config) -> Tagger:
     from phototag.pipeline import tagger
 
     try:
-        loaded = tagger.load(cfg)
+        return tagger.load(cfg)
     except (catalogue.CatalogueError, InferenceError, train.TrainError) as exc:
         raise UserError(str(exc)) from None
-    if loaded.notice:
-        print(f"phototag: {loaded.notice}", file=sys.stderr)
-    return loaded
 
 
 def open_index(cfg: Config, dry_run: bool) -> Index:

@@ -9,6 +9,7 @@ detector's tags, then passed through the user's vocabulary (`tags:` settings).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -21,6 +22,8 @@ from phototag.library.index import PhotoRecord
 from phototag.pipeline import detect, labels, vocabulary
 from phototag.pipeline.infer import Batch, InferenceError, Model
 from phototag.records import Decoded, Detection, ModelVersion, Tag
+
+log = logging.getLogger(__name__)
 
 
 def cnn_tags(
@@ -103,7 +106,6 @@ class Tagger:
     learned: train.Learned | None = None  # the active model for this backbone
     detector: detect.Detector | None = None
     tags_cfg: TagsConfig = field(default_factory=TagsConfig)
-    notice: str | None = None  # one line for the user about a stage that does not run
 
     @property
     def embedding_store(self) -> str:
@@ -197,11 +199,11 @@ def load(cfg: Config) -> Tagger:
     if not isinstance(dim, int):
         raise InferenceError(f"{installed.path}: the model has no fixed-size embedding output")
     labelmap = labels.load(spec.labels)
-    notice = None
     try:
         detector = detect.load(cfg)
-    except catalogue.ModelMissing as exc:  # the classifier alone still tags
-        detector, notice = None, f"no object detection: {exc}"
+    except catalogue.ModelMissing as exc:  # "when installed": the classifier alone still tags
+        detector = None
+        log.info("no object detection: %s", exc)
     version = ModelVersion(
         backbone=spec.ref,
         backbone_sha256=spec.sha256,
@@ -210,7 +212,7 @@ def load(cfg: Config) -> Tagger:
     )
     stores = train.Stores(spec.sha256[:12], dim, labelmap.n_outputs)
     tagger = Tagger(
-        model, labelmap, version, stores, cfg.tagging, cfg.tagprop, None, detector, cfg.tags, notice
+        model, labelmap, version, stores, cfg.tagging, cfg.tagprop, None, detector, cfg.tags
     )
     tagger.use(*(train.active(stores.backbone) or ("", None)))
     return tagger
