@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from phototag.config import Config
 from phototag.learn import evaluate, neighbours, tagprop, train
 from phototag.learn.twopknn import twopknn_scores
-from phototag.pipeline import decode, infer
+from phototag.pipeline import decode, detect, infer, labels
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 N_LABELS = 3
@@ -202,11 +203,105 @@ def machine() -> str:
     return f"nproc={os.cpu_count()}, CPU: {model}, load average {load}"
 
 
+# --- stages: classifier, detector and their fusion, as the tagger merges them ------------------
+
+
+def coco_columns(labelmap: labels.LabelMap, classes: list[str]) -> np.ndarray:
+    """int [classes]: the label-map path column of each COCO class (-1: the map lacks it)."""
+    coco = labels.load("coco")
+    own = {coco.labels[c]: p for c, p in enumerate(detect.class_paths(coco))}
+    index = {path: j for j, path in enumerate(labelmap.paths)}
+    return np.array([index.get(own[c], -1) for c in classes])
+
+
+def stage_scores(
+    files: list[Path], classes: list[str], model: infer.Model, detector: detect.Detector
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per COCO class scores of each stage alone and fused, through phototag's own path;
+    and each stage's ms per photo, measured in this run."""
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    plain = [decode.load(f, model.input_size, 200_000_000) for f in files]
+    times["decode (classifier input)"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    both = [decode.load(f, model.input_size, 200_000_000, detector.input_size) for f in files]
+    times["decode (classifier + letterbox, one decode)"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    probabilities = np.concatenate(
+        [
+            model.run(np.stack([d.pixels for d in plain[i : i + 16]])).probabilities
+            for i in range(0, len(plain), 16)
+        ]
+    )
+    times["classifier (MobileNetV2, batch 16)"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    found: list[list] = []
+    for i in range(0, len(both), 8):
+        found += detector.run([d.letterbox for d in both[i : i + 8]])  # type: ignore[misc]
+    times["detector (NanoDet 416 + NMS, batch 8)"] = time.perf_counter() - t0
+    labelmap = labels.load("imagenet")
+    columns = coco_columns(labelmap, classes)
+    path_scores = labels.path_scores(probabilities, labelmap)
+    classifier = np.where(columns >= 0, path_scores[:, np.maximum(columns, 0)], 0.0)
+    coco = labels.load("coco")
+    paths = detect.class_paths(coco)
+    detected = np.zeros((len(files), len(classes)))
+    for i, boxes in enumerate(found):
+        for tag in detect.detection_tags(boxes, detector.cfg.keep):
+            if tag.path in paths:
+                detected[i, classes.index(coco.labels[paths.index(tag.path)])] = tag.score
+    scores = {
+        "classifier alone (MobileNetV2, ImageNet map)": classifier,
+        "detector alone (NanoDet, max box score)": detected,
+        "fused: per tag the higher score (detect.merge)": np.maximum(classifier, detected),
+    }
+    return scores, {k: 1000 * v / len(files) for k, v in times.items()}
+
+
+def stages_table(
+    coco: Path, classes: list[str], labels_by_file: dict[str, list[str]], model: infer.Model
+) -> None:
+    cfg = Config()
+    detector = detect.Detector(
+        infer.session(SHARED / "models" / "coco_nanodet.onnx", "cpu"),
+        "input",
+        416,
+        detect.class_paths(labels.load("coco")),
+        "coco-nanodet@g-416",
+        cfg.detector,
+    )
+    files = sorted((coco / "val").glob("*.jpg"))
+    truth = np.zeros((len(files), len(classes)), bool)
+    for i, f in enumerate(files):
+        for tag in labels_by_file[f"val/{f.name}"]:
+            truth[i, classes.index(tag)] = True
+    scores, ms = stage_scores(files, classes, model, detector)
+    person = classes.index("person")
+    print("| coco256 val, 3 tags per photo | P | R | F1 | N+ | mAP | person P | person R |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, s in scores.items():
+        m = evaluate.annotation_metrics(s, truth, N_LABELS)
+        chosen = evaluate.top_n(s, N_LABELS) & (s > 0)
+        hits = (chosen[:, person] & truth[:, person]).sum()
+        pp = hits / max(1, chosen[:, person].sum())
+        pr = hits / max(1, truth[:, person].sum())
+        print(
+            f"| {name} | {m.precision:.3f} | {m.recall:.3f} | {m.f1:.3f} | {m.n_plus} "
+            f"| {m.mean_ap:.3f} | {pp:.3f} | {pr:.3f} |"
+        )
+    print("\n| stage | ms per photo |\n| --- | ---: |")
+    for name, v in ms.items():
+        print(f"| {name} | {v:.1f} |")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--coco", type=Path, default=SHARED / "coco256")
     parser.add_argument(
         "--model", type=Path, default=SHARED / "models" / "mobilenet_v2_1.0_224_quant.onnx"
+    )
+    parser.add_argument(
+        "--stages", action="store_true", help="only the classifier / detector / fused table"
     )
     args = parser.parse_args(argv)
     print(f"machine at start: {machine()}")
@@ -216,6 +311,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             row["file"]: [t for t in row["tags"].split(";") if t] for row in csv.DictReader(f)
         }
     model = infer.Model(args.model, "input", 224, "cpu")
+    if args.stages:
+        stages_table(args.coco, classes, labels, model)
+        print(f"\nmachine at end: {machine()}")
+        return
     t0 = time.perf_counter()
     train_set = load_split(args.coco / "train", labels, classes, model)
     val_set = load_split(args.coco / "val", labels, classes, model)

@@ -149,23 +149,23 @@ def load(cfg: Config) -> Detector | None:
     spec = installed.spec
     if spec.kind != "detector":
         raise InferenceError(f"detector.name {spec.name!r} is a {spec.kind}, not a detector")
-    labelmap = labels.load(spec.labels)
-    if any(len(row) != 1 for row in _own_paths(labelmap)):
-        raise InferenceError(f"label map {spec.labels}: a detector class needs exactly one path")
     return Detector(
         infer.session(installed.path, cfg.model.providers),
         spec.input.name,
         spec.input.size,
-        [row[0] for row in _own_paths(labelmap)],
+        class_paths(labels.load(spec.labels)),
         f"{spec.ref}:{spec.sha256[:12]}",
         cfg.detector,
     )
 
 
-def _own_paths(labelmap: labels.LabelMap) -> list[list[str]]:
-    """Each class's most specific paths (those no other of its paths lies below)."""
-    rows = []
+def class_paths(labelmap: labels.LabelMap) -> list[str]:
+    """The one tag path of each detector class (the most specific of its map's paths)."""
+    out = []
     for c in range(labelmap.n_outputs):
         mine = [labelmap.paths[j] for j in np.flatnonzero(labelmap.membership[c])]
-        rows.append([p for p in mine if not any(q.startswith(p + LEVEL_SEP) for q in mine)])
-    return rows
+        leaves = [p for p in mine if not any(q.startswith(p + LEVEL_SEP) for q in mine)]
+        if len(leaves) != 1:
+            raise InferenceError(f"label map {labelmap.version}: a detector class needs one path")
+        out.append(leaves[0])
+    return out
