@@ -8,6 +8,9 @@ then on fresh copies of the same files measures:
   2. phototag: `phototag scan` end to end in a subprocess with default settings (peak RSS too);
   3. bounds: model-only at the best batch size, and decode-only with phototag's decoder, all cores;
 and prints photos/s, the ratios 2/1 and 2/min(bounds), and peak RSS.
+With --detector, also `phototag scan` with the object detector installed (the default set:
+classifier + detector from one decode) on its own fresh copies in the same round, and the
+ratio of its rate to the classifier-only scan's.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tinydb import TinyDB
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models" / "mobilenet_v2_1.0_224_quant.onnx"
+DETECTOR = SHARED / "models" / "coco_nanodet.onnx"
 CACHE = Path(tempfile.gettempdir()) / "phototag-bench-camera"
 
 
@@ -84,13 +88,19 @@ def naive(files: list[Path], db_path: Path) -> float:
     return time.perf_counter() - start
 
 
-def phototag_scan(folder: Path, home: Path) -> tuple[float, int]:
-    """`phototag scan` in a fresh process and fresh XDG folders; returns seconds and peak RSS (KiB)."""
+def phototag_scan(
+    folder: Path, home: Path, models: tuple[Path, ...] = (MODEL,)
+) -> tuple[float, int]:
+    """`phototag scan` in a fresh process and fresh XDG folders with `models` installed;
+    returns seconds and peak RSS (KiB)."""
     env = dict(
         os.environ, XDG_DATA_HOME=str(home), XDG_STATE_HOME=str(home), XDG_CONFIG_HOME=str(home)
     )
     run = [sys.executable, "-m", "phototag"]
-    subprocess.run([*run, "models", "import", str(MODEL)], env=env, check=True, capture_output=True)
+    for model in models:
+        subprocess.run(
+            [*run, "models", "import", str(model)], env=env, check=True, capture_output=True
+        )
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     subprocess.run([*run, "-q", "scan", str(folder)], env=env, check=True)
@@ -148,6 +158,9 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="variants alternate; ratios are taken within a round"
     )
+    parser.add_argument(
+        "--detector", action="store_true", help="also scan with the detector (the default set)"
+    )
     args = parser.parse_args()
     files = make_camera_photos(args.photos)
     size_mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
@@ -155,7 +168,8 @@ def main() -> None:
         f"{len(files)} photos, 4000x3000 JPEG q90, {size_mb:.1f} MB each on average; "
         f"{os.cpu_count()} cores; {args.rounds} rounds"
     )
-    rows: dict[str, list[float]] = {k: [] for k in ("naive", "ours", "model", "decode", "rss")}
+    keys = ("naive", "ours", "model", "decode", "rss", "both")
+    rows: dict[str, list[float]] = {k: [] for k in keys}
     for f in files:  # warm the page cache so every variant reads from memory alike
         f.read_bytes()
     for r in range(args.rounds):
@@ -163,6 +177,10 @@ def main() -> None:
             work = Path(tmp)
             fresh_copies(files, work / "scan")
             seconds, rss_kib = phototag_scan(work / "scan", work / "home")
+            if args.detector:
+                fresh_copies(files, work / "both")
+                both, _ = phototag_scan(work / "both", work / "home2", (MODEL, DETECTOR))
+                rows["both"].append(len(files) / both)
             naive_files = fresh_copies(files[: args.naive_photos], work / "naive")
             rows["naive"].append(len(naive_files) / naive(naive_files, work / "naive.json"))
         rows["ours"].append(len(files) / seconds)
@@ -184,6 +202,10 @@ def main() -> None:
     print(f"decode-only bound   {med['decode']:7.1f} photos/s")
     print(f"phototag / naive            {vs_naive:5.1f}x   (median of per-round ratios)")
     print(f"phototag / min(bounds)      {vs_bound:5.1%}")
+    if args.detector:
+        kept = np.median(np.array(rows["both"]) / np.array(rows["ours"]))
+        print(f"scan, classifier + detector {med['both']:7.1f} photos/s")
+        print(f"  its rate / classifier-only  {kept:5.1%}   (median of per-round ratios)")
 
 
 if __name__ == "__main__":
