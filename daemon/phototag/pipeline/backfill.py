@@ -116,11 +116,17 @@ def decode_batch(batch: dict[str, np.ndarray], size: int, max_pixels: int) -> di
     return {"decoded": decoded, "error": errors}
 
 
+def classifier_only(cfg: Config) -> Config:
+    """Backfill runs the classifier alone (its stages carry no detector input yet); the model
+    version then says so, and `phototag refine` adds the detector's tags later."""
+    return dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, enabled=False))
+
+
 class Infer:
     """An actor that keeps the tagger (ONNX session, label map, learned model) loaded."""
 
     def __init__(self, cfg: Config) -> None:
-        self.tagger = tagger.load(cfg)
+        self.tagger = tagger.load(classifier_only(cfg))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = [i for i, d in enumerate(batch["decoded"]) if d is not None]
@@ -205,7 +211,7 @@ def backfill(
     """
     started = time.monotonic()
     ray_module()  # the extra is installed: say so before anything else
-    local = tagger.load(cfg)  # fails early, here, when no model is installed
+    local = tagger.load(classifier_only(cfg))  # fails early, here, when no model is installed
     report = Report(address=connect(address, num_cpus))
     wanted = todo(roots, cfg, index, report)
     while chunk := list(itertools.islice(wanted, CHUNK)):
