@@ -16,8 +16,7 @@ import numpy as np
 
 from phototag import catalogue
 from phototag.config import Config, DetectorConfig
-from phototag.pipeline import labels
-from phototag.pipeline import infer
+from phototag.pipeline import infer, labels
 from phototag.pipeline.infer import InferenceError
 from phototag.records import LEVEL_SEP, Detection, Letterbox, Tag
 
