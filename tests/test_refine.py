@@ -185,7 +185,8 @@ def test_threshold_change_rescores_1000_photos_without_decoding(
         [
             t.path
             for t in vocabulary.apply(
-                tagger.cnn_tags(s.probabilities, labelmap, cfg.tagging)[0], cfg.tags
+                tagger.cnn_tags(s.probabilities, labelmap, cfg.tagging)[0],
+                vocabulary.Vocabulary(cfg.tags),
             )
         ]
         for s in sources

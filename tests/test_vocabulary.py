@@ -10,6 +10,7 @@ import pytest
 from phototag import catalogue
 from phototag.config import TagsConfig
 from phototag.pipeline import decode, detect, infer, tagger, vocabulary
+from phototag.pipeline.vocabulary import Vocabulary
 from phototag.records import Tag
 from tests.albums import copy_photos, keyword_sets, records, run
 from tests.conftest import MODELS, need_shared
@@ -19,54 +20,73 @@ def paths(tags: list[Tag]) -> list[str]:
     return [t.path for t in tags]
 
 
+def apply(tags: list[Tag], **settings: object) -> list[str]:
+    return paths(vocabulary.apply(tags, Vocabulary(TagsConfig(**settings))))  # type: ignore[arg-type]
+
+
 def test_exclude_by_path_drops_a_subtree_and_by_word_every_path_with_it() -> None:
     tags = [Tag("animal|mammal|dog", 0.9), Tag("clothing|tie", 0.5), Tag("food|pizza", 0.4)]
-    assert paths(vocabulary.apply(tags, TagsConfig(exclude=["animal|mammal"]))) == [
-        "clothing|tie",
-        "food|pizza",
-    ]
-    assert paths(vocabulary.apply(tags, TagsConfig(exclude=["Clothing", "pizza"]))) == [
-        "animal|mammal|dog"
-    ]
-    assert paths(vocabulary.apply(tags, TagsConfig(exclude=["animal|cat"]))) == paths(tags)
+    assert apply(tags, exclude=["animal|mammal"]) == ["clothing|tie", "food|pizza"]
+    assert apply(tags, exclude=["Clothing", "pizza"]) == ["animal|mammal|dog"]
+    assert apply(tags, exclude=["animal|cat"]) == paths(tags)
 
 
 def test_generic_roots_alone_are_dropped_but_their_children_stay() -> None:
     tags = [Tag("object", 0.6), Tag("place|beach", 0.5), Tag("place", 0.3)]
-    assert paths(vocabulary.apply(tags, TagsConfig())) == ["place|beach"]
-    assert paths(vocabulary.apply(tags, TagsConfig(generic=[]))) == paths(tags)
+    assert apply(tags) == ["place|beach"]
+    assert apply(tags, generic=[]) == paths(tags)
 
 
 def test_rename_by_path_or_word_and_merging_two_into_one() -> None:
-    cfg = TagsConfig(rename={"person": "People", "food|hot dog": "food|snack|hot dog"})
+    rename = {"person": "People", "food|hot dog": "food|snack|hot dog"}
     tags = [Tag("people|person", 0.8), Tag("person", 0.3), Tag("food|hot dog", 0.7)]
-    out = vocabulary.apply(tags, cfg)
+    out = vocabulary.apply(tags, Vocabulary(TagsConfig(rename=rename)))
     assert [(t.path, t.score) for t in out] == [("People", 0.8), ("food|snack|hot dog", 0.7)]
-    assert vocabulary.apply([Tag("food|hot dog", 0.7)], TagsConfig(exclude=["snack"])) == [
-        Tag("food|hot dog", 0.7)
-    ]
-    renamed_then_excluded = TagsConfig(rename={"dog": "pets|dog"}, exclude=["pets"])
-    assert vocabulary.apply([Tag("animal|mammal|dog", 0.9)], renamed_then_excluded) == []
+    assert apply([Tag("food|hot dog", 0.7)], exclude=["snack"]) == ["food|hot dog"]
+    assert (
+        apply([Tag("animal|mammal|dog", 0.9)], rename={"dog": "pets|dog"}, exclude=["pets"]) == []
+    )
 
 
 def test_per_tag_thresholds() -> None:
-    cfg = TagsConfig(thresholds={"kite": 0.5})
-    assert paths(vocabulary.apply([Tag("object|toy|kite", 0.4), Tag("beach", 0.3)], cfg)) == [
-        "beach"
-    ]
+    tags = [Tag("object|toy|kite", 0.4), Tag("beach", 0.3)]
+    assert apply(tags, thresholds={"kite": 0.5}) == ["beach"]
 
 
-def test_every_vocabulary_setting_changes_the_settings_hash() -> None:
+def test_a_translation_table_translates_every_level(tmp_path: Path) -> None:
+    table = tmp_path / "de.tsv"
+    table.write_text("# English -> German\nanimal\tTier\nmammal\tSäugetier\ndog\tHund\n")
+    vocab = Vocabulary.load(TagsConfig(translations=str(table), rename={"cat": "pets|cat"}))
+    out = vocabulary.apply([Tag("animal|mammal|dog", 0.9), Tag("animal|mammal|cat", 0.8)], vocab)
+    assert paths(out) == ["Tier|Säugetier|Hund", "pets|cat"]
+    table.write_text("dog Hund\n")
+    with pytest.raises(vocabulary.VocabularyError, match="line 1: expected word<TAB>translation"):
+        Vocabulary.load(TagsConfig(translations=str(table)))
+    with pytest.raises(vocabulary.VocabularyError, match="cannot read"):
+        Vocabulary.load(TagsConfig(translations=str(tmp_path / "missing.tsv")))
+
+
+def test_every_vocabulary_setting_changes_the_settings_hash(tmp_path: Path) -> None:
     base = tagger.settings_hash(tagger.TaggingConfig())
-    assert tagger.settings_hash(tagger.TaggingConfig(), tags=TagsConfig()) == base
+    assert tagger.settings_hash(tagger.TaggingConfig(), vocab=Vocabulary()) == base
+    table = tmp_path / "de.tsv"
+    table.write_text("dog\tHund\n")
     variants = [
-        TagsConfig(exclude=["dog"]),
-        TagsConfig(generic=[]),
-        TagsConfig(rename={"dog": "Hund"}),
-        TagsConfig(thresholds={"dog": 0.5}),
+        Vocabulary(TagsConfig(exclude=["dog"])),
+        Vocabulary(TagsConfig(generic=[])),
+        Vocabulary(TagsConfig(rename={"dog": "Hund"})),
+        Vocabulary(TagsConfig(thresholds={"dog": 0.5})),
+        Vocabulary.load(TagsConfig(translations=str(table))),
     ]
-    hashes = {tagger.settings_hash(tagger.TaggingConfig(), tags=v) for v in variants}
+    hashes = {tagger.settings_hash(tagger.TaggingConfig(), vocab=v) for v in variants}
     assert len(hashes) == len(variants) and base not in hashes
+    table.write_text("dog\tChien\n")  # a new table is a new version
+    assert (
+        tagger.settings_hash(
+            tagger.TaggingConfig(), vocab=Vocabulary.load(TagsConfig(translations=str(table)))
+        )
+        not in hashes
+    )
 
 
 @pytest.fixture

@@ -69,6 +69,7 @@ class TagsConfig:
     generic: list[str] = field(default_factory=lambda: ["object", "place", "clothing"])
     rename: dict[str, str] = field(default_factory=dict)  # tag or path -> the user's path
     thresholds: dict[str, float] = field(default_factory=dict)  # tag -> its own minimum score
+    translations: str | None = None  # TSV file: word<TAB>word in your language, one a line
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from phototag import catalogue
-from phototag.config import Config, DetectorConfig, TaggingConfig, TagPropConfig, TagsConfig
+from phototag.config import Config, DetectorConfig, TaggingConfig, TagPropConfig
 from phototag.learn import train
 from phototag.library.index import PhotoRecord
 from phototag.pipeline import detect, labels, vocabulary
@@ -71,7 +71,7 @@ def settings_hash(
     cfg: TaggingConfig,
     tagprop: TagPropConfig | None = None,
     detector: DetectorConfig | None = None,
-    tags: TagsConfig | None = None,
+    vocab: vocabulary.Vocabulary | None = None,
 ) -> str:
     """A short stable id of the thresholds and vocabulary, part of the model version per photo."""
     text = f"{cfg.threshold:.4f}/{cfg.max_tags}/{int(cfg.ancestors)}"
@@ -79,8 +79,8 @@ def settings_hash(
         text += f"/{tagprop.threshold:.4f}/{tagprop.max_tags}"
     if detector is not None:  # only a detector that runs makes its threshold matter
         text += f"/det{detector.threshold:.4f}"
-    if tags is not None and tags != TagsConfig():  # the default vocabulary keeps old versions
-        text += f"/voc{vocabulary.digest(tags)}"
+    if vocab is not None and vocab != vocabulary.Vocabulary():  # defaults keep old versions
+        text += f"/voc{vocab.digest()}"
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -105,7 +105,7 @@ class Tagger:
     tagprop_cfg: TagPropConfig = field(default_factory=TagPropConfig)
     learned: train.Learned | None = None  # the active model for this backbone
     detector: detect.Detector | None = None
-    tags_cfg: TagsConfig = field(default_factory=TagsConfig)
+    vocab: vocabulary.Vocabulary = field(default_factory=vocabulary.Vocabulary)
 
     @property
     def embedding_store(self) -> str:
@@ -149,7 +149,7 @@ class Tagger:
                 detect.merge(t, detect.detection_tags(d, threshold), self.cfg.max_tags)
                 for t, d in zip(tags, detections, strict=True)
             ]
-        return [vocabulary.apply(t, self.tags_cfg) for t in tags]
+        return [vocabulary.apply(t, self.vocab) for t in tags]
 
     @property
     def letterbox(self) -> int:
@@ -182,7 +182,7 @@ class Tagger:
             self.cfg,
             self.tagprop_cfg if self.learned is not None else None,
             self.detector.cfg if self.detector is not None else None,
-            self.tags_cfg,
+            self.vocab,
         )
 
 
@@ -204,6 +204,10 @@ def load(cfg: Config) -> Tagger:
     except catalogue.ModelMissing as exc:  # "when installed": the classifier alone still tags
         detector = None
         log.info("no object detection: %s", exc)
+    try:
+        vocab = vocabulary.Vocabulary.load(cfg.tags)
+    except vocabulary.VocabularyError as exc:
+        raise InferenceError(str(exc)) from None
     version = ModelVersion(
         backbone=spec.ref,
         backbone_sha256=spec.sha256,
@@ -212,7 +216,7 @@ def load(cfg: Config) -> Tagger:
     )
     stores = train.Stores(spec.sha256[:12], dim, labelmap.n_outputs)
     tagger = Tagger(
-        model, labelmap, version, stores, cfg.tagging, cfg.tagprop, None, detector, cfg.tags
+        model, labelmap, version, stores, cfg.tagging, cfg.tagprop, None, detector, vocab
     )
     tagger.use(*(train.active(stores.backbone) or ("", None)))
     return tagger
