@@ -111,6 +111,8 @@ def test_excluded_tag_never_reaches_a_file(
             levels = {level.casefold() for w in words for level in w.split("|")}
             assert not {"kite", "people"} & levels, (name, field, words)
         assert fields["Subject"], name  # other tags are still written (beach, ...)
+        assert not {"object", "place", "clothing"} & set(fields["Subject"]), fields  # generic
+        assert not {"object", "place", "clothing"} & set(fields["Keywords"]), fields
 
 
 def test_rename_applies_and_refine_reapplies_it_without_decoding(

@@ -66,6 +66,7 @@ class TagsConfig:
     """The vocabulary the user controls; applied last, to every source of auto tags."""
 
     exclude: list[str] = field(default_factory=list)  # tags or subtrees never written
+    # broad roots not written as keywords of their own (alone or as a parent); paths keep them
     generic: list[str] = field(default_factory=lambda: ["object", "place", "clothing"])
     rename: dict[str, str] = field(default_factory=dict)  # tag or path -> the user's path
     thresholds: dict[str, float] = field(default_factory=dict)  # tag -> its own minimum score

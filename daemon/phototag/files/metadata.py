@@ -30,7 +30,7 @@ import os
 import secrets
 import stat
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -202,16 +202,23 @@ class Written:
 
 
 def write(
-    path: Path, tags: list[Tag], model_version: str, cfg: WriteConfig, ancestors: bool = True
+    path: Path,
+    tags: list[Tag],
+    model_version: str,
+    cfg: WriteConfig,
+    ancestors: bool = True,
+    generic: Collection[str] = (),
 ) -> Written:
     """Set our auto tags on `path` to exactly `tags`.
 
     Ours no longer wanted are removed, the user's are kept as they are, and a keyword of ours
     the user deleted is not added again. Nothing is written when nothing would change.
+    Ancestor levels named in `generic` (`object`, `place`) are not written as keywords of
+    their own: alone they only clutter search; the hierarchy field keeps the full path.
     """
     dest = target(path, cfg)
     with _open_pair(path, dest, cfg, other=True) as (doc, other):
-        new = _plan(doc.fields, other.fields if other else None, tags, ancestors)
+        new = _plan(doc.fields, other.fields if other else None, tags, ancestors, generic)
         assert new.record is not None
         new.record.model_version = model_version
         new.record.date = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -247,13 +254,25 @@ def accept(path: Path, tag: Tag, cfg: WriteConfig) -> Path:
 # ---- planning (pure) --------------------------------------------------------------------------
 
 
-def _plan(cur: _Fields, other: _Fields | None, tags: list[Tag], ancestors: bool) -> _Fields:
+def _plan(
+    cur: _Fields,
+    other: _Fields | None,
+    tags: list[Tag],
+    ancestors: bool,
+    generic: Collection[str] = (),
+) -> _Fields:
     """The fields after setting our auto tags to `tags`; model version and date left to fill."""
     rec = cur.record or _Record()
     removed = _unique(rec.removed + [k for k in rec.keywords if k not in cur.subject])
     removed_paths = _unique(rec.removed_paths + [p for p in rec.paths if p not in cur.hierarchical])
     live = [t for t in tags if t.name not in removed and t.path not in removed_paths]
-    parents = [level for t in live for level in t.levels[:-1]] if ancestors else []
+    skip = {g.casefold() for g in generic}
+    parents = [
+        level
+        for t in live
+        for level in (t.levels[:-1] if ancestors else [])
+        if level.casefold() not in skip
+    ]
     wanted = [k for k in _unique([t.name for t in live] + parents) if k not in removed]
 
     holders = [cur, other] if other else [cur]

@@ -255,7 +255,9 @@ def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) ->
     the user's keywords theirs and never re-adds one the user deleted, and the index must say
     what the file says. `base` brings what the file does not (dimensions and vectors).
     """
-    written = metadata.write(Path(base.path), tags, version, cfg.write, cfg.tagging.ancestors)
+    written = metadata.write(
+        Path(base.path), tags, version, cfg.write, cfg.tagging.ancestors, cfg.tags.generic
+    )
     return replace(
         on_disk(base, cfg.write, written),
         model_version=version,
