@@ -17,6 +17,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from phototag.pipeline.decode import letterboxed
+from phototag.pipeline.detect import iou_matrix
 from phototag.pipeline.infer import session
 
 DETECT_SIZE = 256
@@ -41,29 +43,6 @@ class Face:
     embedding: np.ndarray  # float32 [1024], L2-normalised
 
 
-def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, float, int, int]:
-    """The image scaled to fit `size` x `size`, centred on black; with the scale and offsets."""
-    width, height = image.size
-    scale = min(size / width, size / height)
-    w, h = max(1, round(width * scale)), max(1, round(height * scale))
-    canvas = Image.new("RGB", (size, size))
-    x0, y0 = (size - w) // 2, (size - h) // 2
-    canvas.paste(image.convert("RGB").resize((w, h), Image.Resampling.BILINEAR), (x0, y0))
-    return np.asarray(canvas), scale, x0, y0
-
-
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Intersection over union of one box with many (x1, y1, x2, y2 rows)."""
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
 def weighted_nms(
     scores: np.ndarray, boxes: np.ndarray, points: np.ndarray, threshold: float, overlap: float
 ) -> list[tuple[float, np.ndarray, np.ndarray]]:
@@ -73,7 +52,7 @@ def weighted_nms(
     keep = keep[np.argsort(-scores[keep])]
     faces = []
     while keep.size:
-        group = keep[iou(boxes[keep[0]], boxes[keep]) > overlap]
+        group = keep[iou_matrix(boxes[keep])[0] > overlap]  # row 0: the best candidate
         weights = scores[group] / scores[group].sum()
         faces.append(
             (
@@ -120,13 +99,14 @@ class FaceModels:
 
     def find(self, image: Image.Image, min_score: float = MIN_SCORE) -> list[Face]:
         """Every face in `image` (EXIF orientation already applied) scoring at least `min_score`."""
-        pixels, scale, x0, y0 = letterbox(image, DETECT_SIZE)
+        box = letterboxed(image.convert("RGB"), DETECT_SIZE)
+        scale = box.width / image.width
         scores, boxes, points = self.detector.run(
-            ["scores", "boxes", "keypoints"], {"input": pixels[None]}
+            ["scores", "boxes", "keypoints"], {"input": box.pixels[None]}
         )
         found = weighted_nms(scores[0], boxes[0], points[0], min_score, NMS_IOU)
         width, height = image.size
-        offset = np.array([x0, y0])
+        offset = np.array([box.x0, box.y0])
         kept = []
         for score, box, kps in found:
             box_px = (box.reshape(2, 2) - offset) / scale
