@@ -2,10 +2,10 @@
 
 Every route but the login page needs a session cookie (HttpOnly, SameSite=Strict, Secure under
 TLS); every state change also needs the session's CSRF token, in a form field or the
-X-CSRF-Token header. Pages and API call the same `WebLibrary` methods.
+X-CSRF-Token header. Pages and API call the same `WebLibrary` methods. No `from __future__
+import annotations` here: FastAPI reads the route signatures' dependency aliases at runtime.
 """
 
-from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
@@ -135,7 +135,7 @@ def create_app(
     app = FastAPI(
         title="phototag",
         version=__version__,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,  # served below, behind the login like everything else
         docs_url=None,  # Swagger UI loads from a CDN; a local app must not need the network
         redoc_url=None,
     )
@@ -352,6 +352,10 @@ def create_app(
         if outcome.error:
             raise HTTPException(422, outcome.error)
         return tagged_out(body.url, outcome)
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def api_openapi(_: Session) -> dict[str, object]:
+        return app.openapi()
 
     @app.get("/api/status")
     def api_status(_: Session) -> StatusOut:
