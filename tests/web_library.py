@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from phototag import cli, config
 from phototag.library.index import Index
 from phototag.pipeline import tagger
@@ -41,5 +43,5 @@ def build(root: Path, photos: Path) -> Iterator[WebLibrary]:
         yield WebLibrary(folder, copied, cfg, index)
 
 
-def app_of(lib: WebLibrary):  # noqa: ANN201 - a FastAPI app
+def app_of(lib: WebLibrary) -> FastAPI:
     return create_app(lib.cfg, lib.index, lambda: tagger.load(lib.cfg))
