@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -192,3 +193,55 @@ def test_search_review_and_upload_through_the_api(client: TestClient, library: W
     assert private.status_code == 422 and "127.0.0.1" in private.json()["detail"]
     status = client.get("/api/status").json()
     assert status["photos"] == len(library.photos) and status["models"]
+
+
+def test_the_service_serves_the_app_once_a_password_is_set(
+    library: WebLibrary, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    import httpx
+
+    from phototag import web
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    library.cfg.web.listen = f"127.0.0.1:{port}"
+    auth.password_file().unlink()
+    web.beside_service(library.cfg, library.index)()  # nothing served, nothing to stop
+    assert "no password set" in caplog.text
+    auth.set_password(USER, PASSWORD)
+    stop = web.beside_service(library.cfg, library.index)
+    try:
+        for _ in range(100):
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/login", timeout=2)
+                break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        assert answer.status_code == 200 and 'name="password"' in answer.text
+        assert httpx.get(f"http://127.0.0.1:{port}/api/photos").status_code == 401
+    finally:
+        stop()
+
+
+def test_web_passwd_and_listen_checks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from phototag import cli
+    from phototag.web import server
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert cli.main(["web", "passwd", "--user", "bob"]) == 0
+    assert auth.check_password("a long enough secret", auth.load_users()["bob"])
+    assert "a long enough secret" not in auth.password_file().read_text()
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert cli.main(["web", "passwd", "--user", "bob"]) == 2
+    assert "at least 8 characters" in capsys.readouterr().err
+    assert cli.main(["web", "--listen", "nonsense"]) == 2
+    assert "host:port" in capsys.readouterr().err
+    assert server.listen_address("[::1]:8765") == ("::1", 8765)
+    assert server.is_loopback("127.0.0.1") and not server.is_loopback("0.0.0.0")
