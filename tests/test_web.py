@@ -245,3 +245,27 @@ def test_web_passwd_and_listen_checks(
     assert "host:port" in capsys.readouterr().err
     assert server.listen_address("[::1]:8765") == ("::1", 8765)
     assert server.is_loopback("127.0.0.1") and not server.is_loopback("0.0.0.0")
+
+
+def test_warns_when_listening_beyond_loopback_without_tls(
+    library: WebLibrary, caplog: pytest.LogCaptureFixture
+) -> None:
+    from phototag.web import server
+
+    library.cfg.web.listen = "0.0.0.0:8765"
+    server.server(library.cfg, library.index)  # made, not started
+    assert "without TLS" in caplog.text
+    caplog.clear()
+    library.cfg.web.tls = True
+    server.server(library.cfg, library.index)
+    assert "without TLS" not in caplog.text
+
+
+def test_uploads_are_size_limited(client: TestClient, library: WebLibrary) -> None:
+    library.cfg.web.max_upload_bytes = 1000
+    csrf = login(client)
+    data = library.photos["pets.jpg"].read_bytes()
+    answer = client.post(
+        "/api/tag", files={"file": ("pets.jpg", data)}, headers={"X-CSRF-Token": csrf}
+    )
+    assert answer.status_code == 422 and "more than 1000 bytes" in answer.json()["detail"]

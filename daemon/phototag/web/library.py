@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from phototag import catalogue
 from phototag.config import Config
 from phototag.files import metadata
-from phototag.learn import suggest
+from phototag.learn import suggest, train
 from phototag.library import query
 from phototag.library.index import Index, PhotoRecord
 from phototag.library.tagindex import Filter, SourceFilter
 from phototag.pipeline import fetch
-from phototag.pipeline.runner import on_disk, tag_bytes
+from phototag.pipeline.infer import InferenceError
+from phototag.pipeline.runner import on_disk, tag_bytes, with_keywords
 from phototag.pipeline.tagger import Tagger
 from phototag.records import LEVEL_SEP, Outcome, Tag
 
@@ -153,12 +155,10 @@ class WebLibrary:
         """`phototag suggest` for this photo; none when no model or no stored scores."""
         try:
             tagger = self.tagger()
-        except Exception:  # no model installed: the page works without suggestions
-            return []
+        except (catalogue.CatalogueError, InferenceError, train.TrainError):
+            return []  # no usable model: the page works without suggestions
         if not all(s in record.vectors for s in tagger.rescore_stores):
             return []
-        from phototag.pipeline.runner import with_keywords
-
         current = with_keywords(record, found)
         return suggest.suggest([current], suggest.learned_scores(self.index, tagger))
 
