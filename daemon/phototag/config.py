@@ -124,6 +124,18 @@ class TagPropConfig:
 
 
 @dataclass
+class WebConfig:
+    """The local web app (`phototag web`; `phototag watch` serves it too when enabled)."""
+
+    enabled: bool = True  # `phototag watch` also serves the web app
+    listen: str = "127.0.0.1:8765"  # host:port; anything but loopback wants a TLS proxy
+    tls: bool = False  # served over HTTPS (by a proxy): session cookies get Secure
+    max_upload_bytes: int = 50_000_000
+    login_attempts: int = 5  # failed logins allowed per address per minute
+    session_hours: float = 24.0
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     tagging: TaggingConfig = field(default_factory=TaggingConfig)
@@ -135,6 +147,7 @@ class Config:
     fetch: FetchConfig = field(default_factory=FetchConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     tagprop: TagPropConfig = field(default_factory=TagPropConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: Path | None = None  # the file these settings came from, if any
 
     @property

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from phototag import __version__, catalogue, config
-from phototag.cli import backfill, learn, models, review, search, service, tag
+from phototag.cli import backfill, learn, models, review, search, service, tag, web
 from phototag.cli.common import UserError
 from phototag.learn import train
 from phototag.library.index import IndexUnavailable
 from phototag.service.daemon import ServiceError
 
-COMMAND_GROUPS = (tag, review, learn, search, models, service, backfill)
+COMMAND_GROUPS = (tag, review, learn, search, models, service, backfill, web)
 
 EPILOG = """\
 first steps:
@@ -33,6 +33,7 @@ first steps:
   phototag train                             learn your own keywords, then refine
   phototag undo ~/Pictures                   remove phototag's keywords, keep yours
   phototag search 'cat AND (beach OR sea)'   find indexed photos by their tags
+  phototag web passwd; phototag web          browse and review the library at http://127.0.0.1:8765
 settings: {config} (see config.yaml in the project for every setting)
 """
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -20,10 +19,10 @@ from phototag.cli.common import (
     write_options,
 )
 from phototag.config import Config
-from phototag.pipeline import decode, fetch
-from phototag.pipeline.runner import Pipeline, discover
+from phototag.pipeline import fetch
+from phototag.pipeline.runner import Pipeline, discover, tag_bytes
 from phototag.pipeline.tagger import Tagger
-from phototag.records import Outcome, PhotoFile
+from phototag.records import Outcome
 
 
 def cmd_tag(args: argparse.Namespace, cfg: Config) -> int:
@@ -47,20 +46,12 @@ def _tag_url(url: str, tagger: Tagger, cfg: Config) -> Outcome:
     """Tags for a photo on the web; nothing is written (there is no file of ours to write)."""
     try:
         data = fetch.fetch(url, cfg.fetch.max_bytes, cfg.fetch.timeout_s, cfg.fetch.allow_private)
-        decoded = decode.decode(
-            PhotoFile(Path(url), len(data), 0),
-            data,
-            hashlib.sha256(data).hexdigest(),
-            tagger.model.input_size,
-            cfg.scan.max_pixels,
-            tagger.letterbox,
-        )
-    except (fetch.FetchError, decode.DecodeError) as exc:
+    except fetch.FetchError as exc:
         return Outcome(Path(url), error=str(exc).removeprefix(f"{url}: "))
-    found = tagger.analyse([decoded])
-    return Outcome(
-        Path(url), found.tags[0], found.detections[0], skipped="URL: tags only, nothing written"
-    )
+    outcome = tag_bytes(url, data, tagger, cfg)
+    if outcome.ok:
+        outcome.skipped = "URL: tags only, nothing written"
+    return outcome
 
 
 def cmd_scan(args: argparse.Namespace, cfg: Config) -> int:

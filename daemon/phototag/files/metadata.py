@@ -251,6 +251,19 @@ def accept(path: Path, tag: Tag, cfg: WriteConfig) -> Path:
     return dest
 
 
+def remove(path: Path, tag: Tag, cfg: WriteConfig, negative: bool = False) -> Path:
+    """Take `tag` off the photo, as if the user had deleted it (an explicit user action).
+
+    Its flat keyword goes from every field, and its path when it has levels. One of ours, or any
+    with `negative` (the user rejects a suggestion), is recorded as deleted by the user: never
+    added again, and a negative example for training. Return the file changed.
+    """
+    dest = target(path, cfg)
+    with _open_pair(path, dest, cfg, other=False) as (doc, _):
+        _commit(doc, _removed(doc.fields, tag, negative), cfg)
+    return dest
+
+
 # ---- planning (pure) --------------------------------------------------------------------------
 
 
@@ -335,6 +348,30 @@ def _accepted(cur: _Fields, tag: Tag) -> _Fields:
         hierarchical=_edit(cur.hierarchical, set(), paths),
         tags_list=_edit(cur.tags_list, set(), [_digikam(p) for p in paths]),
         iptc=_edit(cur.iptc, set(), [_iptc_value(name)]) if cur.iptc_writable else cur.iptc,
+        record=rec,
+    )
+
+
+def _removed(cur: _Fields, tag: Tag, negative: bool) -> _Fields:
+    """The fields after the user deletes `tag` (and, if ours or `negative`, rejects it)."""
+    name, paths = tag.name, {tag.path} if LEVEL_SEP in tag.path else set()
+    rec = cur.record
+    if negative or (rec is not None and (name in rec.keywords or paths & set(rec.paths))):
+        rec = rec or _Record()
+        rec = replace(
+            rec,
+            tags=[t for t in rec.tags if t.name != name and t.path not in paths],
+            keywords=[k for k in rec.keywords if k != name],
+            paths=[p for p in rec.paths if p not in paths],
+            removed=_unique([*rec.removed, name]),
+            removed_paths=_unique([*rec.removed_paths, *sorted(paths)]),
+        )
+    return replace(
+        cur,
+        subject=_edit(cur.subject, {name}, []),
+        hierarchical=_edit(cur.hierarchical, paths, []),
+        tags_list=_edit(cur.tags_list, {_digikam(p) for p in paths}, []),
+        iptc=_edit(cur.iptc, {_iptc_value(name)}, []) if cur.iptc_writable else cur.iptc,
         record=rec,
     )
 

@@ -293,3 +293,22 @@ def with_keywords(record: PhotoRecord, keywords: metadata.FileKeywords) -> Photo
         user=keywords.user_keywords,
         negatives=keywords.removed_by_user,
     )
+
+
+def tag_bytes(label: str, data: bytes, tagger: Tagger, cfg: Config) -> Outcome:
+    """Tags for a photo that is no file of ours (a URL, an upload); nothing is written."""
+    try:
+        decoded = decode.decode(
+            PhotoFile(Path(label), len(data), 0),
+            data,
+            hashlib.sha256(data).hexdigest(),
+            tagger.model.input_size,
+            cfg.scan.max_pixels,
+            tagger.letterbox,
+        )
+    except decode.DecodeError as exc:
+        return Outcome(Path(label), error=str(exc).removeprefix(f"{label}: "))
+    found = tagger.analyse([decoded])
+    return Outcome(
+        Path(label), found.tags[0], found.detections[0], skipped="tags only, nothing written"
+    )

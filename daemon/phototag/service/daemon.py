@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from phototag import config, paths
+from phototag import config, paths, web
 from phototag.config import Config, ConfigError
 from phototag.files.fileio import atomic_write
 from phototag.library.index import Index
@@ -302,10 +302,12 @@ class Service:
                 log.info("%d jobs of a stopped run are queued again", recovered)
             self._processor = self.make_processor(self.cfg, self._index)
             self._watcher = self._start_watcher(self.cfg)
+            stop_web = web.beside_service(self.cfg, self._index)
             try:
                 self._loop()
             finally:
                 sd_notify("STOPPING=1")
+                stop_web()
                 self._watcher.stop()
                 self._flush()
                 self._state = "stopped"

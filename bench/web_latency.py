@@ -1,0 +1,118 @@
+"""Web app latency: library and search pages on a 100 000-photo synthetic library, thumbnails.
+
+Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/web_latency.py [--photos 100000]
+Server time is measured in process (Starlette's test client: routing, session check, search,
+template), without a network between; prints markdown for docs/benchmarks.md ("Web app").
+The library is built through the real Index API (tests/synthetic_library.py); thumbnails are
+made from a real photo in ../shared when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+import synthetic_library
+from fastapi.testclient import TestClient
+
+from phototag import config
+from phototag.library.index import Index
+from phototag.web import auth, thumbs
+from phototag.web.app import create_app
+
+ROOT = Path(__file__).parents[1]
+
+
+def p50_p95(times: list[float]) -> str:
+    p50, p95 = np.percentile(np.array(times) * 1e3, [50, 95])
+    return f"{p50:.1f} | {p95:.1f}"
+
+
+def timed_gets(client: TestClient, urls: list[str]) -> list[float]:
+    out = []
+    for url in urls:
+        start = time.perf_counter()
+        answer = client.get(url)
+        out.append(time.perf_counter() - start)
+        assert answer.status_code == 200, (url, answer.status_code)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--photos", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=60)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = config.Config()
+        cfg.index.path = str(Path(tmp) / "index")
+        records = synthetic_library.photo_records(synthetic_library.library(args.photos, dim=0))
+        start = time.perf_counter()
+        with Index(cfg.index_dir) as index:
+            for i in range(0, len(records), 10_000):
+                index.put_many(records[i : i + 10_000])
+            print(
+                f"built {len(index)} photos in {time.perf_counter() - start:.1f} s", file=sys.stderr
+            )
+            stored = auth.hash_password("benchmark")
+            app = create_app(cfg, index, lambda: None, users=lambda: {"me": stored})  # type: ignore[arg-type, return-value]
+            client = TestClient(app, base_url="http://127.0.0.1")
+            token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+            assert token
+            client.post(
+                "/login", data={"username": "me", "password": "benchmark", "csrf": token[1]}
+            )
+            first = timed_gets(client, ["/"])[0]  # builds the tag index, once per process
+            rng = np.random.default_rng(0)
+            pages = [f"/?page={int(p)}" for p in rng.integers(1, 1600, size=args.requests)]
+            words = [
+                leaf.split("|")[int(rng.integers(3))] for leaf in synthetic_library.vocabulary()
+            ]
+            queries = []
+            for _ in range(args.requests):
+                a, b, c = (words[int(i)] for i in synthetic_library.zipf_choice(rng, len(words), 3))
+                queries.append(rng.choice([a, f"{a} AND {b}", f"({a} OR {b}) AND NOT {c}"]))
+            searches = [f"/?q={q.replace(' ', '+')}" for q in queries]
+            rows = [
+                ("library page (60 thumbnails, random page)", timed_gets(client, pages)),
+                ("search page (query mix)", timed_gets(client, searches)),
+                (
+                    "/api/photos (query mix)",
+                    timed_gets(client, [f"/api/photos?q={q.replace(' ', '+')}" for q in queries]),
+                ),
+            ]
+    print(f"{args.photos} photos; first page after start (tag index built): {first * 1e3:.0f} ms\n")
+    print("| request | p50 ms | p95 ms |\n| --- | ---: | ---: |")
+    for name, times in rows:
+        print(f"| {name} | {p50_p95(times)} |")
+    photo = ROOT.parent / "shared" / "photos" / "cat_1080p.jpg"
+    if photo.exists():
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["XDG_CACHE_HOME"] = cache  # never the user's cache
+            made = min(_once(photo, fresh=True) for _ in range(5))
+            cached = min(_once(photo, fresh=False) for _ in range(5))
+        print(
+            f"\nthumbnail of {photo.name}: made {made * 1e3:.1f} ms, cached {cached * 1e3:.2f} ms "
+            f"({made / cached:.0f}x)"
+        )
+
+
+def _once(photo: Path, fresh: bool) -> float:
+    if fresh:
+        for old in thumbs.cache_dir().rglob("*.jpg"):
+            old.unlink()
+    start = time.perf_counter()
+    thumbs.thumbnail(photo, thumbs.SIZES["thumb"], 200_000_000)
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()
