@@ -30,7 +30,13 @@ IMAGE_EXTENSIONS = [
     ".gif",
     ".heic",
     ".heif",
+    ".avif",
 ]
+# Camera RAW: tagged from an embedded preview, keywords always into a sidecar (never rewritten).
+RAW_EXTENSIONS = [
+    ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".raf", ".orf",
+    ".rw2", ".pef", ".srw", ".kdc", ".3fr", ".iiq", ".mef", ".mos", ".erf", ".rwl", ".x3f",
+]  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -82,7 +88,7 @@ class WriteConfig:
 
 @dataclass
 class ScanConfig:
-    extensions: list[str] = field(default_factory=lambda: list(IMAGE_EXTENSIONS))
+    extensions: list[str] = field(default_factory=lambda: IMAGE_EXTENSIONS + RAW_EXTENSIONS)
     follow_symlinks: bool = False
     workers: int = 0  # decode threads; 0: one per core
     max_pixels: int = 200_000_000  # larger images are refused as decompression bombs

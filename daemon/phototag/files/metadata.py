@@ -39,7 +39,7 @@ from pathlib import Path
 import pyexiv2
 from PIL import Image, PngImagePlugin
 
-from phototag.config import WriteConfig
+from phototag.config import RAW_EXTENSIONS, WriteConfig
 from phototag.files.fileio import TEMP_SUFFIX, fsync_dir
 from phototag.records import LEVEL_SEP, Tag
 
@@ -170,7 +170,7 @@ def target(path: Path, cfg: WriteConfig) -> Path:
     record stays in one place), then the photo if exiv2 writes its format and we may write it.
     """
     side = sidecar(path, cfg)
-    if cfg.mode == "sidecar":
+    if cfg.mode == "sidecar" or path.suffix.lower() in RAW_EXTENSIONS:  # a RAW is never rewritten
         return side
     if cfg.mode == "inplace":
         return path

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from phototag.config import RAW_EXTENSIONS
+from phototag.pipeline import raw
 from phototag.records import Decoded, Letterbox, PhotoFile
 
 try:  # optional extra `heic`
@@ -60,6 +62,8 @@ def decode(
     to fit a `letterbox`-pixel square, centred on black. One draft-mode decode at the larger
     of the two sizes serves both.
     """
+    if file.path.suffix.lower() in RAW_EXTENSIONS:
+        return _decode_raw(file, data, sha256, size, letterbox)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about odd EXIF; errors still raise
@@ -99,6 +103,18 @@ def letterboxed(img: Image.Image, side: int) -> Letterbox:
     x0, y0 = (side - w) // 2, (side - h) // 2
     canvas[y0 : y0 + h, x0 : x0 + w] = np.asarray(img.resize((w, h), Image.Resampling.BILINEAR))
     return Letterbox(canvas, x0, y0, w, h)
+
+
+def _decode_raw(file: PhotoFile, data: bytes, sha256: str, size: int, letterbox: int) -> Decoded:
+    """A RAW through its embedded preview or a half-size demosaic (pipeline/raw.py)."""
+    try:
+        picture = raw.picture(file.path, data, max(size, letterbox))
+    except raw.RawError as exc:
+        raise DecodeError(str(exc)) from None
+    pixels = np.asarray(picture.image.resize((size, size), Image.Resampling.BILINEAR))
+    boxed = letterboxed(picture.image, letterbox) if letterbox else None
+    width, height = picture.image.size
+    return Decoded(file, sha256, pixels, colour_histogram(pixels), width, height, None, boxed)
 
 
 def load(path: Path, size: int, max_pixels: int, letterbox: int = 0) -> Decoded:
