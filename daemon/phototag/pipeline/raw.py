@@ -154,4 +154,3 @@ def _message(exc: BaseException) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return str(text).splitlines()[0] if str(text) else type(exc).__name__
-
