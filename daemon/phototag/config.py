@@ -92,6 +92,9 @@ class ScanConfig:
     follow_symlinks: bool = False
     workers: int = 0  # decode threads; 0: one per core
     max_pixels: int = 200_000_000  # larger images are refused as decompression bombs
+    jpeg_preview: bool = (
+        True  # tag a JPEG from its embedded preview when big enough (100 % agreement)
+    )
 
 
 @dataclass

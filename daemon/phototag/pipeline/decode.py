@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from phototag.config import RAW_EXTENSIONS
-from phototag.pipeline import raw
+from phototag.pipeline import preview, raw
 from phototag.records import Decoded, Letterbox, PhotoFile
 
 try:  # optional extra `heic`
@@ -54,13 +54,20 @@ def read(file: PhotoFile) -> tuple[bytes, str]:
 
 
 def decode(
-    file: PhotoFile, data: bytes, sha256: str, size: int, max_pixels: int, letterbox: int = 0
+    file: PhotoFile,
+    data: bytes,
+    sha256: str,
+    size: int,
+    max_pixels: int,
+    letterbox: int = 0,
+    fast: bool = False,
 ) -> Decoded:
     """Turn a photo's bytes into a `size` x `size` RGB array (bilinear, no crop, as the model expects).
 
     With `letterbox` > 0 the same decode also yields the detector's input: the photo scaled
     to fit a `letterbox`-pixel square, centred on black. One draft-mode decode at the larger
-    of the two sizes serves both.
+    of the two sizes serves both. `fast`: a JPEG's embedded preview stands in for it when big
+    enough for both (pipeline/preview.py).
     """
     if file.path.suffix.lower() in RAW_EXTENSIONS:
         return _decode_raw(file, data, sha256, size, letterbox)
@@ -79,8 +86,12 @@ def decode(
             if exif.get(0x0112) in (5, 6, 7, 8):  # rotated 90°: people see it the other way up
                 width, height = height, width
             side = max(size, letterbox)
-            img.draft("RGB", (side, side))  # JPEG only: decode at the smallest scale >= side
-            img = ImageOps.exif_transpose(img)
+            small = preview.embedded(img, data, side, exif.get(0x0112)) if fast else None
+            if small is not None:
+                img = small
+            else:
+                img.draft("RGB", (side, side))  # JPEG only: decode at the smallest scale >= side
+                img = ImageOps.exif_transpose(img)
             if img.mode != "RGB":
                 img = _to_rgb(img)
             pixels = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR))
@@ -117,7 +128,7 @@ def _decode_raw(file: PhotoFile, data: bytes, sha256: str, size: int, letterbox:
     return Decoded(file, sha256, pixels, colour_histogram(pixels), width, height, None, boxed)
 
 
-def load(path: Path, size: int, max_pixels: int, letterbox: int = 0) -> Decoded:
+def load(path: Path, size: int, max_pixels: int, letterbox: int = 0, fast: bool = False) -> Decoded:
     """Stat, read and decode one path: the decode stage for one photo."""
     try:
         file = PhotoFile.stat(path)
@@ -126,7 +137,7 @@ def load(path: Path, size: int, max_pixels: int, letterbox: int = 0) -> Decoded:
     except OSError as exc:
         raise DecodeError(f"cannot stat: {exc.strerror or exc}") from None
     data, sha256 = read(file)
-    return decode(file, data, sha256, size, max_pixels, letterbox)
+    return decode(file, data, sha256, size, max_pixels, letterbox, fast)
 
 
 def colour_histogram(pixels: np.ndarray) -> np.ndarray:

@@ -133,6 +133,7 @@ class Pipeline:
         """Decoded photos in order, with up to `window` decodes in flight ahead of the consumer."""
         size, letterbox = self.tagger.model.input_size, self.tagger.letterbox
         max_pixels = self.cfg.scan.max_pixels
+        fast = self.cfg.scan.jpeg_preview
         pending: deque[tuple[Path, Future[Decoded]]] = deque()
         for item in paths:
             if isinstance(item, Outcome):
@@ -142,7 +143,9 @@ class Pipeline:
             if skip is not None:
                 yield skip
                 continue
-            pending.append((item, pool.submit(decode.load, item, size, max_pixels, letterbox)))
+            pending.append(
+                (item, pool.submit(decode.load, item, size, max_pixels, letterbox, fast))
+            )
             if len(pending) >= window:
                 yield self._result(*pending.popleft())
         while pending:
