@@ -233,3 +233,37 @@ def test_heic_and_avif_are_tagged_into_sidecars(
         kw = exiftool_keywords(photo.with_name(photo.name + ".xmp"))
         assert any("cat" in k for k in kw["Subject"]), (photo, kw)
         assert kw["HierarchicalSubject"]
+
+
+def test_a_raw_jpeg_pair_is_one_photo_analysed_once(
+    tmp_path: Path,
+    photos: Path,
+    installed_model: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from phototag.pipeline import decode
+
+    folder = tmp_path / "card"
+    folder.mkdir()
+    nef = folder / "DSC_0001.NEF"
+    shutil.copyfile(need_shared(RAW_DIR / "nikon_d70s_child.nef"), nef)
+    shutil.copyfile(photos / "cat_720p.jpg", folder / "DSC_0001.JPG")
+    digest = _sha(nef)
+    decoded: list[str] = []
+    original = decode.load
+    monkeypatch.setattr(decode, "load", lambda p, *a: decoded.append(p.name) or original(p, *a))
+
+    assert cli.main(["scan", str(folder)]) == 0
+    assert "tagged 1, unchanged 0" in capsys.readouterr().err
+    assert decoded == ["DSC_0001.JPG"]  # the cheaper file, once
+    jpeg = exiftool_keywords(folder / "DSC_0001.JPG")
+    assert jpeg["Subject"] and any("cat" in k for k in jpeg["Subject"])
+    side = exiftool_keywords(folder / "DSC_0001.NEF.xmp")
+    assert side["Subject"] == jpeg["Subject"]
+    assert side["HierarchicalSubject"] == jpeg["HierarchicalSubject"]
+    assert _sha(nef) == digest
+
+    assert cli.main(["search", "cat"]) == 0
+    found = capsys.readouterr().out
+    assert "DSC_0001.JPG" in found and "DSC_0001.NEF" not in found

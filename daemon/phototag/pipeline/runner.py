@@ -26,7 +26,7 @@ from phototag.config import Config, ScanConfig, WriteConfig
 from phototag.files import fileio, metadata
 from phototag.learn.train import COLOUR_STORE
 from phototag.library.index import Index, PhotoRecord
-from phototag.pipeline import decode
+from phototag.pipeline import decode, pairs
 from phototag.pipeline.tagger import Analysis, Tagger
 from phototag.records import Decoded, Outcome, PhotoFile, Tag
 from phototag.service import moves
@@ -59,8 +59,9 @@ def discover(roots: Iterable[Path], scan: ScanConfig) -> Iterator[Path | Outcome
             except OSError as exc:
                 yield Outcome(folder, error=f"cannot list folder: {exc.strerror or exc}")
                 continue
+            paired = pairs.paired_raws([e.name for e in entries])
             for entry in entries:
-                if entry.name.startswith("."):
+                if entry.name.startswith(".") or entry.name in paired:  # the JPEG speaks for it
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=scan.follow_symlinks):
@@ -217,6 +218,15 @@ class Pipeline:
         base = replace(base_record(decoded), detections=outcome.detections)
         record = write_tags(base, outcome.tags, str(self.tagger.version), self.cfg)
         outcome.written_to = Path(record.written_to or decoded.file.path)
+        for raw in pairs.companions(decoded.file.path):  # RAW+JPEG: the same keywords into both
+            metadata.write(
+                raw,
+                outcome.tags,
+                str(self.tagger.version),
+                self.cfg.write,
+                self.cfg.tagging.ancestors,
+                self.cfg.tags.generic,
+            )
         return record
 
 
