@@ -43,7 +43,11 @@ def embedded(img: Image.Image, data: bytes, size: int, orientation: object) -> I
     usable = sorted((p for p in found if min(p.size) >= size), key=lambda p: p.size[0] * p.size[1])
     if not usable:
         return None
-    picture = usable[0].convert("RGB")
+    return upright(usable[0].convert("RGB"), orientation)
+
+
+def upright(picture: Image.Image, orientation: object) -> Image.Image:
+    """`picture` turned as EXIF `orientation` says (a photo's orientation applies to its previews)."""
     for method in ORIENTATION.get(orientation, []):  # type: ignore[call-overload]
         picture = picture.transpose(method)
     return picture

@@ -19,16 +19,14 @@ from pathlib import Path
 import rawpy
 from PIL import Image
 
+from phototag.pipeline import preview
+
 # Lossless raw data needs several bits per photosite; a file holding less than one bit per
 # photosite has no real sensor data (LibRaw then "decodes" zeros or noise from a stub).
 MIN_BITS_PER_PHOTOSITE = 1.0
 
-# LibRaw's `flip` (the RAW's EXIF orientation, already decoded) as Pillow transposes.
-_FLIP = {
-    3: Image.Transpose.ROTATE_180,
-    5: Image.Transpose.ROTATE_90,  # 90° counter-clockwise (EXIF 8)
-    6: Image.Transpose.ROTATE_270,  # 90° clockwise (EXIF 6)
-}
+# LibRaw's `flip` (the RAW's EXIF orientation, already decoded) as EXIF orientation values.
+_EXIF_OF_FLIP = {3: 3, 5: 8, 6: 6}
 _PREVIEW_LINE = re.compile(r"Preview (\d+): \S+, (\d+)x(\d+) pixels")
 
 
@@ -135,7 +133,7 @@ def _big_enough(image: Image.Image | None, size: int, tried: list[str]) -> Image
 
 
 def _upright(image: Image.Image, flip: int) -> Image.Image:
-    return image.transpose(_FLIP[flip]) if flip in _FLIP else image
+    return preview.upright(image, _EXIF_OF_FLIP.get(flip, 1))
 
 
 def _exiv2(*args: str) -> str:
