@@ -11,6 +11,7 @@ from pathlib import Path
 
 TEMP_SUFFIX = ".phototag-tmp"  # every temp file of ours ends so (and starts with a dot)
 
+NAME_MAX = 255  # bytes in one file name on Linux file systems
 _batch = threading.local()  # .folders: the folders whose fsync `folder_syncs_batched` holds back
 
 
@@ -19,7 +20,7 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
 
     The temp name starts with a dot and ends in TEMP_SUFFIX so folder watchers ignore it.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:80]}.", suffix=TEMP_SUFFIX)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -33,6 +34,15 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def temp_prefix(name: str) -> str:
+    """`.NAME.` with NAME cut to 80 bytes, so a temp name fits even beside a 255-byte name."""
+    return f".{os.fsdecode(os.fsencode(name)[:80])}."
+
+
+def name_fits(path: Path) -> bool:
+    return len(os.fsencode(path.name)) <= NAME_MAX
 
 
 @contextlib.contextmanager

@@ -132,7 +132,7 @@ class Pipeline:
     ) -> Iterator[Decoded | Outcome]:
         """Decoded photos in order, with up to `window` decodes in flight ahead of the consumer."""
         size, letterbox = self.tagger.model.input_size, self.tagger.letterbox
-        max_pixels = self.cfg.scan.max_pixels
+        max_pixels, max_bytes = self.cfg.scan.max_pixels, self.cfg.scan.max_file_bytes
         pending: deque[tuple[Path, Future[Decoded]]] = deque()
         for item in paths:
             if isinstance(item, Outcome):
@@ -142,7 +142,9 @@ class Pipeline:
             if skip is not None:
                 yield skip
                 continue
-            pending.append((item, pool.submit(decode.load, item, size, max_pixels, letterbox)))
+            pending.append(
+                (item, pool.submit(decode.load, item, size, max_pixels, letterbox, max_bytes))
+            )
             if len(pending) >= window:
                 yield self._result(*pending.popleft())
         while pending:
