@@ -53,8 +53,12 @@ class ModelConfig:
 
 @dataclass
 class TaggingConfig:
-    threshold: float = field(default=0.2, metadata=between(0, 1))  # an auto-tag needs at least this score
-    max_tags: int = field(default=5, metadata=between(0, 1000))  # most auto-tags per photo, leaf tags counted
+    threshold: float = field(
+        default=0.2, metadata=between(0, 1)
+    )  # an auto-tag needs at least this score
+    max_tags: int = field(
+        default=5, metadata=between(0, 1000)
+    )  # most auto-tags per photo, leaf tags counted
     ancestors: bool = True  # also write "animal" and "mammal" for "animal|mammal|cat"
 
 
@@ -115,21 +119,37 @@ class WatchConfig:
     recursive: bool = True
     include: list[str] = field(default_factory=lambda: ["*"])
     exclude: list[str] = field(default_factory=list)
-    settle_s: float = field(default=2.0, metadata=between(0, 3600))  # a file must keep its size and mtime this long before tagging
+    settle_s: float = field(
+        default=2.0, metadata=between(0, 3600)
+    )  # a file must keep its size and mtime this long before tagging
     poll: bool = False  # force polling (network filesystems)
-    poll_interval_s: float = field(default=10.0, metadata=between(0.1, 86400))  # how often a polled folder is re-listed
+    poll_interval_s: float = field(
+        default=10.0, metadata=between(0.1, 86400)
+    )  # how often a polled folder is re-listed
 
 
 @dataclass
 class TagPropConfig:
     """Learning the user's own keywords (`phototag train`); see train.py."""
 
-    min_examples: int = field(default=5, metadata=between(1))  # a keyword of yours is learned once this many photos carry it
-    threshold: float = field(default=0.5, metadata=between(0, 1))  # propose a learned keyword when its probability is at least this
-    max_tags: int = field(default=3, metadata=between(0, 1000))  # most learned keywords proposed per photo
-    k: int = field(default=40, metadata=between(1, 10_000))  # neighbours each photo is compared with
-    background: int = field(default=1000, metadata=between(0))  # photos without keywords of yours sampled as negatives
-    retrain_after: int = field(default=20, metadata=between(1))  # the service retrains after this many new keywords (or 10 %)
+    min_examples: int = field(
+        default=5, metadata=between(1)
+    )  # a keyword of yours is learned once this many photos carry it
+    threshold: float = field(
+        default=0.5, metadata=between(0, 1)
+    )  # propose a learned keyword when its probability is at least this
+    max_tags: int = field(
+        default=3, metadata=between(0, 1000)
+    )  # most learned keywords proposed per photo
+    k: int = field(
+        default=40, metadata=between(1, 10_000)
+    )  # neighbours each photo is compared with
+    background: int = field(
+        default=1000, metadata=between(0)
+    )  # photos without keywords of yours sampled as negatives
+    retrain_after: int = field(
+        default=20, metadata=between(1)
+    )  # the service retrains after this many new keywords (or 10 %)
 
 
 @dataclass
@@ -201,7 +221,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
             if key in seen:
-                raise ConfigError(f"setting {key} given twice (line {key_node.start_mark.line + 1})")
+                raise ConfigError(
+                    f"setting {key} given twice (line {key_node.start_mark.line + 1})"
+                )
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -229,7 +251,9 @@ def _build(cls: type, raw: dict[str, Any], where: str, prefix: str = "") -> Any:
     if cls is ScanConfig:
         bad = [e for e in values.get("extensions", []) if not e.startswith(".") or len(e) < 2]
         if bad:
-            raise ConfigError(f"{where}: {prefix}extensions: {bad[0]!r} must start with a dot, as .jpg")
+            raise ConfigError(
+                f"{where}: {prefix}extensions: {bad[0]!r} must start with a dot, as .jpg"
+            )
     return cls(**values)
 
 
@@ -238,10 +262,7 @@ def _check_range(f: dataclasses.Field[Any], value: Any, where: str, key: str) ->
     if value != value:  # NaN compares false with every bound
         raise ConfigError(f"{where}: {key} must be a number, not {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
-        if high is None:
-            limits = f"at least {low}"
-        else:
-            limits = f"between {low} and {high}"
+        limits = f"at least {low}" if high is None else f"between {low} and {high}"
         raise ConfigError(f"{where}: {key} must be {limits}, not {value!r}")
 
 

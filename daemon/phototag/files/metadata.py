@@ -101,6 +101,9 @@ class _Unreadable(MetadataError):
     """exiv2 cannot read the file's metadata (as opposed to the file itself being unreadable)."""
 
 
+Unreadable = _Unreadable  # public: a file exiv2 cannot read holds nothing of ours
+
+
 @dataclass
 class FileKeywords:
     """What a photo's keywords are now, and which of them are ours."""

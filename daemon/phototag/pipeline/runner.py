@@ -33,10 +33,11 @@ from phototag.service import moves
 
 
 def discover(roots: Iterable[Path], scan: ScanConfig) -> Iterator[Path | Outcome]:
-    """Photos below `roots` by extension, skipping hidden files and our temp files.
+    """Photos below `roots` by extension, skipping hidden files; our stale temp files go.
 
-    Symlinked folders are followed only when configured, and then each real folder is
-    visited once, so a symlink loop ends instead of recursing forever.
+    Symlinks below a root (to folders and to files) are followed only when configured, so
+    by default nothing outside the scanned folders is written through a link; a root itself
+    is followed. Each real folder is visited once, so a symlink loop ends.
     """
     extensions = {e.lower() for e in scan.extensions}
     seen: set[tuple[int, int]] = set()
@@ -59,13 +60,19 @@ def discover(roots: Iterable[Path], scan: ScanConfig) -> Iterator[Path | Outcome
             except OSError as exc:
                 yield Outcome(folder, error=f"cannot list folder: {exc.strerror or exc}")
                 continue
+            now = time.time()
             for entry in entries:
+                if fileio.is_temp(entry.name):  # left by a killed writer: nobody else removes it
+                    fileio.remove_stale_temp(Path(entry.path), now)
                 if entry.name.startswith("."):
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=scan.follow_symlinks):
                         stack.append(Path(entry.path))
-                    elif entry.is_file() and Path(entry.name).suffix.lower() in extensions:
+                    elif (
+                        entry.is_file(follow_symlinks=scan.follow_symlinks)
+                        and Path(entry.name).suffix.lower() in extensions
+                    ):
                         yield Path(entry.path)
                 except OSError:  # vanished or unreadable entry: the next stage reports it
                     yield Path(entry.path)
