@@ -224,3 +224,30 @@ def test_file_symlink_below_a_root_is_not_followed_by_default(
     assert cli.main(["-c", cfg, "scan", str(album)]) == 0
     assert "tagged 1" in capsys.readouterr().err
     assert digest(outside / "parrot.jpg") != before
+
+
+def _xmp_segment(keyword: str) -> bytes:
+    packet = (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag>'
+        f"<rdf:li>{keyword}</rdf:li></rdf:Bag></dc:subject></rdf:Description></rdf:RDF>"
+        '</x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+    body = b"http://ns.adobe.com/xap/1.0/\0" + packet
+    return b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def test_two_xmp_packets_are_left_alone_with_the_reason(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """exiv2 sees only the first packet: a rewrite would hide or drop the second's keyword."""
+    photo = album / "cat_720p.jpg"
+    data = photo.read_bytes()
+    photo.write_bytes(data[:2] + _xmp_segment("first") + _xmp_segment("mine") + data[2:])
+    before = digest(photo)
+    assert cli.main(["tag", str(photo)]) == 1
+    errors = one_line_errors(capsys.readouterr().err)
+    assert len(errors) == 1 and "holds 2 XMP packets" in errors[0]
+    assert digest(photo) == before

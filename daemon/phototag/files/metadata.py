@@ -540,6 +540,10 @@ def _has_properties(packet: str) -> bool:
     return any(len(d) or set(d.attrib) - {f"{_RDF}about"} for d in root.iter(f"{_RDF}Description"))
 
 
+# Each XMP packet opens so; JPEG's extended XMP continues one packet without a wrapper.
+_PACKET_START = b"<?xpacket begin="
+
+
 def _open(path: Path, sidecar: bool, stack: ExitStack) -> _Doc:
     """Open a photo or sidecar; a sidecar not yet on disk opens empty."""
     try:
@@ -551,6 +555,11 @@ def _open(path: Path, sidecar: bool, stack: ExitStack) -> _Doc:
         st, data = None, b""
     except OSError as exc:
         raise MetadataError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if not sidecar and (packets := data.count(_PACKET_START)) > 1:
+        raise MetadataError(
+            f"{path}: holds {packets} XMP packets; exiv2 sees only the first, so keywords in the "
+            "others would be lost: left as it is (merge them, e.g. with exiftool)"
+        )
     try:
         image = _open_bytes(data, sidecar)
         stack.enter_context(image)
