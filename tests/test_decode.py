@@ -97,10 +97,14 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     path.chmod(0)
     if os.geteuid() == 0:  # root reads whatever the mode: make the kernel's refusal explicit
 
-        def refuse(self: Path) -> bytes:
-            raise PermissionError(13, "Permission denied", str(self))
+        real_open = os.open
 
-        monkeypatch.setattr(Path, "read_bytes", refuse)
+        def refuse(path: object, flags: int, *args: object) -> int:
+            if str(path).endswith("locked.jpg"):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(decode.DecodeError, match="permission denied"):
         decode.load(path, 224, LIMIT)
 
