@@ -53,6 +53,14 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
         safeopen.read_regular(fifo, 1000)
 
 
+def test_web_thumbnail_of_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    from phototag.web import thumbs
+
+    os.mkfifo(tmp_path / "x.jpg")
+    with pytest.raises(safeopen.UnsafeFile, match="not a regular file"):
+        thumbs.thumbnail(tmp_path / "x.jpg", 64, 1000)
+
+
 def test_character_device_and_oversized_files_are_refused_before_reading(tmp_path: Path) -> None:
     with pytest.raises(safeopen.UnsafeFile, match="not a regular file"):
         safeopen.read_regular(Path("/dev/zero"), 1000)
