@@ -91,6 +91,13 @@ def test_fifo_in_tag_and_dry_run_is_one_line_and_the_photo_beside_it_is_tagged(
         assert len(errors) == 1 and "x.jpg: not a regular file" in errors[0]
         assert "cat" in run.stdout
     assert "cat" in exiftool_keywords(album / "cat_720p.jpg")["Subject"]
+    for command in (["similar"], ["suggest", "--accept", "animal|mammal|cat"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "phototag", *command, str(album / "x.jpg")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode != 0 and "not a regular file" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
 
 
 def test_file_over_max_file_bytes_is_refused_and_the_others_are_tagged(
