@@ -47,3 +47,41 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
 def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError, match="not found"):
         config.load(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tagging:\n  threshold: -0.5\n", "tagging.threshold must be between 0 and 1"),
+        ("tagging:\n  threshold: 7\n", "tagging.threshold must be between 0 and 1"),
+        ("tagging:\n  threshold: .nan\n", "tagging.threshold must be a number"),
+        ("tagging:\n  max_tags: -3\n", "tagging.max_tags must be between 0"),
+        ("scan:\n  workers: -3\n", "scan.workers must be between 0"),
+        ("scan:\n  max_file_bytes: 0\n", "scan.max_file_bytes must be at least 1"),
+        ("model:\n  batch_size: -1\n", "model.batch_size must be between 1"),
+        ("model:\n  batch_size: 0\n", "model.batch_size must be between 1"),
+        ("model:\n  batch_size: 100000000\n", "model.batch_size must be between 1 and 1024"),
+        ("fetch:\n  max_bytes: -1\n", "fetch.max_bytes must be at least 1"),
+        ("fetch:\n  timeout_s: -5\n", "fetch.timeout_s must be between"),
+        ("tagprop:\n  k: -1\n", "tagprop.k must be between 1"),
+        ("scan:\n  extensions: [jpg]\n", "scan.extensions: 'jpg' must start with a dot"),
+        ("tagging:\n  threshold: 0.3\n  threshold: 0.4\n", "setting threshold given twice"),
+        ("tagging:\n  max_tags: 2\ntagging:\n  ancestors: false\n", "setting tagging given twice"),
+    ],
+)
+def test_out_of_range_or_malformed_values_name_the_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """Issue 17 item 5: each of these used to be a traceback later, or silently accepted."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError, match=message.replace(".", r"\.")) as caught:
+        config.load(path)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_non_utf8_config_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"tagging:\n  threshold: 0.5  # caf\xe9\n")
+    with pytest.raises(config.ConfigError, match="not UTF-8"):
+        config.load(path)

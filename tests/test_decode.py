@@ -96,11 +96,14 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     path = save(gradient(), tmp_path / "locked.jpg")
     path.chmod(0)
     if os.geteuid() == 0:  # root reads whatever the mode: make the kernel's refusal explicit
+        real_open = os.open
 
-        def refuse(self: Path) -> bytes:
-            raise PermissionError(13, "Permission denied", str(self))
+        def refuse(path: object, flags: int, *args: object) -> int:
+            if str(path).endswith("locked.jpg"):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, flags, *args)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(Path, "read_bytes", refuse)
+        monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(decode.DecodeError, match="permission denied"):
         decode.load(path, 224, LIMIT)
 

@@ -384,3 +384,24 @@ def test_a_busy_service_writes_its_index_on_a_clock(
     assert len(flushes) <= most
     if every_s == 0:
         assert len(flushes) >= 12 / service.RUN_BATCHES  # one a run
+
+
+def test_a_full_disk_at_the_index_is_one_warning_and_the_job_is_kept(
+    album: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17 item 4: ENOSPC while indexing was logged with a traceback."""
+    import errno
+
+    def full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Index, "put", full)
+    running = Running(settings(album))
+    try:
+        (album / "a.jpg").write_bytes(b"pixels")
+        wait_until(lambda: "No space left on device" in caplog.text, what="the warning")
+    finally:
+        running.stop()
+    assert not [r.getMessage() for r in caplog.records if r.exc_info]  # no traceback
+    assert "tagging a batch of 1 failed: No space left on device" in caplog.text
+    assert "(will retry)" in caplog.text

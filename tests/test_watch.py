@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from phototag.config import Config
+from phototag.files import fileio
 from phototag.library.index import Index, PhotoRecord
 from phototag.records import PhotoFile
 from phototag.service import watch
@@ -342,7 +343,7 @@ def test_a_writer_pausing_longer_than_settle_s_is_waited_for(album: Path, poll: 
 
 
 def test_catch_up_removes_our_stale_temp_files_only(album: Path, tmp_path: Path) -> None:
-    old = time.time() - watch.STALE_TEMP_S - 1
+    old = time.time() - fileio.STALE_TEMP_S - 1
     stale = album / ".IMG.JPG.1a2b3c4d.phototag-tmp"
     live = album / ".IMG2.JPG.5e6f7a8b.phototag-tmp"  # maybe another process writing now
     theirs = album / ".other.tmp"

@@ -37,9 +37,7 @@ def login(client: TestClient, password: str = PASSWORD) -> str:
     page = client.get("/login")
     token = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert token
-    client.post(
-        "/login", data={"username": USER, "password": password, "csrf": token[1]}
-    )
+    client.post("/login", data={"username": USER, "password": password, "csrf": token[1]})
     home = client.get("/")
     if home.url.path == "/login":
         return ""
@@ -102,7 +100,9 @@ def test_no_session_no_csrf_no_traversal(client: TestClient, library: WebLibrary
     assert csrf
     change = {"path": cat, "action": "add", "tag": "mine"}
     assert client.post("/api/keywords", json=change).status_code == 403
-    assert client.post("/api/keywords", json=change, headers={"X-CSRF-Token": "x"}).status_code == 403
+    assert (
+        client.post("/api/keywords", json=change, headers={"X-CSRF-Token": "x"}).status_code == 403
+    )
     assert "mine" not in exiftool_keywords(Path(cat))["Subject"]
     for bad in ["../../etc/passwd", "/etc/passwd", f"{library.folder}/../../../etc/passwd"]:
         assert client.get("/api/photo", params={"path": bad}).status_code == 404

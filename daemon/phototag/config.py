@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from phototag import paths
+from phototag.files.safeopen import DEFAULT_MAX_BYTES
 
 IMAGE_EXTENSIONS = [
     ".jpg",
@@ -43,18 +44,27 @@ class ConfigError(ValueError):
     """A setting is missing, misspelt or of the wrong type."""
 
 
+def between(low: float | None = None, high: float | None = None) -> Any:
+    """Field metadata: the range a number must lie in (checked at load, see `_check_range`)."""
+    return {"range": (low, high)}
+
+
 @dataclass
 class ModelConfig:
     name: str = "mobilenet-v2"  # catalogue name
     version: str | None = None  # None: the newest installed version of that name
     providers: Literal["auto", "cpu", "cuda"] = "auto"
-    batch_size: int = 16
+    batch_size: int = field(default=16, metadata=between(1, 1024))
 
 
 @dataclass
 class TaggingConfig:
-    threshold: float = 0.2  # an auto-tag needs at least this score
-    max_tags: int = 5  # most auto-tags per photo, leaf tags counted
+    threshold: float = field(
+        default=0.2, metadata=between(0, 1)
+    )  # an auto-tag needs at least this score
+    max_tags: int = field(
+        default=5, metadata=between(0, 1000)
+    )  # most auto-tags per photo, leaf tags counted
     ancestors: bool = True  # also write "animal" and "mammal" for "animal|mammal|cat"
 
 
@@ -90,11 +100,13 @@ class WriteConfig:
 class ScanConfig:
     extensions: list[str] = field(default_factory=lambda: IMAGE_EXTENSIONS + RAW_EXTENSIONS)
     follow_symlinks: bool = False
-    workers: int = 0  # decode threads; 0: one per core
-    max_pixels: int = 200_000_000  # larger images are refused as decompression bombs
-    jpeg_preview: bool = (
-        True  # tag a JPEG from its embedded preview when big enough (100 % agreement)
-    )
+    workers: int = field(default=0, metadata=between(0, 256))  # decode threads; 0: one per core
+    # larger images are refused as decompression bombs
+    max_pixels: int = field(default=200_000_000, metadata=between(1))
+    # larger files are not read at all (a FIFO, a device or a runaway file)
+    max_file_bytes: int = field(default=DEFAULT_MAX_BYTES, metadata=between(1))
+    # tag a JPEG from its embedded preview when big enough (100 % agreement: docs/benchmarks.md)
+    jpeg_preview: bool = True
 
 
 @dataclass
@@ -104,8 +116,8 @@ class IndexConfig:
 
 @dataclass
 class FetchConfig:
-    max_bytes: int = 50_000_000
-    timeout_s: float = 20.0
+    max_bytes: int = field(default=50_000_000, metadata=between(1))
+    timeout_s: float = field(default=20.0, metadata=between(0.1, 3600))
     allow_private: bool = False  # allow loopback/private/link-local URLs
 
 
@@ -115,21 +127,37 @@ class WatchConfig:
     recursive: bool = True
     include: list[str] = field(default_factory=lambda: ["*"])
     exclude: list[str] = field(default_factory=list)
-    settle_s: float = 2.0  # a file must keep its size and mtime this long before tagging
+    settle_s: float = field(
+        default=2.0, metadata=between(0, 3600)
+    )  # a file must keep its size and mtime this long before tagging
     poll: bool = False  # force polling (network filesystems)
-    poll_interval_s: float = 10.0  # how often a polled folder is re-listed
+    poll_interval_s: float = field(
+        default=10.0, metadata=between(0.1, 86400)
+    )  # how often a polled folder is re-listed
 
 
 @dataclass
 class TagPropConfig:
     """Learning the user's own keywords (`phototag train`); see train.py."""
 
-    min_examples: int = 5  # a keyword of yours is learned once this many photos carry it
-    threshold: float = 0.5  # propose a learned keyword when its probability is at least this
-    max_tags: int = 3  # most learned keywords proposed per photo
-    k: int = 40  # neighbours each photo is compared with
-    background: int = 1000  # photos without keywords of yours sampled as negatives
-    retrain_after: int = 20  # the service retrains after this many new keywords (or 10 %)
+    min_examples: int = field(
+        default=5, metadata=between(1)
+    )  # a keyword of yours is learned once this many photos carry it
+    threshold: float = field(
+        default=0.5, metadata=between(0, 1)
+    )  # propose a learned keyword when its probability is at least this
+    max_tags: int = field(
+        default=3, metadata=between(0, 1000)
+    )  # most learned keywords proposed per photo
+    k: int = field(
+        default=40, metadata=between(1, 10_000)
+    )  # neighbours each photo is compared with
+    background: int = field(
+        default=1000, metadata=between(0)
+    )  # photos without keywords of yours sampled as negatives
+    retrain_after: int = field(
+        default=20, metadata=between(1)
+    )  # the service retrains after this many new keywords (or 10 %)
 
 
 @dataclass
@@ -179,7 +207,11 @@ def load(path: Path | None = None) -> Config:
             raise ConfigError(f"{path}: config file not found")
         return Config()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}".splitlines()[0]) from exc
     if not isinstance(raw, dict):
@@ -189,9 +221,25 @@ def load(path: Path | None = None) -> Config:
     return config
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice is an error (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise ConfigError(
+                    f"setting {key} given twice (line {key_node.start_mark.line + 1})"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _build(cls: type, raw: dict[str, Any], where: str, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    known = {name for name in fields if name != "source"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(
@@ -207,7 +255,23 @@ def _build(cls: type, raw: dict[str, Any], where: str, prefix: str = "") -> Any:
             values[name] = _build(hint, value, where, f"{key}.")
         else:
             values[name] = _check(hint, value, where, key)
+            _check_range(fields[name], values[name], where, key)
+    if cls is ScanConfig:
+        bad = [e for e in values.get("extensions", []) if not e.startswith(".") or len(e) < 2]
+        if bad:
+            raise ConfigError(
+                f"{where}: {prefix}extensions: {bad[0]!r} must start with a dot, as .jpg"
+            )
     return cls(**values)
+
+
+def _check_range(f: dataclasses.Field[Any], value: Any, where: str, key: str) -> None:
+    low, high = f.metadata.get("range", (None, None))
+    if value != value:  # NaN compares false with every bound
+        raise ConfigError(f"{where}: {key} must be a number, not {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        limits = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise ConfigError(f"{where}: {key} must be {limits}, not {value!r}")
 
 
 def _check(hint: Any, value: Any, where: str, key: str) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from phototag import __version__, catalogue, config
 from phototag.cli import backfill, learn, models, review, search, service, tag, web
-from phototag.cli.common import UserError
+from phototag.cli.common import UserError, show
 from phototag.learn import train
 from phototag.library.index import IndexUnavailable
 from phototag.service.daemon import ServiceError
@@ -93,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `phototag search cat | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 141  # as a tool killed by SIGPIPE
+    except OSError as exc:  # a full disk or a failing drive at the index or the queue
+        where = f"{show(exc.filename)}: " if exc.filename else ""
+        print(f"phototag: {where}{exc.strerror or exc}; stopped here", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

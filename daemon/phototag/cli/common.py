@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +37,12 @@ class UserError(Exception):
 
 
 def show(path: Path | str) -> str:
-    """A path printable on any terminal, even when its name is not valid UTF-8."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """A path printable on one line of any terminal: invalid UTF-8 and control characters
+    (a newline in a name would split one photo over two lines) are backslash-escaped."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(
+        c.encode("unicode_escape").decode() if unicodedata.category(c) == "Cc" else c for c in text
+    )
 
 
 def error(path: Path | str, message: str) -> None:

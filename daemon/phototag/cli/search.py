@@ -77,7 +77,9 @@ def cmd_similar(args: argparse.Namespace, cfg: Config) -> int:
     tagger = load_tagger(cfg)
     photo = Path(os.path.abspath(args.photo))
     try:
-        decoded = decode.load(photo, tagger.model.input_size, cfg.scan.max_pixels)
+        decoded = decode.load(
+            photo, tagger.model.input_size, cfg.scan.max_pixels, max_bytes=cfg.scan.max_file_bytes
+        )
     except decode.DecodeError as exc:
         error(photo, str(exc))
         return 1

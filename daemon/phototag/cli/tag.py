@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,12 +25,20 @@ from phototag.pipeline.runner import Pipeline, discover, tag_bytes
 from phototag.pipeline.tagger import Tagger
 from phototag.records import Outcome
 
+# file://, ftp://, gopher://, data: ... : a URL, not a file name, and not one we fetch.
+OTHER_URL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://|data:)")
+UNSUPPORTED_URL = (
+    "unsupported URL: only http:// and https:// URLs are fetched (give a file as a path)"
+)
+
 
 def cmd_tag(args: argparse.Namespace, cfg: Config) -> int:
     tagger = load_tagger(cfg)
     urls = [t for t in args.targets if t.startswith(("http://", "https://"))]
-    files = [Path(os.path.abspath(t)) for t in args.targets if t not in urls]  # index keys
-    labelled = [(url, _tag_url(url, tagger, cfg)) for url in urls]
+    refused = [t for t in args.targets if t not in urls and OTHER_URL.match(t)]
+    files = [Path(os.path.abspath(t)) for t in args.targets if t not in urls + refused]
+    labelled = [(show(t), Outcome(Path(t), error=UNSUPPORTED_URL)) for t in refused]
+    labelled += [(url, _tag_url(url, tagger, cfg)) for url in urls]
     if files:
         with open_index(cfg, args.dry_run) as index:
             pipeline = Pipeline(cfg, tagger, index, dry_run=args.dry_run, force=True)

@@ -56,6 +56,4 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("action", nargs="?", choices=["serve", "passwd"], default="serve")
     p.add_argument("--listen", metavar="HOST:PORT", help="default: the web.listen setting")
-    p.add_argument(
-        "--user", default=getpass.getuser(), help="the account (default: %(default)s)"
-    )
+    p.add_argument("--user", default=getpass.getuser(), help="the account (default: %(default)s)")

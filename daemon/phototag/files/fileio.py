@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import threading
@@ -11,7 +12,10 @@ from pathlib import Path
 
 TEMP_SUFFIX = ".phototag-tmp"  # every temp file of ours ends so (and starts with a dot)
 
+STALE_TEMP_S = 60.0  # a temp file of ours older than this was left by a killed writer
+NAME_MAX = 255  # bytes in one file name on Linux file systems
 _batch = threading.local()  # .folders: the folders whose fsync `folder_syncs_batched` holds back
+log = logging.getLogger("phototag")
 
 
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
@@ -19,7 +23,7 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
 
     The temp name starts with a dot and ends in TEMP_SUFFIX so folder watchers ignore it.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:80]}.", suffix=TEMP_SUFFIX)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -33,6 +37,15 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def temp_prefix(name: str) -> str:
+    """`.NAME.` with NAME cut to 80 bytes, so a temp name fits even beside a 255-byte name."""
+    return f".{os.fsdecode(os.fsencode(name)[:80])}."
+
+
+def name_fits(path: Path) -> bool:
+    return len(os.fsencode(path.name)) <= NAME_MAX
 
 
 @contextlib.contextmanager
@@ -72,3 +85,24 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def is_temp(name: str) -> bool:
+    """A temp file of ours (see `atomic_write` and metadata's in-place writes)."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+def remove_stale_temp(path: Path, now: float) -> bool:
+    """Remove a temp file of ours left by a writer killed mid-write (kill -9, power cut).
+
+    Only when older than STALE_TEMP_S: a younger one may be another phototag's live write.
+    Every command that walks a folder calls this on the temp files it meets.
+    """
+    try:
+        if now - path.lstat().st_mtime < STALE_TEMP_S:
+            return False
+        path.unlink()
+    except OSError:
+        return False
+    log.info("%s: removed a temp file left by an interrupted write", path)
+    return True

@@ -40,7 +40,8 @@ import pyexiv2
 from PIL import Image, PngImagePlugin
 
 from phototag.config import RAW_EXTENSIONS, WriteConfig
-from phototag.files.fileio import TEMP_SUFFIX, fsync_dir
+from phototag.files import safeopen
+from phototag.files.fileio import TEMP_SUFFIX, fsync_dir, name_fits, temp_prefix
 from phototag.records import LEVEL_SEP, Tag
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ class MetadataError(Exception):
 
 class _Unreadable(MetadataError):
     """exiv2 cannot read the file's metadata (as opposed to the file itself being unreadable)."""
+
+
+Unreadable = _Unreadable  # public: a file exiv2 cannot read holds nothing of ours
 
 
 @dataclass
@@ -170,6 +174,13 @@ def target(path: Path, cfg: WriteConfig) -> Path:
     record stays in one place), then the photo if exiv2 writes its format and we may write it.
     """
     side = sidecar(path, cfg)
+    if not name_fits(side):  # a 255-byte photo name leaves no room for ".xmp"
+        if cfg.mode == "sidecar" or path.suffix.lower() not in INPLACE_SUFFIXES:
+            raise MetadataError(
+                f"{path}: file name too long for a sidecar beside it ({len(os.fsencode(side.name))}"
+                " bytes, the limit is 255); shorten the name or use write.mode inplace"
+            )
+        return path
     if cfg.mode == "sidecar" or path.suffix.lower() in RAW_EXTENSIONS:  # a RAW is never rewritten
         return side
     if cfg.mode == "inplace":
@@ -529,17 +540,26 @@ def _has_properties(packet: str) -> bool:
     return any(len(d) or set(d.attrib) - {f"{_RDF}about"} for d in root.iter(f"{_RDF}Description"))
 
 
+# Each XMP packet opens so; JPEG's extended XMP continues one packet without a wrapper.
+_PACKET_START = b"<?xpacket begin="
+
+
 def _open(path: Path, sidecar: bool, stack: ExitStack) -> _Doc:
     """Open a photo or sidecar; a sidecar not yet on disk opens empty."""
     try:
-        st: os.stat_result | None = os.stat(path)
-        data = path.read_bytes()
+        data, st_found = safeopen.read_regular(path, safeopen.DEFAULT_MAX_BYTES)
+        st: os.stat_result | None = st_found
     except FileNotFoundError:
         if not sidecar:
             raise MetadataError(f"{path}: no such file") from None
         st, data = None, b""
     except OSError as exc:
         raise MetadataError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if not sidecar and (packets := data.count(_PACKET_START)) > 1:
+        raise MetadataError(
+            f"{path}: holds {packets} XMP packets; exiv2 sees only the first, so keywords in the "
+            "others would be lost: left as it is (merge them, e.g. with exiftool)"
+        )
     try:
         image = _open_bytes(data, sidecar)
         stack.enter_context(image)
@@ -573,7 +593,8 @@ def _open_pair(
             rest = _open_embedded(path, stack) if other else None
         else:
             doc = _open(path, False, stack)
-            rest = _open(side, True, stack) if other and side.exists() else None
+            has_side = other and name_fits(side) and side.exists()
+            rest = _open(side, True, stack) if has_side else None
         yield doc, rest
 
 
@@ -668,7 +689,7 @@ def _replace(doc: _Doc, data: bytes) -> None:
     mode any new file gets (0666 less the umask).
     """
     real = Path(os.path.realpath(doc.path))
-    tmp = real.with_name(f".{real.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    tmp = real.with_name(f"{temp_prefix(real.name)}{secrets.token_hex(4)}{TEMP_SUFFIX}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:

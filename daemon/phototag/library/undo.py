@@ -37,6 +37,8 @@ def undo(
     for path in paths:
         try:
             yield _undo(path, index, cfg, dry_run)
+        except metadata.Unreadable:  # not a photo exiv2 reads: we never wrote to it
+            yield Undone(path)
         except (metadata.MetadataError, OSError) as exc:
             yield Undone(path, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from phototag import paths
-from phototag.config import Config
+from phototag.config import Config, ScanConfig
 from phototag.files import fileio, metadata
 from phototag.learn.train import COLOUR_STORE
 from phototag.library.index import Index, PhotoRecord
@@ -104,13 +104,15 @@ def connect(address: str, num_cpus: int | None = None) -> str:
 # --- the stages, run by Ray workers ---------------------------------------------------
 
 
-def decode_batch(batch: dict[str, np.ndarray], size: int, max_pixels: int) -> dict[str, Any]:
-    """Decode photos (a CPU task); a failure travels on as the row's `error`."""
+def decode_batch(batch: dict[str, np.ndarray], size: int, scan: ScanConfig) -> dict[str, Any]:
+    """Decode photos (a CPU task) as scan does; a failure travels on as the row's `error`."""
     decoded = np.full(len(batch["path"]), None, dtype=object)
     errors = np.full(len(batch["path"]), "", dtype=object)
     for i, path in enumerate(batch["path"]):
         try:
-            decoded[i] = decode.load(Path(path), size, max_pixels)
+            decoded[i] = decode.load(
+                Path(path), size, scan.max_pixels, 0, scan.jpeg_preview, scan.max_file_bytes
+            )
         except decode.DecodeError as exc:
             errors[i] = f"{path}\0{exc}"
     return {"decoded": decoded, "error": errors}
@@ -237,7 +239,7 @@ def _dataset(paths_: list[str], cfg: Config, local: tagger.Tagger) -> Any:
         ray.data.from_items([{"path": p} for p in paths_])
         .map_batches(
             decode_batch,
-            fn_args=(local.model.input_size, cfg.scan.max_pixels),
+            fn_args=(local.model.input_size, cfg.scan),
             batch_size=DECODE_BATCH,
             num_cpus=STAGE_CPUS,
             batch_format="numpy",

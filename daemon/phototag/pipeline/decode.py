@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from phototag.config import RAW_EXTENSIONS
+from phototag.files import safeopen
 from phototag.pipeline import preview, raw
 from phototag.records import Decoded, Letterbox, PhotoFile
 
@@ -36,10 +37,12 @@ class DecodeError(Exception):
     """The file is not an image we can read; the message is one line for the user."""
 
 
-def read(file: PhotoFile) -> tuple[bytes, str]:
+def read(file: PhotoFile, max_bytes: int = safeopen.DEFAULT_MAX_BYTES) -> tuple[bytes, str]:
     """The file's bytes and their sha256 (the content hash the index matches moves by)."""
     try:
-        data = file.path.read_bytes()
+        data, _ = safeopen.read_regular(file.path, max_bytes)
+    except safeopen.UnsafeFile as exc:
+        raise DecodeError(str(exc)) from None
     except IsADirectoryError:
         raise DecodeError("is a directory, not a photo") from None
     except FileNotFoundError:
@@ -128,7 +131,14 @@ def _decode_raw(file: PhotoFile, data: bytes, sha256: str, size: int, letterbox:
     return Decoded(file, sha256, pixels, colour_histogram(pixels), width, height, None, boxed)
 
 
-def load(path: Path, size: int, max_pixels: int, letterbox: int = 0, fast: bool = False) -> Decoded:
+def load(
+    path: Path,
+    size: int,
+    max_pixels: int,
+    letterbox: int = 0,
+    fast: bool = False,
+    max_bytes: int = safeopen.DEFAULT_MAX_BYTES,
+) -> Decoded:
     """Stat, read and decode one path: the decode stage for one photo."""
     try:
         file = PhotoFile.stat(path)
@@ -136,7 +146,7 @@ def load(path: Path, size: int, max_pixels: int, letterbox: int = 0, fast: bool 
         raise DecodeError("no such file (moved or deleted before it could be read)") from None
     except OSError as exc:
         raise DecodeError(f"cannot stat: {exc.strerror or exc}") from None
-    data, sha256 = read(file)
+    data, sha256 = read(file, max_bytes)
     return decode(file, data, sha256, size, max_pixels, letterbox, fast)
 
 

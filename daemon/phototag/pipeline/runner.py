@@ -33,10 +33,11 @@ from phototag.service import moves
 
 
 def discover(roots: Iterable[Path], scan: ScanConfig) -> Iterator[Path | Outcome]:
-    """Photos below `roots` by extension, skipping hidden files and our temp files.
+    """Photos below `roots` by extension, skipping hidden files; our stale temp files go.
 
-    Symlinked folders are followed only when configured, and then each real folder is
-    visited once, so a symlink loop ends instead of recursing forever.
+    Symlinks below a root (to folders and to files) are followed only when configured, so
+    by default nothing outside the scanned folders is written through a link; a root itself
+    is followed. Each real folder is visited once, so a symlink loop ends.
     """
     extensions = {e.lower() for e in scan.extensions}
     seen: set[tuple[int, int]] = set()
@@ -60,13 +61,19 @@ def discover(roots: Iterable[Path], scan: ScanConfig) -> Iterator[Path | Outcome
                 yield Outcome(folder, error=f"cannot list folder: {exc.strerror or exc}")
                 continue
             paired = pairs.paired_raws([e.name for e in entries])
+            now = time.time()
             for entry in entries:
+                if fileio.is_temp(entry.name):  # left by a killed writer: nobody else removes it
+                    fileio.remove_stale_temp(Path(entry.path), now)
                 if entry.name.startswith(".") or entry.name in paired:  # the JPEG speaks for it
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=scan.follow_symlinks):
                         stack.append(Path(entry.path))
-                    elif entry.is_file() and Path(entry.name).suffix.lower() in extensions:
+                    elif (
+                        entry.is_file(follow_symlinks=scan.follow_symlinks)
+                        and Path(entry.name).suffix.lower() in extensions
+                    ):
                         yield Path(entry.path)
                 except OSError:  # vanished or unreadable entry: the next stage reports it
                     yield Path(entry.path)
@@ -133,7 +140,7 @@ class Pipeline:
     ) -> Iterator[Decoded | Outcome]:
         """Decoded photos in order, with up to `window` decodes in flight ahead of the consumer."""
         size, letterbox = self.tagger.model.input_size, self.tagger.letterbox
-        max_pixels = self.cfg.scan.max_pixels
+        max_pixels, max_bytes = self.cfg.scan.max_pixels, self.cfg.scan.max_file_bytes
         fast = self.cfg.scan.jpeg_preview
         pending: deque[tuple[Path, Future[Decoded]]] = deque()
         for item in paths:
@@ -145,7 +152,10 @@ class Pipeline:
                 yield skip
                 continue
             pending.append(
-                (item, pool.submit(decode.load, item, size, max_pixels, letterbox, fast))
+                (
+                    item,
+                    pool.submit(decode.load, item, size, max_pixels, letterbox, fast, max_bytes),
+                )
             )
             if len(pending) >= window:
                 yield self._result(*pending.popleft())

@@ -468,6 +468,9 @@ class Service:
             return finished
         try:
             outcomes = {str(o.path): o for o in self._processor([j.path for j in todo])}
+        except OSError as exc:  # a full disk at the index: one line, the jobs are retried
+            log.warning("tagging a batch of %d failed: %s", len(todo), exc.strerror or exc)
+            outcomes = {str(j.path): Outcome(j.path, error=f"{exc.strerror or exc}") for j in todo}
         except Exception as exc:  # a bug or a broken model: keep the jobs, retry later
             log.exception("tagging a batch of %d failed", len(todo))
             outcomes = {str(j.path): Outcome(j.path, error=f"{exc}") for j in todo}

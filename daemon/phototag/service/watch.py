@@ -45,7 +45,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from phototag.config import Config
-from phototag.files.fileio import TEMP_SUFFIX
+from phototag.files.fileio import is_temp, remove_stale_temp
 from phototag.library.index import Index
 from phototag.records import PhotoFile
 from phototag.service.queue import Kind
@@ -54,7 +54,6 @@ log = logging.getLogger("phototag.watch")
 
 Put = Callable[[Path, Kind, Path | None], None]
 
-STALE_TEMP_S = 60.0  # a temp file of ours older than this was left by a killed writer
 
 # Filesystems whose changes made by other machines inotify never reports.
 NETWORK_FS = frozenset(
@@ -312,21 +311,6 @@ def identity(folder: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
-def remove_stale_temp(path: Path, now: float) -> bool:
-    """Remove a temp file of ours left by a writer killed mid-write (kill -9, power cut).
-
-    Only when older than STALE_TEMP_S: a younger one may be another phototag's live write.
-    """
-    try:
-        if now - path.lstat().st_mtime < STALE_TEMP_S:
-            return False
-        path.unlink()
-    except OSError:
-        return False
-    log.info("%s: removed a temp file left by an interrupted write", path)
-    return True
-
-
 @dataclass(frozen=True)
 class CatchUp:
     tag: int  # new or changed photos queued
@@ -498,7 +482,7 @@ class Watcher(FileSystemEventHandler):
                 break
             for name in names:
                 path = folder / name
-                if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                if is_temp(name):
                     cleaned += remove_stale_temp(path, now)
                     continue
                 if not self.filter.accepts(path):

@@ -6,7 +6,6 @@ X-CSRF-Token header. Pages and API call the same `WebLibrary` methods. No `from 
 import annotations` here: FastAPI reads the route signatures' dependency aliases at runtime.
 """
 
-
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -315,14 +314,14 @@ def create_app(
         """A cached JPEG of the photo (made once, kept in the XDG cache)."""
         try:
             record = lib.record(path)
-            cached = thumbs.thumbnail(
-                Path(record.path), thumbs.SIZES[size], cfg.scan.max_pixels
-            )
+            cached = thumbs.thumbnail(Path(record.path), thumbs.SIZES[size], cfg.scan.max_pixels)
         except NotServed:
             raise HTTPException(404, "no such photo in the library") from None
         except (thumbs.ThumbnailError, OSError) as exc:
             raise HTTPException(422, str(exc).splitlines()[0]) from None
-        return FileResponse(cached, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return FileResponse(
+            cached, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+        )
 
     @app.post("/api/keywords", dependencies=[Checked])
     def api_keywords(_: Session, change: KeywordChange) -> PhotoOut:

@@ -53,9 +53,7 @@ def check_password(password: str, stored: str) -> bool:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(
-        password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r, dklen=32
-    )
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r, dklen=32)
 
 
 def load_users(path: Path | None = None) -> dict[str, str]:
@@ -139,6 +137,4 @@ class RateLimit:
 
     def failed(self, key: str, now: float | None = None) -> None:
         with self._lock:
-            self._failures.setdefault(key, deque()).append(
-                time.monotonic() if now is None else now
-            )
+            self._failures.setdefault(key, deque()).append(time.monotonic() if now is None else now)

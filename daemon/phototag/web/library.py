@@ -71,7 +71,9 @@ def parse_tag(text: str) -> Tag:
     text = text.strip()
     levels = text.split(LEVEL_SEP)
     if not text or len(text) > MAX_KEYWORD or not all(level.strip() for level in levels):
-        raise BadRequest(f"{text[:40]!r}: a keyword is 1 to {MAX_KEYWORD} characters, no empty level")
+        raise BadRequest(
+            f"{text[:40]!r}: a keyword is 1 to {MAX_KEYWORD} characters, no empty level"
+        )
     if not text.isprintable():
         raise BadRequest("a keyword has no control characters")
     return Tag(text, 1.0, "user")

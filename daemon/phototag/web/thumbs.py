@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 
 from phototag import paths
 from phototag.files.fileio import atomic_write
+from phototag.files.safeopen import DEFAULT_MAX_BYTES, read_regular
 
 SIZES = {"thumb": 256, "preview": 1280}
 
@@ -33,7 +34,7 @@ def thumbnail(photo: Path, size: int, max_pixels: int) -> Path:
     cached = cache_dir() / key[:2] / f"{key}.jpg"
     if not cached.exists():
         cached.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(cached, render(photo.read_bytes(), size, max_pixels))
+        atomic_write(cached, render(read_regular(photo, DEFAULT_MAX_BYTES)[0], size, max_pixels))
     return cached
 
 

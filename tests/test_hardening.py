@@ -1,0 +1,268 @@
+"""Issue 17: bad input, bad settings, full disks: one clear line each, and nothing damaged."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from phototag import cli
+from phototag.files import fileio, safeopen
+from phototag.library.index import Index
+from tests.conftest import exiftool_keywords
+
+
+def digest(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+@pytest.fixture
+def album(tmp_path: Path, photos: Path, installed_model: Path) -> Path:
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for name in ("cat_720p.jpg", "parrot.jpg"):
+        shutil.copyfile(photos / name, folder / name)
+    return folder
+
+
+def config_file(folder: Path, text: str) -> str:
+    path = folder.parent / "config.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def one_line_errors(err: str) -> list[str]:
+    lines = [line for line in err.splitlines() if line.startswith("phototag: ")]
+    assert "Traceback" not in err
+    return lines
+
+
+# ---- 1, 2: only regular files, bounded reads -------------------------------------------------
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(safeopen.UnsafeFile, match="not a regular file"):
+        safeopen.read_regular(fifo, 1000)
+
+
+def test_web_thumbnail_of_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    from phototag.web import thumbs
+
+    os.mkfifo(tmp_path / "x.jpg")
+    with pytest.raises(safeopen.UnsafeFile, match="not a regular file"):
+        thumbs.thumbnail(tmp_path / "x.jpg", 64, 1000)
+
+
+def test_character_device_and_oversized_files_are_refused_before_reading(tmp_path: Path) -> None:
+    with pytest.raises(safeopen.UnsafeFile, match="not a regular file"):
+        safeopen.read_regular(Path("/dev/zero"), 1000)
+    big = tmp_path / "big.jpg"
+    with big.open("wb") as f:
+        f.truncate(3 << 30)  # sparse: 3 GB that take no room
+    with pytest.raises(safeopen.UnsafeFile, match="file too large"):
+        safeopen.read_regular(big, safeopen.DEFAULT_MAX_BYTES)
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"x" * 10)
+    assert safeopen.read_regular(small, 10)[0] == b"x" * 10
+    with pytest.raises(safeopen.UnsafeFile, match="too large"):
+        safeopen.read_regular(small, 9)
+
+
+def test_fifo_in_tag_and_dry_run_is_one_line_and_the_photo_beside_it_is_tagged(
+    album: Path,
+) -> None:
+    os.mkfifo(album / "x.jpg")
+    for extra in ([], ["--dry-run"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "phototag", "tag", *extra, str(album / "x.jpg"),
+             str(album / "cat_720p.jpg")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 1, run.stderr
+        errors = one_line_errors(run.stderr)
+        assert len(errors) == 1 and "x.jpg: not a regular file" in errors[0]
+        assert "cat" in run.stdout
+    assert "cat" in exiftool_keywords(album / "cat_720p.jpg")["Subject"]
+    for command in (["similar"], ["suggest", "--accept", "animal|mammal|cat"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "phototag", *command, str(album / "x.jpg")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode != 0 and "not a regular file" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+
+
+def test_file_over_max_file_bytes_is_refused_and_the_others_are_tagged(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (album / "huge.jpg").open("wb") as f:
+        f.truncate(8 << 30)  # 8 GB, sparse
+    assert cli.main(["scan", str(album)]) == 1
+    err = capsys.readouterr().err
+    errors = one_line_errors(err)
+    assert any("huge.jpg: file too large" in e and "scan.max_file_bytes" in e for e in errors)
+    assert "tagged 2" in err
+    size = (album / "parrot.jpg").stat().st_size
+    cfg = config_file(album, f"scan:\n  max_file_bytes: {size - 1}\n")
+    assert cli.main(["-c", cfg, "tag", str(album / "parrot.jpg")]) == 1
+    assert "parrot.jpg: file too large" in capsys.readouterr().err
+
+
+# ---- 3 (our part): stale temp files ---------------------------------------------------------
+
+
+def test_scan_and_undo_remove_our_stale_temp_files_only(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = time.time() - fileio.STALE_TEMP_S - 1
+    for command in (["scan"], ["undo"]):
+        stale = album / ".cat_720p.jpg.1a2b3c4d.phototag-tmp"
+        live = album / ".parrot.jpg.5e6f7a8b.phototag-tmp"  # maybe another phototag's write
+        stale.write_bytes(b"half")
+        live.write_bytes(b"half")
+        os.utime(stale, (old, old))
+        assert cli.main([*command, str(album)]) == 0, capsys.readouterr().err
+        assert not stale.exists() and live.exists()
+        live.unlink()
+
+
+# ---- 4: index write errors ------------------------------------------------------------------
+
+
+def test_full_disk_at_the_index_is_one_line_and_the_rerun_is_consistent(
+    album: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as m:
+        m.setattr(Index, "put_many", full)
+        assert cli.main(["scan", str(album)]) == 2
+    errors = one_line_errors(capsys.readouterr().err)
+    assert errors[-1] == "phototag: No space left on device; stopped here"
+    assert cli.main(["scan", str(album)]) == 0
+    assert "tagged 2" in capsys.readouterr().err
+    subject = exiftool_keywords(album / "cat_720p.jpg")["Subject"]
+    assert "cat" in subject and len(subject) == len(set(subject))
+
+
+# ---- 5: settings checked before any command runs --------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["scan", "."], ["watch"], ["search", "cat"]])
+def test_bad_setting_stops_every_command_with_one_line(
+    tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("scan:\n  workers: -3\n")
+    assert cli.main(["-c", str(cfg), *command]) == 2
+    errors = one_line_errors(capsys.readouterr().err)
+    assert errors == [f"phototag: {cfg}: scan.workers must be between 0 and 256, not -3"]
+
+
+# ---- 6: 255-byte names ----------------------------------------------------------------------
+
+
+def test_255_byte_name_is_tagged_in_place_or_refused_with_the_reason(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long = album / ("c" * 251 + ".jpg")
+    assert len(os.fsencode(long.name)) == 255
+    shutil.copyfile(album / "cat_720p.jpg", long)
+    assert cli.main(["tag", str(long)]) == 0, capsys.readouterr().err
+    assert "cat" in exiftool_keywords(long)["Subject"]
+    assert not [p for p in album.iterdir() if fileio.is_temp(p.name)]
+    before = digest(long)
+    assert cli.main(["tag", "--sidecar", str(long)]) == 1
+    errors = one_line_errors(capsys.readouterr().err)
+    assert "file name too long for a sidecar" in errors[0]
+    assert digest(long) == before
+
+
+# ---- 7: the smaller ones --------------------------------------------------------------------
+
+
+def test_newline_in_a_name_is_escaped_in_output(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.move(album / "parrot.jpg", album / "par\nrot.jpg")
+    assert cli.main(["scan", str(album)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2
+    assert any("par\\nrot.jpg: " in line for line in out)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["file:///etc/passwd", "ftp://example.org/a.jpg", "gopher://x/1", "data:image/png;base64,AA"],
+)
+def test_other_url_schemes_are_refused_as_urls(
+    url: str, installed_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["tag", url]) == 1
+    errors = one_line_errors(capsys.readouterr().err)
+    assert errors == [
+        f"phototag: {url}: unsupported URL: only http:// and https:// URLs are fetched (give a file as a path)"
+    ]
+
+
+def test_undo_dir_ignores_non_images_it_never_touched(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["scan", str(album)]) == 0
+    (album / "notes.jpg").write_text("not a photo\n")
+    assert cli.main(["undo", str(album)]) == 0, capsys.readouterr().err
+    assert "cat" not in exiftool_keywords(album / "cat_720p.jpg").get("Subject", [])
+    assert (album / "notes.jpg").read_text() == "not a photo\n"
+
+
+def test_file_symlink_below_a_root_is_not_followed_by_default(
+    album: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.move(album / "parrot.jpg", outside / "parrot.jpg")
+    os.symlink(outside / "parrot.jpg", album / "link.jpg")
+    before = digest(outside / "parrot.jpg")
+    assert cli.main(["scan", str(album)]) == 0
+    assert "tagged 1" in capsys.readouterr().err
+    assert digest(outside / "parrot.jpg") == before
+    cfg = config_file(album, "scan:\n  follow_symlinks: true\n")
+    assert cli.main(["-c", cfg, "scan", str(album)]) == 0
+    assert "tagged 1" in capsys.readouterr().err
+    assert digest(outside / "parrot.jpg") != before
+
+
+def _xmp_segment(keyword: str) -> bytes:
+    packet = (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag>'
+        f"<rdf:li>{keyword}</rdf:li></rdf:Bag></dc:subject></rdf:Description></rdf:RDF>"
+        '</x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+    body = b"http://ns.adobe.com/xap/1.0/\0" + packet
+    return b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def test_two_xmp_packets_are_left_alone_with_the_reason(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """exiv2 sees only the first packet: a rewrite would hide or drop the second's keyword."""
+    photo = album / "cat_720p.jpg"
+    data = photo.read_bytes()
+    photo.write_bytes(data[:2] + _xmp_segment("first") + _xmp_segment("mine") + data[2:])
+    before = digest(photo)
+    assert cli.main(["tag", str(photo)]) == 1
+    errors = one_line_errors(capsys.readouterr().err)
+    assert len(errors) == 1 and "holds 2 XMP packets" in errors[0]
+    assert digest(photo) == before
