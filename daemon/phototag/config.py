@@ -173,6 +173,19 @@ class WebConfig:
 
 
 @dataclass
+class PlacesConfig:
+    """Place keywords and IPTC location fields from the GPS position (pipeline/places.py)."""
+
+    enabled: bool = True
+    root: str = "places"  # keywords are root|country|city
+    state: bool = False  # also a level for the state or region: places|Germany|Bavaria|Munich
+    fill_location: bool = True  # fill photoshop:Country/State/City and the country code if empty
+    max_km: float = 25.0  # no town this close: no place (at sea, wilderness)
+    city_population: int = 500_000  # a city this big ...
+    city_km: float = 20.0  # ... this close names the photo, not the district or village nearest
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     tagging: TaggingConfig = field(default_factory=TaggingConfig)
@@ -185,6 +198,7 @@ class Config:
     watch: WatchConfig = field(default_factory=WatchConfig)
     tagprop: TagPropConfig = field(default_factory=TagPropConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    places: PlacesConfig = field(default_factory=PlacesConfig)
     source: Path | None = None  # the file these settings came from, if any
 
     @property

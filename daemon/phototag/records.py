@@ -45,6 +45,14 @@ class Letterbox:
     height: int
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where a photo was taken: WGS 84 degrees, north and east positive."""
+
+    lat: float
+    lon: float
+
+
 @dataclass
 class Decoded:
     """A photo decoded to the model's input, plus what later stages need of its pixels."""

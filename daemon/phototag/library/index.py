@@ -31,7 +31,7 @@ from tinydb.storages import Storage
 from phototag.files.fileio import atomic_write
 from phototag.library.query import Node
 from phototag.library.tagindex import Entry, Filter, TagIndex
-from phototag.records import Detection, PhotoFile, Tag
+from phototag.records import Detection, PhotoFile, Position, Tag
 
 
 class IndexUnavailable(Exception):
@@ -59,6 +59,7 @@ class PhotoRecord:
     tagged_at: float = 0.0  # Unix time
     vectors: dict[str, int] = field(default_factory=dict)  # vector store name -> row
     detections: list[Detection] = field(default_factory=list)  # boxes the detector found
+    position: Position | None = None  # GPS, so refine re-decides the place without reading
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -73,6 +74,7 @@ class PhotoRecord:
             Detection(d["path"], d["score"], tuple(d["box"]), d.get("model", ""))
             for d in doc.get("detections", [])
         ]
+        values["position"] = Position(**doc["position"]) if doc.get("position") else None
         return cls(**values)
 
 

@@ -4,7 +4,7 @@ Terms are tag names or hierarchy paths (`animal|bird`), compared case-insensitiv
 `"hot dog"` quotes a multi-word tag. Operators: `OR`, `AND` (also implied between two
 terms), `NOT` or a leading `-`, and parentheses; NOT binds tighter than AND, AND tighter
 than OR. Operator words are recognised in any case; quote them (`"or"`) to search for a
-tag with that name. Parsing is separate from evaluation (`tagindex.py`) so the CLI can
+tag with that name. `place:Lisbon` finds Lisbon among the place keywords. Parsing is separate from evaluation (`tagindex.py`) so the CLI can
 report a mistake with its column before touching the index.
 """
 
@@ -55,6 +55,8 @@ class Or:
 Node = Term | Not | And | Or
 
 _SPACE = re.compile(r"\s+")
+PLACE = "place:"  # the search prefix for places
+PLACES_ROOT = "places"  # the default root of place keywords (config.PlacesConfig.root)
 
 
 def normalise(text: str) -> str:
@@ -172,7 +174,7 @@ class _Parser:
         if token.kind == "not":
             return Not(self.parse_unary())
         if token.kind == "term":
-            return Term(token.text)
+            return place(token.text) if token.text.startswith(PLACE) else Term(token.text)
         if token.kind == "(":
             node = self.parse_or()
             if self.peek.kind != ")":
@@ -191,6 +193,13 @@ class _Parser:
         if token.kind == ")":
             return QueryError("expected a term before ')'", self.query, token.column)
         return QueryError("expected a term", self.query, token.column)
+
+
+def place(text: str) -> Node:
+    """`place:Berlin`: Berlin among the place keywords (`places|Germany|Berlin`), not any tag
+    named Berlin. Place keywords under a root other than the default are found by name alone."""
+    name = text.removeprefix(PLACE)
+    return And((Term(PLACES_ROOT), Term(name))) if name else Term(PLACES_ROOT)
 
 
 def parse(query: str) -> Node:

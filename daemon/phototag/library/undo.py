@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from phototag.config import Config
-from phototag.files import metadata
+from phototag.files import location, metadata
 from phototag.library.index import Index
 from phototag.pipeline.runner import on_disk
 
@@ -48,8 +48,10 @@ def _undo(path: Path, index: Index | None, cfg: Config, dry_run: bool) -> Undone
     done = Undone(path, before.our_keywords, before.our_paths)
     if dry_run:
         return done
+    filled = location.undo(path, cfg.write)  # first: metadata.undo drops our whole namespace
     if before.model_version or before.ours or before.our_keywords or before.our_paths:
         done.written_to = metadata.undo(path, cfg.write)
+    done.written_to = done.written_to or filled
     if index is None:
         return done
     # The index names a photo as it was given to `scan`: relative or absolute.

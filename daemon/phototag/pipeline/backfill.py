@@ -170,7 +170,7 @@ def write_batch(batch: dict[str, np.ndarray], cfg: Config, version: str) -> dict
                 continue
             tags = [Tag(p, s, "auto") for p, s in json.loads(batch["tags"][i])]
             try:
-                record = write_tags(base_record(decoded), tags, version, cfg)
+                record = write_tags(base_record(decoded, cfg), tags, version, cfg)
             except (metadata.MetadataError, OSError) as exc:
                 message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 errors[i] = f"{decoded.file.path}\0{message.removeprefix(f'{decoded.file.path}: ')}"

@@ -21,6 +21,7 @@ from phototag.config import Config
 from phototag.files import metadata
 from phototag.learn.train import COLOUR_DIM, COLOUR_STORE
 from phototag.library.index import Index, PhotoRecord
+from phototag.pipeline import places
 from phototag.pipeline.infer import Batch
 from phototag.pipeline.runner import Pipeline, write_tags
 from phototag.pipeline.tagger import Tagger
@@ -155,7 +156,8 @@ def rescore(
         boxes = [r.detections for r in part]
         tags = tagger.tags(Batch(probabilities, embeddings), colours, part, boxes)
         for record, photo_tags in zip(part, tags, strict=True):
-            yield _apply(record, photo_tags, version, cfg)
+            tags_ = places.with_place(photo_tags, record.position, cfg)
+            yield _apply(record, tags_, version, cfg)
 
 
 def _apply(

@@ -23,10 +23,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from phototag.config import Config, ScanConfig, WriteConfig
-from phototag.files import fileio, metadata
+from phototag.files import fileio, location, metadata
 from phototag.learn.train import COLOUR_STORE
 from phototag.library.index import Index, PhotoRecord
-from phototag.pipeline import decode, pairs
+from phototag.pipeline import decode, pairs, places
 from phototag.pipeline.tagger import Analysis, Tagger
 from phototag.records import Decoded, Outcome, PhotoFile, Tag
 from phototag.service import moves
@@ -225,8 +225,9 @@ class Pipeline:
         return outcomes
 
     def _write(self, decoded: Decoded, outcome: Outcome) -> PhotoRecord:
-        base = replace(base_record(decoded), detections=outcome.detections)
+        base = replace(base_record(decoded, self.cfg), detections=outcome.detections)
         record = write_tags(base, outcome.tags, str(self.tagger.version), self.cfg)
+        outcome.tags = places.with_place(outcome.tags, base.position, self.cfg)
         outcome.written_to = Path(record.written_to or decoded.file.path)
         for raw in pairs.companions(decoded.file.path):  # RAW+JPEG: the same keywords into both
             metadata.write(
@@ -258,8 +259,13 @@ def reuse_photo_buffers() -> None:
     mallopt(m_trim_threshold, 64 << 20)  # give memory back only when this much is free at the top
 
 
-def base_record(decoded: Decoded) -> PhotoRecord:
-    """What the index learns of a photo from decoding it, before its keywords are written."""
+def base_record(decoded: Decoded, cfg: Config) -> PhotoRecord:
+    """What the index learns of a photo from decoding it, before its keywords are written.
+
+    Its GPS position too (read from the file's metadata, not the decoded pixels), so refine
+    can re-decide its place from the index.
+    """
+    position = location.read(decoded.file.path, cfg.write) if cfg.places.enabled else None
     return PhotoRecord(
         path=str(decoded.file.path),
         size=decoded.file.size,
@@ -268,6 +274,7 @@ def base_record(decoded: Decoded) -> PhotoRecord:
         width=decoded.width,
         height=decoded.height,
         taken=decoded.taken,
+        position=position,
     )
 
 
@@ -276,11 +283,17 @@ def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) ->
 
     The keywords recorded are those metadata reports after the write, not `tags`: it keeps
     the user's keywords theirs and never re-adds one the user deleted, and the index must say
-    what the file says. `base` brings what the file does not (dimensions and vectors).
+    what the file says. `base` brings what the file does not (dimensions, position, vectors).
+    The place of its position joins `tags`, and fills the location fields that are empty.
     """
+    path = Path(base.path)
+    place = places.place_of(base.position, cfg.places)
+    tags = places.with_place(tags, base.position, cfg)
     written = metadata.write(
-        Path(base.path), tags, version, cfg.write, cfg.tagging.ancestors, cfg.tags.generic
+        path, tags, version, cfg.write, cfg.tagging.ancestors, cfg.tags.generic
     )
+    if place and cfg.places.fill_location and location.fill(path, place, cfg.write) == path:
+        written = replace(written, photo_sha256=None)  # the photo changed again: hash it anew
     return replace(
         on_disk(base, cfg.write, written),
         model_version=version,

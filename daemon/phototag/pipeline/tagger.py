@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from phototag import catalogue
-from phototag.config import Config, DetectorConfig, TaggingConfig, TagPropConfig
+from phototag.config import Config, DetectorConfig, PlacesConfig, TaggingConfig, TagPropConfig
 from phototag.learn import train
 from phototag.library.index import PhotoRecord
 from phototag.pipeline import detect, labels, vocabulary
@@ -72,6 +72,7 @@ def settings_hash(
     tagprop: TagPropConfig | None = None,
     detector: DetectorConfig | None = None,
     vocab: vocabulary.Vocabulary | None = None,
+    places: PlacesConfig | None = None,
 ) -> str:
     """A short stable id of the thresholds and vocabulary, part of the model version per photo."""
     text = f"{cfg.threshold:.4f}/{cfg.max_tags}/{int(cfg.ancestors)}"
@@ -81,6 +82,8 @@ def settings_hash(
         text += f"/det{detector.threshold:.4f}"
     if vocab is not None and vocab != vocabulary.Vocabulary():  # defaults keep old versions
         text += f"/voc{vocab.digest()}"
+    if places is not None and places.enabled:  # refine re-decides places from stored positions
+        text += f"/places:{places!r}"
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -106,6 +109,7 @@ class Tagger:
     learned: train.Learned | None = None  # the active model for this backbone
     detector: detect.Detector | None = None
     vocab: vocabulary.Vocabulary = field(default_factory=vocabulary.Vocabulary)
+    places_cfg: PlacesConfig | None = None  # part of the version (refine re-decides places)
 
     @property
     def embedding_store(self) -> str:
@@ -183,6 +187,7 @@ class Tagger:
             self.tagprop_cfg if self.learned is not None else None,
             self.detector.cfg if self.detector is not None else None,
             self.vocab,
+            self.places_cfg,
         )
 
 
@@ -216,7 +221,16 @@ def load(cfg: Config) -> Tagger:
     )
     stores = train.Stores(spec.sha256[:12], dim, labelmap.n_outputs)
     tagger = Tagger(
-        model, labelmap, version, stores, cfg.tagging, cfg.tagprop, None, detector, vocab
+        model,
+        labelmap,
+        version,
+        stores,
+        cfg.tagging,
+        cfg.tagprop,
+        None,
+        detector,
+        vocab,
+        cfg.places,
     )
     tagger.use(*(train.active(stores.backbone) or ("", None)))
     return tagger
