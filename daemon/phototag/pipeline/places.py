@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import reverse_geocode
 
 from phototag.config import Config, PlacesConfig
 from phototag.pipeline import vocabulary
@@ -60,6 +59,8 @@ def locate(positions: Sequence[Position], cfg: PlacesConfig) -> list[Place | Non
     found: list[Place | None] = [None] * len(positions)
     if not good:
         return found
+    import reverse_geocode  # here: it brings scipy.spatial, and most photos have no position
+
     query = np.array([(positions[i].lat, positions[i].lon) for i in good])
     nearest = reverse_geocode.search(query)
     city = reverse_geocode.search(query, cfg.city_population)
