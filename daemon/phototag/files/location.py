@@ -20,7 +20,7 @@ from pathlib import Path
 import pyexiv2
 
 from phototag.config import WriteConfig
-from phototag.files import fileio, metadata
+from phototag.files import fileio, metadata, safeopen
 from phototag.pipeline.places import Place, valid
 from phototag.records import Position
 
@@ -159,7 +159,7 @@ def _read_xmp(path: Path, sidecar: bool) -> dict[str, object]:
 def _open(path: Path, sidecar: bool) -> pyexiv2.ImageData:
     """The file in pyexiv2 as metadata.py opens it (a sidecar's XMP inside a PNG carrier)."""
     try:
-        data = path.read_bytes()
+        data, _ = safeopen.read_regular(path, safeopen.DEFAULT_MAX_BYTES)  # a FIFO never blocks
         return metadata._open_bytes(data, sidecar)
     except OSError as exc:
         raise metadata.MetadataError(f"{path}: cannot read: {exc.strerror or exc}") from exc
