@@ -169,7 +169,12 @@ class Pipeline:
             file = PhotoFile.stat(path)
         except OSError:
             return None  # decode reports it with the right words
-        return Outcome(path, skipped="unchanged") if self.index.unchanged(file) else None
+        if self.index.unchanged(file):
+            return Outcome(path, skipped="unchanged")
+        record = self.index.get(path)
+        if record is not None and not record.model_version:  # undone: stays so until forced
+            return Outcome(path, skipped="undone")
+        return None
 
     def _result(self, path: Path, future: Future[Decoded]) -> Decoded | Outcome:
         try:
@@ -225,9 +230,15 @@ class Pipeline:
         return outcomes
 
     def _write(self, decoded: Decoded, outcome: Outcome) -> PhotoRecord:
+        """Write, then report what the file holds: a tag the user deleted is not in it.
+
+        `written_to` is set only when the target's bytes changed (an unchanged re-tag writes
+        nothing and leaves the photo's mtime alone).
+        """
+        target = metadata.target(decoded.file.path, self.cfg.write)
+        before = _signature(target)
         base = replace(base_record(decoded), detections=outcome.detections)
         record = write_tags(base, outcome.tags, str(self.tagger.version), self.cfg)
-        outcome.written_to = Path(record.written_to or decoded.file.path)
         for raw in pairs.companions(decoded.file.path):  # RAW+JPEG: the same keywords into both
             metadata.write(
                 raw,
@@ -237,7 +248,18 @@ class Pipeline:
                 self.cfg.tagging.ancestors,
                 self.cfg.tags.generic,
             )
+        outcome.tags = record.auto  # what the file holds now, not what was proposed
+        written = Path(record.written_to or decoded.file.path)
+        outcome.written_to = written if _signature(written) != before or written != target else None
         return record
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 @functools.cache
