@@ -254,12 +254,9 @@ class Pipeline:
         return record
 
 
-def _signature(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
+def _signature(path: Path) -> PhotoFile | None:
+    """Size and mtime of `path`, None while it does not exist (a sidecar not yet written)."""
+    return PhotoFile.stat(path) if path.exists() else None
 
 
 @functools.cache
