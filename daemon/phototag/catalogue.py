@@ -324,6 +324,11 @@ def pull(
         except _Interrupted as exc:
             if attempt == ATTEMPTS:
                 have = part.stat().st_size if part.exists() else 0
+                if not have:  # nothing arrived: unreachable, retrying will not help
+                    raise CatalogueError(
+                        f"cannot download {spec.ref} from {url} ({exc}); offline, install the "
+                        f"file with `phototag models import FILE`, or set {MIRROR_ENV} to a mirror"
+                    ) from exc
                 raise CatalogueError(
                     f"download of {spec.ref} from {url} interrupted ({exc}) at {have} of "
                     f"{spec.size} bytes; run the same command again to resume"

@@ -7,6 +7,7 @@ Each stage takes and returns these, never dicts of dicts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,11 @@ Refresh = Literal["current", "rescore", "reanalyse"]
 
 # Separator of hierarchy levels in tag paths, as Lightroom's lr:hierarchicalSubject uses it.
 LEVEL_SEP = "|"
+
+
+def local_time(unix: float) -> str:
+    """A Unix time as ISO 8601 in local time with its offset: the one date format shown."""
+    return datetime.fromtimestamp(unix).astimezone().isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,16 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from phototag import __version__, catalogue, config
-from phototag.cli import backfill, learn, models, review, search, service, tag, web
-from phototag.cli.common import UserError, show
+from phototag.cli import backfill, learn, models, review, search, service, tag, tags, web
+from phototag.cli import show as show_command
+from phototag.cli.common import UserError, global_options, show
 from phototag.learn import train
 from phototag.library.index import IndexUnavailable
 from phototag.service.daemon import ServiceError
 
-COMMAND_GROUPS = (tag, review, learn, search, models, service, backfill, web)
+COMMAND_GROUPS = (tag, show_command, tags, review, learn, search, models, service, backfill, web)
 
 EPILOG = """\
 first steps:
@@ -47,17 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"phototag {__version__}")
-    parser.add_argument(
-        "-c",
-        "--config",
-        type=Path,
-        help="settings file (default: $PHOTOTAG_CONFIG, else ~/.config/phototag/config.yaml)",
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log what happens (which model, which device)"
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    global_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     for group in COMMAND_GROUPS:
         group.register(sub)
@@ -67,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # plain `phototag`: what it can do, not an error
+        parser.print_help()
+        return 0
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="phototag: %(message)s",

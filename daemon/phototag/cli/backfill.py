@@ -78,4 +78,3 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "--num-cpus", type=int, metavar="N", help="CPUs of a local Ray (default: all cores)"
     )
-    p.add_argument("--json", action="store_true", help="one JSON summary at the end")

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from phototag import catalogue
 from phototag.cli.common import (
+    SUBCOMMAND_OPTIONS,
     Subparsers,
     command,
+    emit,
     progress_bar,
     show,
 )
@@ -18,23 +20,49 @@ from phototag.config import Config
 
 def cmd_models_list(args: argparse.Namespace, cfg: Config) -> int:
     installed = {m.spec.ref for m in catalogue.installed()}
+    rows = []
     for spec in catalogue.entries():
         mark = "installed" if spec.ref in installed else "available"
-        newest = "  (newest)" if catalogue.find(spec.name).ref == spec.ref else ""
-        print(f"{spec.ref:<28} {mark:<10} {spec.size / 1e6:5.1f} MB  {spec.licence}{newest}")
+        newest = catalogue.find(spec.name).ref == spec.ref
+        rows.append(
+            {
+                "model": spec.ref,
+                "installed": mark == "installed",
+                "size": spec.size,
+                "licence": spec.licence,
+                "newest": newest,
+            }
+        )
+        if not args.json:
+            note = "  (newest)" if newest else ""
+            print(f"{spec.ref:<28} {mark:<10} {spec.size / 1e6:5.1f} MB  {spec.licence}{note}")
+    if args.json:
+        emit({"models": rows}, as_json=True)
     print(f"models folder: {show(catalogue.models_dir())}", file=sys.stderr)
     return 0
 
 
+def _report(model: catalogue.InstalledModel, before: set[str]) -> None:
+    """`installed REF -> PATH`, or that it already was (pull and import then changed nothing)."""
+    if model.spec.ref in before:
+        print(f"{model.spec.ref} is already installed -> {show(model.path)}")
+    else:
+        print(f"installed {model.spec.ref} -> {show(model.path)}")
+
+
 def cmd_models_import(args: argparse.Namespace, cfg: Config) -> int:
-    model = catalogue.import_file(args.file, args.name)
-    print(f"installed {model.spec.ref} -> {show(model.path)}")
+    before = {m.spec.ref for m in catalogue.installed()}
+    _report(catalogue.import_file(args.file, args.name), before)
     return 0
 
 
 def cmd_models_pull(args: argparse.Namespace, cfg: Config) -> int:
     name, version = catalogue.split_ref(args.ref)
     spec = catalogue.find(name, version)
+    before = {m.spec.ref for m in catalogue.installed()}
+    if spec.ref in before:
+        _report(catalogue.pull(name, version), before)  # verified on disk, nothing downloaded
+        return 0
     with progress_bar(args, spec.size, "B", f"pulling {spec.ref}") as bar:
 
         def progress(done: int, total: int) -> None:
@@ -42,17 +70,20 @@ def cmd_models_pull(args: argparse.Namespace, cfg: Config) -> int:
             bar.update(done - bar.n)
 
         model = catalogue.pull(name, version, progress)
-    print(f"installed {model.spec.ref} -> {show(model.path)}")
+    _report(model, before)
     return 0
 
 
 def register(sub: Subparsers) -> None:
     models = command(sub, "models", cmd_models_list, "list, download or import models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
-    p = msub.add_parser("list", help="the model catalogue and what is installed")
+    p = msub.add_parser(
+        "list", help="the model catalogue and what is installed", parents=[SUBCOMMAND_OPTIONS]
+    )
     p.set_defaults(func=cmd_models_list)
     p = msub.add_parser(
         "import",
+        parents=[SUBCOMMAND_OPTIONS],
         help="install a model file you have (checked against the catalogue's sha256)",
         description="Install a local model file. Its sha256 must match a catalogue entry; this is "
         "the offline way to get a model (e.g. `phototag models import mobilenet_v2_1.0_224_quant.onnx`).",
@@ -62,6 +93,7 @@ def register(sub: Subparsers) -> None:
     p.set_defaults(func=cmd_models_import)
     p = msub.add_parser(
         "pull",
+        parents=[SUBCOMMAND_OPTIONS],
         help="download a model by its pinned URL and sha256",
         description="Download a model from the catalogue's pinned URL, resuming an interrupted "
         "download and verifying its sha256. Set PHOTOTAG_MODEL_MIRROR to use a mirror.",

@@ -111,7 +111,8 @@ def _accept(args: argparse.Namespace, cfg: Config) -> int:
                 failed += 1
                 error(path, str(exc).splitlines()[0])
                 continue
-            print(f"{show(path)}: {tag.name} is now your keyword  -> {show(written)}")
+            where = f"  -> {show(written)}" if written != path else ""  # only a sidecar
+            print(f"{show(path)}: {tag.name} is now your keyword{where}")
     return 1 if failed else 0
 
 
@@ -134,7 +135,9 @@ def cmd_undo(args: argparse.Namespace, cfg: Config) -> int:
                 error(done.path, done.error)
             elif done.keywords or done.paths:
                 counts["undone"] += 1
-                print(f"{show(done.path)}: {verb} {', '.join(done.keywords + done.paths)}")
+                flat = set(done.keywords)  # a flat tag's path is its keyword: name it once
+                names = done.keywords + [p for p in done.paths if p not in flat]
+                print(f"{show(done.path)}: {verb} {', '.join(names)}")
     what = "would undo" if dry_run else "undone"
     print(f"{what} {counts['undone']}, failed {counts['failed']}", file=sys.stderr)
     return 1 if counts["failed"] else 0
@@ -182,7 +185,7 @@ def register(sub: Subparsers) -> None:
         metavar="SCORE",
         help="a keyword of yours scoring less looks imprecise (default: %(default)s)",
     )
-    p.add_argument("--json", action="store_true", help="one JSON object per suggestion")
+
     write_options(p)
 
     p = command(

@@ -29,8 +29,9 @@ from phototag.pipeline.tagger import Tagger
 
 
 def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
+    text = " ".join(args.query)  # unquoted words: a space is AND
     try:
-        node = query.parse(args.query)
+        node = query.parse(text)
     except query.QueryError as exc:
         raise UserError(f"search: {exc}\n{textwrap.indent(exc.caret, '  ')}") from None
     if not 0 <= args.min_score <= 1:
@@ -45,14 +46,27 @@ def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
     with Index(cfg.index_dir, readonly=True) as index:
         if not len(index):
             print(f"phototag: the index {show(cfg.index_dir)} is empty", file=sys.stderr)
-        found = index.search(node, flt)
         tags = index.tag_index()
-        for term in sorted(t for t in query.terms(node) if not tags.search(query.Term(t)).size):
+
+        def known(term: str) -> bool:
+            return bool(tags.search(query.Term(term)).size)
+
+        unknown = sorted(t for t in query.terms(node) if not known(t))
+        forms = {t: next((v for v in query.number_variants(t) if known(v)), None) for t in unknown}
+        mapping = {t: v for t, v in forms.items() if v}
+        for term, form in mapping.items():
+            print(f"phototag: no photo is tagged {term!r}; searching {form!r}", file=sys.stderr)
+        for term in (t for t in unknown if t not in mapping):
             print(f"phototag: no photo is tagged {term!r}", file=sys.stderr)
+        node = query.replace_terms(node, mapping)
+        found = index.search(node, flt)
+        if not found and len(unknown) > 1 and known(query.normalise(" ".join(unknown))):
+            tag = " ".join(unknown)
+            print(f'phototag: a tag "{tag}" exists: quote it, as in \'"{tag}"\'', file=sys.stderr)
         for path in found:
             record = index.get(path) if args.json else None
             print(json.dumps(_search_json(record)) if record else show(path))
-    return 0
+    return 0 if found else 1  # as grep: 1 means no match
 
 
 def _search_json(record: PhotoRecord) -> dict[str, object]:
@@ -186,10 +200,10 @@ def register(sub: Subparsers) -> None:
         "tag names or paths (`animal` also finds photos tagged animal|bird|parrot; "
         '`animal|bird`), case-insensitive; quote multi-word tags ("hot dog"). Combine them with '
         "AND (or just a space), OR, NOT (or a leading -) and parentheses: "
-        "'cat AND (beach OR sea) NOT night' (put -- before a query that starts with -). Your own "
+        "'cat AND (beach OR sea) NOT night' (put -- before a query that starts with -). No match: exit status 1, as grep. Your own "
         "keywords match as tags too.",
     )
-    p.add_argument("query", metavar="QUERY")
+    p.add_argument("query", nargs="+", metavar="QUERY", help="words without quotes are ANDed")
     p.add_argument(
         "--source",
         choices=["any", "user", "auto"],
@@ -216,7 +230,6 @@ def register(sub: Subparsers) -> None:
         metavar="DATE",
         help="taken on or before DATE, all of it (--to 2023 includes 31 December 2023)",
     )
-    p.add_argument("--json", action="store_true", help="one JSON object per photo, with its tags")
 
     p = command(
         sub,
@@ -228,7 +241,6 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("photo", type=Path, metavar="PHOTO")
     p.add_argument("-k", type=int, default=10, help="how many photos (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="one JSON object per photo")
 
     p = command(
         sub,
@@ -246,7 +258,6 @@ def register(sub: Subparsers) -> None:
         help="cosine similarity from which photos count as the same (default: %(default)s; "
         "0.9 also groups tight crops)",
     )
-    p.add_argument("--json", action="store_true", help="one JSON object per group")
 
     p = command(
         sub,
@@ -266,4 +277,3 @@ def register(sub: Subparsers) -> None:
         const=None,
         help="choose the number of groups (the default)",
     )
-    p.add_argument("--json", action="store_true", help="one JSON object per group")

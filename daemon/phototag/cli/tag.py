@@ -10,7 +10,10 @@ from pathlib import Path
 
 from phototag.cli.common import (
     Subparsers,
+    Summary,
+    UserError,
     command,
+    emit,
     error,
     load_tagger,
     open_index,
@@ -37,18 +40,17 @@ def cmd_tag(args: argparse.Namespace, cfg: Config) -> int:
     urls = [t for t in args.targets if t.startswith(("http://", "https://"))]
     refused = [t for t in args.targets if t not in urls and OTHER_URL.match(t)]
     files = [Path(os.path.abspath(t)) for t in args.targets if t not in urls + refused]
-    labelled = [(show(t), Outcome(Path(t), error=UNSUPPORTED_URL)) for t in refused]
-    labelled += [(url, _tag_url(url, tagger, cfg)) for url in urls]
-    if files:
-        with open_index(cfg, args.dry_run) as index:
-            pipeline = Pipeline(cfg, tagger, index, dry_run=args.dry_run, force=True)
-            labelled += [(show(o.path), o) for o in pipeline.run(files)]
-    for label, outcome in labelled:
-        if outcome.error:
-            error(label, outcome.error)
-        else:
-            print_tagged(label, outcome, args.json)
-    return 1 if any(o.error for _, o in labelled) else 0
+    failed = 0
+    for target in refused:
+        failed += report_photo(
+            show(target), Outcome(Path(target), error=UNSUPPORTED_URL), args.json
+        )
+    for url in urls:
+        failed += report_photo(url, _tag_url(url, tagger, cfg), args.json)
+    if not files:
+        return 1 if failed else 0
+    summary = _run(args, cfg, tagger, files, force=True, summarise=len(files) > 1)
+    return 1 if failed or summary.failed else 0
 
 
 def _tag_url(url: str, tagger: Tagger, cfg: Config) -> Outcome:
@@ -64,35 +66,60 @@ def _tag_url(url: str, tagger: Tagger, cfg: Config) -> Outcome:
 
 
 def cmd_scan(args: argparse.Namespace, cfg: Config) -> int:
+    roots = [Path(os.path.abspath(f)) for f in args.folders]
+    missing = [r for r in roots if not r.exists()]
+    if missing:
+        raise UserError(f"{show(missing[0])}: no such file or folder")
     tagger = load_tagger(cfg)
-    items = list(discover([Path(os.path.abspath(f)) for f in args.folders], cfg.scan))
-    counts = {"tagged": 0, "unchanged": 0, "moved": 0, "failed": 0}
+    items = list(discover(roots, cfg.scan))
+    if not items:
+        where = " ".join(show(r) for r in roots)
+        print(f"phototag: no photos found under {where}", file=sys.stderr)
+        return 0
+    summary = _run(args, cfg, tagger, items, force=args.force)
+    return 1 if summary.failed else 0
+
+
+def _run(
+    args: argparse.Namespace,
+    cfg: Config,
+    tagger: Tagger,
+    items: list[Path | Outcome],
+    force: bool,
+    summarise: bool = True,
+) -> Summary:
+    """Photos through the pipeline with a progress bar, a line each, and the summary at the end."""
+    summary = Summary(dry_run=args.dry_run)
     with (
         open_index(cfg, args.dry_run) as index,
-        progress_bar(args, len(items), "photo") as bar,
+        progress_bar(args if summarise else QUIET, len(items), "photo") as bar,
     ):
 
         def done(outcome: Outcome) -> None:
             bar.update(1)
-            if outcome.error:
-                counts["failed"] += 1
-                error(outcome.path, outcome.error)
-            elif outcome.skipped == "unchanged":
-                counts["unchanged"] += 1
-            elif outcome.skipped and outcome.skipped.startswith("moved"):
-                counts["moved"] += 1
-            else:
-                counts["tagged"] += 1
-                print_tagged(show(outcome.path), outcome, args.json)
+            summary.add(outcome)
+            if summary.shown(outcome):
+                report_photo(show(outcome.path), outcome, args.json)
 
-        Pipeline(cfg, tagger, index, dry_run=args.dry_run, force=args.force).run(items, done)
-    verb = "would tag" if args.dry_run else "tagged"
-    print(
-        f"{verb} {counts['tagged']}, unchanged {counts['unchanged']}, moved {counts['moved']}, "
-        f"failed {counts['failed']}",
-        file=sys.stderr,
-    )
-    return 1 if counts["failed"] else 0
+        Pipeline(cfg, tagger, index, dry_run=args.dry_run, force=force).run(items, done)
+    if summarise:
+        if args.json:
+            emit({"summary": summary.as_json()}, as_json=True)
+        print(summary.line(), file=sys.stderr)
+    return summary
+
+
+QUIET = argparse.Namespace(quiet=True)  # one photo: no bar, no summary
+
+
+def report_photo(label: str, outcome: Outcome, as_json: bool) -> int:
+    """One photo's line on stdout (and its error on stderr); 1 if it failed."""
+    if outcome.error:
+        error(label, outcome.error)
+    if outcome.error and not as_json:
+        return 1
+    print_tagged(label, outcome, as_json)
+    return 1 if outcome.error else 0
 
 
 def register(sub: Subparsers) -> None:
@@ -107,7 +134,7 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("targets", nargs="+", metavar="PHOTO|URL")
     p.add_argument("-n", "--dry-run", action="store_true", help="print tags, write nothing")
-    p.add_argument("--json", action="store_true", help="one JSON object per photo")
+
     write_options(p)
 
     p = command(
@@ -123,7 +150,4 @@ def register(sub: Subparsers) -> None:
     p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
     p.add_argument("-n", "--dry-run", action="store_true", help="print tags, write nothing")
     p.add_argument("--force", action="store_true", help="re-tag photos even when unchanged")
-    p.add_argument(
-        "--json", action="store_true", help="one JSON object per tagged photo instead of a line"
-    )
     write_options(p)

@@ -92,7 +92,7 @@ def _position(exif: dict[str, str], xmp: dict[str, object]) -> Position | None:
 def read(path: Path, cfg: WriteConfig) -> Position | None:
     """The photo's position, None if it has none; MetadataError if its sidecar is unreadable."""
     side = metadata.sidecar(path, cfg)
-    position = _position({}, _read_xmp(side, sidecar=True)) if side.exists() else None
+    position = _position({}, _read_xmp(side, sidecar=True)) if os.path.exists(side) else None
     if position is not None:
         return position
     try:
@@ -107,13 +107,13 @@ def fill(path: Path, place: Place, cfg: WriteConfig) -> Path | None:
     """Fill the empty location fields from `place`; return the file changed, None if none was."""
     dest = metadata.target(path, cfg)
     side = metadata.sidecar(path, cfg)
-    if not dest.exists():
+    if not os.path.exists(dest):
         return None
     try:
         _, photo_xmp, iim = _read_photo(path)
     except metadata.MetadataError:
         photo_xmp, iim = {}, {}
-    taken = {**photo_xmp, **(_read_xmp(side, True) if side.exists() else {})}
+    taken = {**photo_xmp, **(_read_xmp(side, True) if os.path.exists(side) else {})}
     wanted = {COUNTRY: place.country, COUNTRY_CODE: place.country_code}
     wanted |= {STATE: place.state, CITY: place.city}
     new = {k: v for k, v in wanted.items() if v and not taken.get(k) and not iim.get(_IIM[k])}
@@ -128,7 +128,7 @@ def undo(path: Path, cfg: WriteConfig) -> Path | None:
     """Remove the location fields we filled that still say what we wrote, and our record of them."""
     dest = metadata.target(path, cfg)
     is_side = dest == metadata.sidecar(path, cfg)
-    if is_side and not dest.exists():
+    if is_side and not os.path.exists(dest):
         return None
     xmp = _read_xmp(dest, is_side)
     if R_LOCATION not in xmp:

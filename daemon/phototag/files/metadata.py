@@ -320,7 +320,7 @@ def _plan(
         kept = [_iptc_value(k) for k in keywords]
         iptc = _edit(cur.iptc, {_iptc_value(k) for k in dropped} - set(kept), kept)
     record = _Record(
-        tags=live,
+        tags=[t for t in live if t.name in keywords],  # a keyword the user has is theirs, not ours
         keywords=keywords,
         paths=paths,
         removed=removed,

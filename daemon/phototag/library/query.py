@@ -20,7 +20,7 @@ class QueryError(ValueError):
     """A query that cannot be parsed; `column` is the 0-based position of the mistake."""
 
     def __init__(self, message: str, query: str, column: int) -> None:
-        super().__init__(f"{message} at column {column}")
+        super().__init__(f"{message} at column {column + 1}")  # people count columns from 1
         self.query = query
         self.column = column
 
@@ -75,6 +75,30 @@ def terms(node: Node) -> set[str]:
     if isinstance(node, Not):
         return terms(node.operand)
     return set().union(*(terms(child) for child in node.operands))
+
+
+def replace_terms(node: Node, mapping: dict[str, str]) -> Node:
+    """`node` with each term in `mapping` replaced (a plural read as the tag that exists)."""
+    if isinstance(node, Term):
+        return Term(mapping.get(node.text, node.text))
+    if isinstance(node, Not):
+        return Not(replace_terms(node.operand, mapping))
+    return type(node)(tuple(replace_terms(child, mapping) for child in node.operands))
+
+
+def number_variants(term: str) -> list[str]:
+    """The singular and plural forms of a term's last word: cats/cat, boxes/box, puppies/puppy."""
+    head, sep, word = term.rpartition(" ")
+    forms = [word + "s", word + "es"]
+    if word.endswith("ies"):
+        forms.append(word[:-3] + "y")
+    if word.endswith("es"):
+        forms.append(word[:-2])
+    if word.endswith("s"):
+        forms.append(word[:-1])
+    if word.endswith("y"):
+        forms.append(word[:-1] + "ies")
+    return [head + sep + form for form in dict.fromkeys(forms) if form and form != word]
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,12 @@ class Pipeline:
             file = PhotoFile.stat(path)
         except OSError:
             return None  # decode reports it with the right words
-        return Outcome(path, skipped="unchanged") if self.index.unchanged(file) else None
+        if self.index.unchanged(file):
+            return Outcome(path, skipped="unchanged")
+        record = self.index.get(path)
+        if record is not None and not record.model_version:  # undone: stays so until forced
+            return Outcome(path, skipped="undone")
+        return None
 
     def _result(self, path: Path, future: Future[Decoded]) -> Decoded | Outcome:
         try:
@@ -225,20 +230,34 @@ class Pipeline:
         return outcomes
 
     def _write(self, decoded: Decoded, outcome: Outcome) -> PhotoRecord:
+        """Write, then report what the file holds: a tag the user deleted is not in it.
+
+        `written_to` is set only when the target's bytes changed (an unchanged re-tag writes
+        nothing and leaves the photo's mtime alone).
+        """
+        target = metadata.target(decoded.file.path, self.cfg.write)
+        before = _signature(target)
         base = replace(base_record(decoded, self.cfg), detections=outcome.detections)
         record = write_tags(base, outcome.tags, str(self.tagger.version), self.cfg)
-        outcome.tags = places.with_place(outcome.tags, base.position, self.cfg)
-        outcome.written_to = Path(record.written_to or decoded.file.path)
+        proposed = places.with_place(outcome.tags, base.position, self.cfg)
         for raw in pairs.companions(decoded.file.path):  # RAW+JPEG: the same keywords into both
             metadata.write(
                 raw,
-                outcome.tags,
+                proposed,
                 str(self.tagger.version),
                 self.cfg.write,
                 self.cfg.tagging.ancestors,
                 self.cfg.tags.generic,
             )
+        outcome.tags = record.auto  # what the file holds now, not what was proposed
+        written = Path(record.written_to or decoded.file.path)
+        outcome.written_to = written if _signature(written) != before or written != target else None
         return record
+
+
+def _signature(path: Path) -> PhotoFile | None:
+    """Size and mtime of `path`, None while it does not exist (a sidecar not yet written)."""
+    return PhotoFile.stat(path) if path.exists() else None
 
 
 @functools.cache

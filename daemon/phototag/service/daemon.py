@@ -30,7 +30,7 @@ from phototag import config, paths, web
 from phototag.config import Config, ConfigError
 from phototag.files.fileio import atomic_write
 from phototag.library.index import Index
-from phototag.records import Outcome, PhotoFile
+from phototag.records import Outcome, PhotoFile, local_time
 from phototag.service import moves
 from phototag.service.queue import Job, JobError, Queue, QueueError, pid_alive
 from phototag.service.watch import Watcher, folders, identity
@@ -564,11 +564,10 @@ def describe(st: ServiceStatus | None) -> str:
     """`phototag status` output: a few lines a person reads."""
     if st is None:
         return "phototag service: never ran here (no status file)"
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.started))
     head = (
-        f"phototag service: running (pid {st.pid}, since {since}), {st.state}"
+        f"phototag service: running (pid {st.pid}, since {local_time(st.started)}), {st.state}"
         if st.running
-        else f"phototag service: not running (last seen {time.ctime(st.updated)})"
+        else f"phototag service: not running (last seen {local_time(st.updated)})"
     )
     lines = [
         head,
@@ -580,8 +579,7 @@ def describe(st: ServiceStatus | None) -> str:
         f"{st.done} done, {st.failed} failed, {st.retried} retries",
     ]
     lines += [
-        f"  {time.strftime('%m-%d %H:%M', time.localtime(e.at))} {e.path}: {e.message}"
-        + ("" if e.final else " (will retry)")
+        f"  {local_time(e.at)} {e.path}: {e.message}" + ("" if e.final else " (will retry)")
         for e in st.errors[:5]
     ]
     return "\n".join(lines)
