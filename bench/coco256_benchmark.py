@@ -31,7 +31,8 @@ import numpy as np
 from phototag.config import Config
 from phototag.learn import evaluate, neighbours, tagprop, train
 from phototag.learn.twopknn import twopknn_scores
-from phototag.pipeline import decode, detect, infer, labels
+from phototag.pipeline import decode, detect, infer, labels, specialist
+from phototag.records import Detection
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 N_LABELS = 3
@@ -242,6 +243,7 @@ def stage_scores(
     labelmap = labels.load("imagenet")
     columns = coco_columns(labelmap, classes)
     path_scores = labels.path_scores(probabilities, labelmap)
+    times.update(specialists_time(plain, path_scores, labelmap.paths, found))
     classifier = np.where(columns >= 0, path_scores[:, np.maximum(columns, 0)], 0.0)
     coco = labels.load("coco")
     paths = detect.class_paths(coco)
@@ -256,6 +258,34 @@ def stage_scores(
         "fused: per tag the higher score (detect.merge)": np.maximum(classifier, detected),
     }
     return scores, {k: 1000 * v / len(files) for k, v in times.items()}
+
+
+def specialists_time(
+    photos: list[decode.Decoded],
+    path_scores: np.ndarray,
+    paths: list[str],
+    found: list[list[Detection]],
+) -> dict[str, float]:
+    """Seconds the bird and insect specialists take on these photos, gated as the tagger does
+    (batch 16); the row name says how many photos each gate let through."""
+    cfg = Config().specialists
+    pixels = np.stack([d.pixels for d in photos])
+    out = {}
+    for name, domain, labelmap in (
+        ("inat_bird", "animal|bird", "inat_bird"),
+        ("inat_insect", "animal|insect", "inat_insect"),
+    ):
+        species = specialist.species_paths(labels.load(labelmap))
+        model = infer.Model(SHARED / "models" / f"{name}.onnx", "input", 224, "cpu")
+        expert = specialist.Specialist(model, domain, species, name)
+        gate = specialist.gate_scores(path_scores, paths, found, domain) >= cfg.gate
+        t0 = time.perf_counter()
+        for i in range(0, len(photos), 16):
+            expert.run(pixels[i : i + 16], gate[i : i + 16], cfg.keep)
+        took = time.perf_counter() - t0
+        each = 1000 * took / max(1, gate.sum())
+        out[f"specialist {name}, gated {gate.sum()} of {len(photos)} ({each:.1f} ms each)"] = took
+    return out
 
 
 def stages_table(

@@ -116,6 +116,14 @@ def species_tags(findings: Sequence[Detection], model: str, threshold: float) ->
     return detect.detection_tags([d for d in findings if d.model == model], threshold)
 
 
+def species_paths(labelmap: labels.LabelMap) -> list[str]:
+    """The tag path of each output (its deepest path), "" where it has none (background)."""
+    return [
+        max((labelmap.paths[j] for j in np.flatnonzero(row)), key=len, default="")
+        for row in labelmap.membership
+    ]
+
+
 def version(specialists: Sequence[Specialist], cfg: SpecialistsConfig) -> str:
     """The specialists' part of the model version: their weights and the gate that runs them."""
     if not specialists:
@@ -142,11 +150,7 @@ def load(cfg: Config, size: int) -> list[Specialist]:
             raise InferenceError(f"specialists.names: {spec.name!r} is a {spec.kind}")
         if spec.input.size != size:
             raise InferenceError(f"{spec.ref} wants {spec.input.size} px, the classifier {size}")
-        labelmap = labels.load(spec.labels)
-        species = [
-            max((labelmap.paths[j] for j in np.flatnonzero(row)), key=len, default="")
-            for row in labelmap.membership
-        ]
         model = Model(installed.path, spec.input.name, size, cfg.model.providers)
+        species = species_paths(labels.load(spec.labels))
         loaded.append(Specialist(model, spec.domain, species, f"{spec.ref}:{spec.sha256[:12]}"))
     return loaded
