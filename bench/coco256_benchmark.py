@@ -283,8 +283,8 @@ def specialists_time(
         for i in range(0, len(photos), 16):
             expert.run(pixels[i : i + 16], gate[i : i + 16], cfg.keep)
         took = time.perf_counter() - t0
-        each = 1000 * took / max(1, gate.sum())
-        out[f"specialist {name}, gated {gate.sum()} of {len(photos)} ({each:.1f} ms each)"] = took
+        each = f"{1000 * took / gate.sum():.1f} ms each" if gate.any() else "none ran"
+        out[f"specialist {name}, gated {gate.sum()} of {len(photos)} ({each})"] = took
     return out
 
 
