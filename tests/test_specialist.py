@@ -107,7 +107,11 @@ def test_the_specialists_are_part_of_the_model_version() -> None:
 
 @pytest.fixture
 def models(installed_model: Path) -> None:
-    for name, model in (("coco_nanodet", "coco-nanodet"), ("inat_bird", "inat-bird")):
+    for name, model in (
+        ("coco_nanodet", "coco-nanodet"),
+        ("inat_bird", "inat-bird"),
+        ("inat_insect", "inat-insect"),
+    ):
         catalogue.import_file(need_shared(MODELS / f"{name}.onnx"), model)
 
 
@@ -117,15 +121,20 @@ def test_owl_gets_its_species_the_grouse_loses_and_refine_rescores_without_decod
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    photos = copy_photos(tmp_path / "photos", ["owl.jpg", "cat_720p.jpg", "bird.bmp"])
+    photos = copy_photos(
+        tmp_path / "photos", ["owl.jpg", "cat_720p.jpg", "bird.bmp", "dragonfly.bmp"]
+    )
     status, _out, err = run(capsys, "tag", *map(str, photos))
     assert status == 0, err
     before = records(photos)
-    owl, cat, chickadee = (before[p] for p in photos)
+    owl, cat, chickadee, dragonfly = (before[p] for p in photos)
     assert OWL in [t.path for t in owl.auto]
     assert not any("grouse" in t.path for t in owl.auto)  # the classifier's top-1 lost
     assert "animal|bird|chickadee|Black-capped Chickadee" in [t.path for t in chickadee.auto]
-    assert not any(d.model.startswith("inat-bird") for d in cat.detections)  # not gated in
+    assert not any(d.model.startswith("inat-") for d in cat.detections)  # not gated in
+    # the insect model names the dragonfly; the bird model, gated in by a detector box, is unsure
+    assert "animal|insect|dasher|Thornbush Dasher" in [t.path for t in dragonfly.auto]
+    assert not any(t.path.startswith("animal|bird") for t in dragonfly.auto)
     seen = keyword_sets([Path(r.written_to or r.path) for r in (owl, cat)])
     owl_fields = seen[Path(owl.written_to or owl.path)]
     assert {"owl", "Burrowing Owl"} <= set(owl_fields["Subject"]), owl_fields

@@ -81,7 +81,7 @@ class DetectorConfig:
 class SpecialistsConfig:
     """Species classifiers that run only on photos the general models call a bird or insect."""
 
-    enabled: bool = True  # run the installed ones (phototag models pull inat-bird inat-insect)
+    enabled: bool = True  # run the installed ones (phototag models pull inat-bird, inat-insect)
     names: list[str] = field(default_factory=lambda: ["inat-bird", "inat-insect"])
     gate: float = 0.3  # a photo's bird (insect) score, classifier or detector, that runs one
     threshold: float = 0.5  # a species becomes a tag at this score, and overrules other birds
