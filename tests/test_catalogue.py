@@ -100,6 +100,8 @@ def test_entries_are_well_formed() -> None:
         "mobilenet-v2@tf1-quant",
         "mobilenet-v2@tf2-ptq",
         "coco-nanodet@g-416",
+        "inat-bird@coral-quant",
+        "inat-insect@coral-quant",
     }
     assert NEW.order > OLD.order
     for spec in specs:
@@ -110,6 +112,8 @@ def test_entries_are_well_formed() -> None:
         assert (spec.input.dtype, spec.input.layout, spec.input.colour) == ("uint8", "NHWC", "RGB")
         if spec.kind == "detector":
             assert (spec.outputs, spec.labels) == (("scores", "boxes"), "coco")
+        elif spec.kind == "specialist":
+            assert spec.labels == spec.file.removesuffix(".onnx")  # inat_bird -> inat_bird_tags.tsv
         else:
             assert (spec.outputs, spec.labels) == (("probabilities", "embedding"), "imagenet")
         assert spec.licence.startswith("Apache-2.0")
@@ -155,7 +159,8 @@ def test_find() -> None:
     assert catalogue.split_ref("mobilenet-v2@tf1-quant") == (NAME, "tf1-quant")
     assert catalogue.split_ref("mobilenet-v2") == (NAME, None)
     with pytest.raises(
-        CatalogueError, match=r"unknown model 'resnet' \(known: coco-nanodet, mobilenet-v2\)"
+        CatalogueError,
+        match=r"unknown model 'resnet' \(known: coco-nanodet, inat-bird, inat-insect, mobilenet-v2\)",
     ):
         catalogue.find("resnet")
     with pytest.raises(CatalogueError, match=r"known: tf1-quant, tf2-ptq"):

@@ -36,7 +36,7 @@ Dtype = Literal["uint8", "float32"]
 Layout = Literal["NHWC", "NCHW"]
 Colour = Literal["RGB", "BGR"]
 Kind = Literal[
-    "classifier", "detector"
+    "classifier", "detector", "specialist"
 ]  # what a model's outputs mean, so the pipeline knows its stage
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 P = ParamSpec("P")
@@ -84,6 +84,7 @@ class ModelSpec:
     labels: str  # label-map name: "imagenet" -> models/imagenet_labels.txt
     order: int  # higher is newer among the versions of one name
     kind: Kind = "classifier"
+    domain: str = ""  # specialist: the tag path of the photos it knows, e.g. "animal|bird"
     description: str = ""
     provenance: str = ""
 
@@ -174,6 +175,7 @@ def parse(text: str, where: str) -> ModelSpec:
         labels=doc.take("labels", str, _NAME),
         order=doc.take("order", int),
         kind=doc.choice("kind", Kind) if "kind" in doc.raw else "classifier",
+        domain=doc.take("domain", str) if "domain" in doc.raw else "",
         description=doc.take("description", str) if "description" in doc.raw else "",
         provenance=doc.take("provenance", str) if "provenance" in doc.raw else "",
     )
@@ -182,6 +184,8 @@ def parse(text: str, where: str) -> ModelSpec:
     # The mirror setting swaps the URL's base, so the URL must end in the file name.
     if not spec.url.startswith("https://") or not spec.url.endswith("/" + spec.file):
         raise CatalogueError(f"{where}: url must be https://.../{spec.file}")
+    if (spec.kind == "specialist") != bool(spec.domain):
+        raise CatalogueError(f"{where}: a specialist, and only a specialist, needs a domain")
     if spec.size <= 0 or spec.input.size <= 0:
         raise CatalogueError(f"{where}: size and input.size must be positive")
     return spec

@@ -78,6 +78,17 @@ class DetectorConfig:
 
 
 @dataclass
+class SpecialistsConfig:
+    """Species classifiers that run only on photos the general models call a bird or insect."""
+
+    enabled: bool = True  # run the installed ones (phototag models pull inat-bird, inat-insect)
+    names: list[str] = field(default_factory=lambda: ["inat-bird", "inat-insect"])
+    gate: float = 0.3  # a photo's bird (insect) score, classifier or detector, that runs one
+    threshold: float = 0.5  # a species becomes a tag at this score, and overrules other birds
+    keep: float = 0.1  # species stored in the index from this score (refine can go this low)
+
+
+@dataclass
 class TagsConfig:
     """The vocabulary the user controls; applied last, to every source of auto tags."""
 
@@ -190,6 +201,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     tagging: TaggingConfig = field(default_factory=TaggingConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    specialists: SpecialistsConfig = field(default_factory=SpecialistsConfig)
     tags: TagsConfig = field(default_factory=TagsConfig)
     write: WriteConfig = field(default_factory=WriteConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)

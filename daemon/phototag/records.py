@@ -128,6 +128,7 @@ class ModelVersion:
     tagprop: str = ""  # hash of learned TagProp parameters, "" when none
     thresholds: str = ""  # hash of the tagging thresholds and the vocabulary
     detector: str = ""  # catalogue ref + sha256[:12] of the detector, "" when none ran
+    specialists: str = ""  # their refs + sha256[:12] and the gate, "" when none ran
 
     def __str__(self) -> str:
         parts = [f"{self.backbone}:{self.backbone_sha256[:12]}", f"labels:{self.labelmap}"]
@@ -137,6 +138,8 @@ class ModelVersion:
             parts.append(f"thr:{self.thresholds}")
         if self.detector:
             parts.append(f"det:{self.detector}")
+        if self.specialists:
+            parts.append(f"spc:{self.specialists}")
         return "/".join(parts)
 
     @classmethod
@@ -154,20 +157,23 @@ class ModelVersion:
             parts.get("tagprop", ""),
             parts.get("thr", ""),
             parts.get("det", ""),
+            parts.get("spc", ""),
         )
 
     def refresh(self, old: ModelVersion | None) -> Refresh:
         """What a photo tagged by `old` needs to be tagged as by this version.
 
-        New backbone or detector weights mean new model outputs: decode and infer again. A
+        New backbone, detector or specialist weights (or the specialists' gate, which decides
+        the photos they run on) mean new model outputs: decode and infer again. A
         new label map, TagProp, thresholds or vocabulary only re-apply to the outputs stored
         at tag time (class probabilities, detections).
         """
-        if old is None or (old.backbone, old.backbone_sha256[:12], old.detector) != (
-            self.backbone,
-            self.backbone_sha256[:12],
-            self.detector,
-        ):
+        if old is None or (
+            old.backbone,
+            old.backbone_sha256[:12],
+            old.detector,
+            old.specialists,
+        ) != (self.backbone, self.backbone_sha256[:12], self.detector, self.specialists):
             return "reanalyse"
         same = (old.labelmap, old.tagprop, old.thresholds) == (
             self.labelmap,
@@ -177,7 +183,7 @@ class ModelVersion:
         return "current" if same else "rescore"
 
 
-_VERSION_PARTS = {"labels", "tagprop", "thr", "det"}
+_VERSION_PARTS = {"labels", "tagprop", "thr", "det", "spc"}
 
 
 @dataclass

@@ -120,8 +120,12 @@ def decode_batch(batch: dict[str, np.ndarray], size: int, scan: ScanConfig) -> d
 
 def classifier_only(cfg: Config) -> Config:
     """Backfill runs the classifier alone (its stages carry no detector input yet); the model
-    version then says so, and `phototag refine` adds the detector's tags later."""
-    return dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, enabled=False))
+    version then says so, and `phototag refine` adds the detector's and specialists' tags later."""
+    return dataclasses.replace(
+        cfg,
+        detector=dataclasses.replace(cfg.detector, enabled=False),
+        specialists=dataclasses.replace(cfg.specialists, enabled=False),
+    )
 
 
 class Infer:

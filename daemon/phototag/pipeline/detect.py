@@ -123,14 +123,18 @@ class Detector:
     ref: str  # catalogue name@version:sha256[:12], part of the model version
     cfg: DetectorConfig
 
+    @property
+    def name(self) -> str:
+        """The catalogue name@version its detections carry."""
+        return self.ref.split(":")[0]
+
     def run(self, frames: Sequence[Letterbox]) -> list[list[Detection]]:
         """Each photo's boxes from its letterboxed pixels, in one batched inference."""
         pixels = np.stack([f.pixels for f in frames])
         scores, boxes = self.session.run(["scores", "boxes"], {self.input_name: pixels})  # type: ignore[attr-defined]
-        model = self.ref.split(":")[0]
         return [
             [
-                Detection(self.class_paths[c], round(s, 4), to_fractions(box, frame), model)
+                Detection(self.class_paths[c], round(s, 4), to_fractions(box, frame), self.name)
                 for c, s, box in choose(scores[i], boxes[i], self.cfg.keep, self.cfg.iou)
             ]
             for i, frame in enumerate(frames)

@@ -3,7 +3,8 @@
 `Tagger.tags` is the one function that decides a photo's auto tags, for `tag`, `scan`, the
 service and `refine`'s re-scoring alike: the CNN's tags, plus the user's own keywords that
 the active TagProp model (`phototag train`) finds likely enough, merged with the object
-detector's tags, then passed through the user's vocabulary (`tags:` settings).
+detector's tags, then the species of a confident specialist (which overrule the others'
+guesses in its domain), then passed through the user's vocabulary (`tags:` settings).
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from phototag import catalogue
-from phototag.config import Config, DetectorConfig, PlacesConfig, TaggingConfig, TagPropConfig
+from phototag.config import (
+    Config,
+    DetectorConfig,
+    PlacesConfig,
+    SpecialistsConfig,
+    TaggingConfig,
+    TagPropConfig,
+)
 from phototag.learn import train
 from phototag.library.index import PhotoRecord
-from phototag.pipeline import detect, labels, vocabulary
+from phototag.pipeline import detect, labels, specialist, vocabulary
 from phototag.pipeline.infer import Batch, InferenceError, Model
 from phototag.records import Decoded, Detection, ModelVersion, Tag
 
@@ -73,6 +81,7 @@ def settings_hash(
     detector: DetectorConfig | None = None,
     vocab: vocabulary.Vocabulary | None = None,
     places: PlacesConfig | None = None,
+    species: SpecialistsConfig | None = None,
 ) -> str:
     """A short stable id of the thresholds and vocabulary, part of the model version per photo."""
     text = f"{cfg.threshold:.4f}/{cfg.max_tags}/{int(cfg.ancestors)}"
@@ -80,6 +89,8 @@ def settings_hash(
         text += f"/{tagprop.threshold:.4f}/{tagprop.max_tags}"
     if detector is not None:  # only a detector that runs makes its threshold matter
         text += f"/det{detector.threshold:.4f}"
+    if species is not None:  # only specialists that run make their threshold matter
+        text += f"/spc{species.threshold:.4f}"
     if vocab is not None and vocab != vocabulary.Vocabulary():  # defaults keep old versions
         text += f"/voc{vocab.digest()}"
     if places is not None and places.enabled:  # refine re-decides places from stored positions
@@ -110,6 +121,8 @@ class Tagger:
     detector: detect.Detector | None = None
     vocab: vocabulary.Vocabulary = field(default_factory=vocabulary.Vocabulary)
     places_cfg: PlacesConfig | None = None  # part of the version (refine re-decides places)
+    specialists: list[specialist.Specialist] = field(default_factory=list)
+    specialists_cfg: SpecialistsConfig = field(default_factory=SpecialistsConfig)
 
     @property
     def embedding_store(self) -> str:
@@ -148,9 +161,21 @@ class Tagger:
             mine = learned_tags(scores, self.learned.tags, cfg.threshold, cfg.max_tags, exclude)
             tags = [merge(c, m) for c, m in zip(tags, mine, strict=True)]
         if self.detector is not None and detections:
-            threshold = self.detector.cfg.threshold
+            threshold, name = self.detector.cfg.threshold, self.detector.name
             tags = [
-                detect.merge(t, detect.detection_tags(d, threshold), self.cfg.max_tags)
+                detect.merge(
+                    t,
+                    detect.detection_tags([b for b in d if b.model == name], threshold),
+                    self.cfg.max_tags,
+                )
+                for t, d in zip(tags, detections, strict=True)
+            ]
+        for s in self.specialists if detections else ():
+            threshold = self.specialists_cfg.threshold
+            tags = [
+                specialist.overrule(
+                    t, specialist.species_tags(d, s.name, threshold), s.domain, self.cfg.max_tags
+                )
                 for t, d in zip(tags, detections, strict=True)
             ]
         return [vocabulary.apply(t, self.vocab) for t in tags]
@@ -164,12 +189,23 @@ class Tagger:
         self, photos: Sequence[Decoded], records: Sequence[PhotoRecord | None] = ()
     ) -> Analysis:
         """Run every stage on decoded photos, batched per model: outputs, boxes and tags."""
-        batch = self.model.run(np.stack([d.pixels for d in photos]))
+        pixels = np.stack([d.pixels for d in photos])
+        batch = self.model.run(pixels)
         colours = np.stack([d.colour for d in photos])
         frames = [d.letterbox for d in photos]
         boxes: list[list[Detection]] = [[] for _ in photos]
         if self.detector is not None and all(f is not None for f in frames):
             boxes = self.detector.run(frames)  # type: ignore[arg-type]
+        if self.specialists:
+            scores = labels.path_scores(batch.probabilities, self.labelmap)
+            cfg = self.specialists_cfg
+            gates = [
+                specialist.gate_scores(scores, self.labelmap.paths, boxes, s.domain) >= cfg.gate
+                for s in self.specialists
+            ]
+            for s, gate in zip(self.specialists, gates, strict=True):
+                for row, found in zip(boxes, s.run(pixels, gate, cfg.keep), strict=True):
+                    row.extend(found)
         return Analysis(batch, boxes, self.tags(batch, colours, records, boxes))
 
     def use(self, digest: str, learned: train.Learned | None) -> None:
@@ -188,6 +224,7 @@ class Tagger:
             self.detector.cfg if self.detector is not None else None,
             self.vocab,
             self.places_cfg,
+            self.specialists_cfg if self.specialists else None,
         )
 
 
@@ -204,6 +241,7 @@ def load(cfg: Config) -> Tagger:
     if not isinstance(dim, int):
         raise InferenceError(f"{installed.path}: the model has no fixed-size embedding output")
     labelmap = labels.load(spec.labels)
+    specialists = specialist.load(cfg, spec.input.size)
     try:
         detector = detect.load(cfg)
     except catalogue.ModelMissing as exc:  # "when installed": the classifier alone still tags
@@ -218,6 +256,7 @@ def load(cfg: Config) -> Tagger:
         backbone_sha256=spec.sha256,
         labelmap=labelmap.version,
         detector=detector.ref if detector is not None else "",
+        specialists=specialist.version(specialists, cfg.specialists),
     )
     stores = train.Stores(spec.sha256[:12], dim, labelmap.n_outputs)
     tagger = Tagger(
@@ -231,6 +270,8 @@ def load(cfg: Config) -> Tagger:
         detector,
         vocab,
         cfg.places,
+        specialists,
+        cfg.specialists,
     )
     tagger.use(*(train.active(stores.backbone) or ("", None)))
     return tagger
