@@ -32,7 +32,7 @@ from search_benchmark import query_mix
 
 from phototag import catalogue, cli
 from phototag.library import index as index_module
-from phototag.library.index import Index
+from phototag.library.index import open_index
 from phototag.library.query import parse
 
 MODEL = catalogue.find("mobilenet-v2", "tf1-quant")  # the model of the shared test data
@@ -51,7 +51,7 @@ def write(folder: Path, n: int) -> None:
     lib = synthetic_library.library(n)
     records = synthetic_library.photo_records(lib)
     start = time.perf_counter()
-    with Index(folder / "index") as index:
+    with open_index(folder / "index") as index:
         for at in range(0, n, 10_000):
             part = records[at : at + 10_000]
             index.put_many(part, [{STORE: v} for v in lib.embeddings[at : at + len(part)]])
@@ -70,7 +70,7 @@ def measure(folder: Path) -> dict[str, float]:
     base = rss_mb()
     out: dict[str, float] = {}
     start = time.perf_counter()
-    index = Index(folder / "index", readonly=True)
+    index = open_index(folder / "index", readonly=True)
     out["open_s"], out["open_mb"] = time.perf_counter() - start, rss_mb() - base
     start = time.perf_counter()
     index.tag_index()
@@ -93,7 +93,7 @@ def measure(folder: Path) -> dict[str, float]:
 def traced(folder: Path) -> dict[str, float]:
     """What stays allocated (tracemalloc; RSS also counts freed heap not given back)."""
     tracemalloc.start()
-    index = Index(folder / "index", readonly=True)
+    index = open_index(folder / "index", readonly=True)
     opened = tracemalloc.get_traced_memory()[0]
     index.tag_index()
     built = tracemalloc.get_traced_memory()[0]
