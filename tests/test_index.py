@@ -103,7 +103,7 @@ def test_torn_vector_row_is_dropped(tmp_path: Path) -> None:
 def test_corrupt_index_is_a_clear_error(backend: str, tmp_path: Path) -> None:
     name = "photos.json" if backend == "tinydb" else "index.sqlite"
     (tmp_path / name).write_text("{not json" * 200)
-    with pytest.raises(IndexUnavailable, match="corrupt|not a database"):
+    with pytest.raises(IndexUnavailable, match=r"corrupt|not a database"):
         open_index(tmp_path, backend)
 
 

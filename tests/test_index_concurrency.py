@@ -132,7 +132,9 @@ def indexed_under(folder: Path) -> set[str]:
     with open_index(Config().index_dir, readonly=True) as index:
         records = [r for r in index.records() if Path(r.path).parent == folder]
     for r in records:
-        assert [t.path for t in r.auto] == [t.path for t in metadata.read(Path(r.path), WriteConfig()).ours]
+        assert [t.path for t in r.auto] == [
+            t.path for t in metadata.read(Path(r.path), WriteConfig()).ours
+        ]
     return {r.path for r in records}
 
 

@@ -37,7 +37,9 @@ def library(n: int) -> list[PhotoRecord]:
 
 def write_tinydb(folder: Path, records: list[PhotoRecord]) -> None:
     with open_index(folder, "tinydb") as index:
-        index.put_many(records, [{"colour": np.full(8, i, np.float32)} for i in range(len(records))])
+        index.put_many(
+            records, [{"colour": np.full(8, i, np.float32)} for i in range(len(records))]
+        )
 
 
 def test_tinydb_index_is_migrated_with_everything(tmp_path: Path) -> None:
