@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import subprocess
 import sys
 import time
@@ -189,3 +190,54 @@ def test_service_killed_mid_drain_keeps_what_it_committed(
         check_tagged_once(photos, originals)
     finally:
         again.stop()
+
+
+# Every command of the README that needs no network and no benchmark download, as written
+# there, on a folder of its own ("{pics}"); `tag`, `refine`, `suggest --accept`, `undo` and
+# `train` write to the index the service holds open.
+README_COMMANDS = [
+    "tag {pics}/IMG_0100.JPG",
+    "tag --dry-run {pics}/IMG_0101.JPG",
+    "scan {pics}",
+    "scan --sidecar {archive}",
+    "models list",
+    "refine",
+    "refine --dry-run",
+    "suggest {pics}",
+    "suggest --accept 'animal|mammal|cat' {pics}/IMG_0102.JPG",
+    "undo --dry-run",
+    "train",
+    "search 'cat AND (beach OR sea) NOT night'",
+    "search animal --from 2023-03 --to 2023-05",
+    "search --source user '\"Brazil Trip\"'",
+    "search --min-score 0.5 --folder {pics} dog",
+    "similar {pics}/IMG_0103.JPG -k 5",
+    "duplicates {pics}",
+    "cluster --auto",
+    "status",
+    "undo {archive}",
+]
+
+
+def test_every_readme_command_works_with_the_service_running(
+    sources: list[Path],  # noqa: F811
+    installed_model: Path,
+    tmp_path: Path,
+) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    watched, pics, archive = folders(tmp_path, "watched", "pics", "archive")
+    cfg_file = config(tmp_path, watched)
+    originals = Originals.make(sources, (640, 480))
+    service = ServiceProcess(cfg_file, tmp_path / "service.log")
+    try:
+        service.wait_started()
+        drop(originals, watched, 0, 8)
+        drop(originals, pics, 100, 12)
+        drop(originals, archive, 300, 4)
+        for line in README_COMMANDS:
+            args = shlex.split(line.format(pics=pics, archive=archive))
+            assert f"phototag {args[0]} " in readme, line
+            finished(phototag(cfg_file, *args))
+        service.wait_drained(8)
+    finally:
+        service.stop()
