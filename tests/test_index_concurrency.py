@@ -14,6 +14,8 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,22 @@ def folders(tmp_path: Path, *names: str) -> list[Path]:
     return out
 
 
+@contextmanager
+def service_beside(
+    tmp_path: Path, images: list[Path], *names: str
+) -> Iterator[tuple[list[Path], Path, Originals, ServiceProcess]]:
+    """The service watching `watched`, started, with folders `names` beside it not watched."""
+    dirs = folders(tmp_path, "watched", *names)
+    cfg_file = config(tmp_path, dirs[0])
+    originals = Originals.make(images, (640, 480))
+    service = ServiceProcess(cfg_file, tmp_path / "service.log")
+    try:
+        service.wait_started()
+        yield dirs, cfg_file, originals, service
+    finally:
+        service.stop()
+
+
 def test_service_scan_refine_and_tag_share_the_index(
     sources: list[Path],  # noqa: F811
     installed_model: Path,
@@ -82,12 +100,8 @@ def test_service_scan_refine_and_tag_share_the_index(
 ) -> None:
     """The service drains a folder while `scan` tags another and `refine` runs; then `tag`
     of one photo while the service runs tags it at once. Every photo is tagged once."""
-    watched, scanned, single = folders(tmp_path, "watched", "scanned", "single")
-    cfg_file = config(tmp_path, watched)
-    originals = Originals.make(sources, (640, 480))
-    service = ServiceProcess(cfg_file, tmp_path / "service.log")
-    try:
-        service.wait_started()
+    with service_beside(tmp_path, sources, "scanned", "single") as setup:
+        (watched, scanned, single), cfg_file, originals, service = setup
         by_scan = drop(originals, scanned, 100, 16)
         by_service = drop(originals, watched, 0, 16)
         scan, refine = phototag(cfg_file, "scan", str(scanned)), phototag(cfg_file, "refine")
@@ -100,8 +114,6 @@ def test_service_scan_refine_and_tag_share_the_index(
         tag_out, _ = finished(phototag(cfg_file, "tag", str(by_tag[0].path)))
         assert printed(tag_out, single) == {str(by_tag[0].path)}
         check_tagged_once(by_service + by_scan + by_tag, originals)
-    finally:
-        service.stop()
 
 
 def kill_scan_at_random(
@@ -225,12 +237,8 @@ def test_every_readme_command_works_with_the_service_running(
     tmp_path: Path,
 ) -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    watched, pics, archive = folders(tmp_path, "watched", "pics", "archive")
-    cfg_file = config(tmp_path, watched)
-    originals = Originals.make(sources, (640, 480))
-    service = ServiceProcess(cfg_file, tmp_path / "service.log")
-    try:
-        service.wait_started()
+    with service_beside(tmp_path, sources, "pics", "archive") as setup:
+        (watched, pics, archive), cfg_file, originals, service = setup
         drop(originals, watched, 0, 8)
         drop(originals, pics, 100, 12)
         drop(originals, archive, 300, 4)
@@ -239,5 +247,3 @@ def test_every_readme_command_works_with_the_service_running(
             assert f"phototag {args[0]} " in readme, line
             finished(phototag(cfg_file, *args))
         service.wait_drained(8)
-    finally:
-        service.stop()
