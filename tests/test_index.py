@@ -1,6 +1,7 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def test_put_get_and_reopen(backend: str, tmp_path: Path) -> None:
         got = index.get("/p/cat.jpg")
         assert got is not None
         assert got.auto == [Tag("animal|mammal|cat", 0.9)] and got.user == ["Grandma"]
+        assert index.paths() == ["/p/cat.jpg"]
         np.testing.assert_allclose(index.vectors("embedding-x", [got], 1280)[0], emb[0], rtol=1e-3)
     assert (tmp_path / "embedding-x.f16").stat().st_size == 1280 * 2  # float16, not JSON
 
@@ -133,3 +135,21 @@ while True:
         assert len(index) >= 21
         rows = [r.vectors["colour"] for r in index.records()]
         assert max(rows) < index.store("colour", 64).rows
+
+
+def test_a_new_record_field_gets_its_column_on_open(tmp_path: Path) -> None:
+    """An index written before a scalar field existed (here: its column dropped) reads the
+    field's default, and stores it from then on: no migration step to write."""
+    with open_index(tmp_path) as index:
+        index.put(record("/p/a.jpg"))
+    db = sqlite3.connect(tmp_path / "index.sqlite")
+    db.execute("ALTER TABLE photos DROP COLUMN tagged_at")
+    db.close()
+    with open_index(tmp_path) as index:
+        old = index.get("/p/a.jpg")
+        assert old is not None and old.tagged_at == 0.0 and old.auto[0].name == "cat"
+        old.tagged_at = 12.5
+        index.put(old)
+    with open_index(tmp_path, readonly=True) as index:
+        again = index.get("/p/a.jpg")
+        assert again is not None and again.tagged_at == 12.5

@@ -171,6 +171,10 @@ class Index(abc.ABC):
     def records(self) -> list[PhotoRecord]: ...
 
     @abc.abstractmethod
+    def paths(self) -> list[str]:
+        """Every indexed path: what a catch-up compares with the disk, without making records."""
+
+    @abc.abstractmethod
     def put_many(
         self, records: list[PhotoRecord], vectors: list[dict[str, np.ndarray]] | None = None
     ) -> None:

@@ -203,6 +203,10 @@ class SqliteIndex(Index):
     def records(self) -> list[PhotoRecord]:
         return self._load("1", ())
 
+    @locked
+    def paths(self) -> list[str]:
+        return [_s(path) for (path,) in self.db.execute("SELECT path FROM photos")]  # type: ignore[misc]
+
     def _load(self, where: str, params: tuple[Any, ...]) -> list[PhotoRecord]:
         """Records of the photos `where` selects, children read one query per table."""
         cols = ", ".join(self._columns)

@@ -154,6 +154,10 @@ class TinyDBIndex(Index):
             return [PhotoRecord.from_doc(doc) for doc in self._documents().values()]
 
     @locked
+    def paths(self) -> list[str]:
+        return list(self._by_path)
+
+    @locked
     def put_many(
         self, records: list[PhotoRecord], vectors: list[dict[str, np.ndarray]] | None = None
     ) -> None:
