@@ -155,9 +155,16 @@ class SqliteIndex(Index):
         try:
             yield self.db
             self.db.execute("COMMIT")
+        except sqlite3.Error as exc:  # a full disk, a damaged file: one line, nothing half-done
+            self._rollback()
+            raise IndexUnavailable(f"{self.folder}: cannot write the index: {exc}") from None
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:  # SQLite may have rolled back already (a failed COMMIT)
+            self.db.execute("ROLLBACK")
 
     def _upgrade(self) -> None:
         """Bring the schema to SCHEMA_VERSION, and give new PhotoRecord fields their column."""
