@@ -7,7 +7,10 @@ index, warm queries (what the service answers), the `search` command in-process,
 
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/index_benchmark.py [--n 100000] [--dir DIR]
 Prints markdown for docs/benchmarks.md ("Search"). With --dir, an index already written
-there (by the same --n) is reused.
+there (by the same --n) is reused. That report is of the TinyDB backend; `--sqlite` gives the
+SQLite backend's figures instead (fresh-process `search`, batch commits, the service's idle
+RSS; tags only, no embeddings, so 1 000 000 photos fit a small machine), and `--migration`
+times moving a TinyDB index of --n photos into SQLite and compares every record.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 import reference_embeddings
+import sqlite_figures
 import synthetic_library
 from search_benchmark import query_mix
 
 from phototag import catalogue, cli
 from phototag.library import index as index_module
-from phototag.library.index import Index
+from phototag.library.index import open_index
 from phototag.library.query import parse
 
 MODEL = catalogue.find("mobilenet-v2", "tf1-quant")  # the model of the shared test data
@@ -51,12 +55,14 @@ def write(folder: Path, n: int) -> None:
     lib = synthetic_library.library(n)
     records = synthetic_library.photo_records(lib)
     start = time.perf_counter()
-    with Index(folder / "index") as index:
+    with open_index(folder / "index", "tinydb") as index:
         for at in range(0, n, 10_000):
             part = records[at : at + 10_000]
             index.put_many(part, [{STORE: v} for v in lib.embeddings[at : at + len(part)]])
     seconds = time.perf_counter() - start
-    (folder / "config.yaml").write_text(f"index:\n  path: {folder / 'index'}\n", encoding="utf-8")
+    (folder / "config.yaml").write_text(
+        f"index:\n  path: {folder / 'index'}\n  backend: tinydb\n", encoding="utf-8"
+    )
     json_mb = (folder / "index" / "photos.json").stat().st_size / 1e6
     f16_mb = (folder / "index" / f"{STORE}.f16").stat().st_size / 1e6
     print(
@@ -70,7 +76,7 @@ def measure(folder: Path) -> dict[str, float]:
     base = rss_mb()
     out: dict[str, float] = {}
     start = time.perf_counter()
-    index = Index(folder / "index", readonly=True)
+    index = open_index(folder / "index", "tinydb", readonly=True)
     out["open_s"], out["open_mb"] = time.perf_counter() - start, rss_mb() - base
     start = time.perf_counter()
     index.tag_index()
@@ -93,7 +99,7 @@ def measure(folder: Path) -> dict[str, float]:
 def traced(folder: Path) -> dict[str, float]:
     """What stays allocated (tracemalloc; RSS also counts freed heap not given back)."""
     tracemalloc.start()
-    index = Index(folder / "index", readonly=True)
+    index = open_index(folder / "index", "tinydb", readonly=True)
     opened = tracemalloc.get_traced_memory()[0]
     index.tag_index()
     built = tracemalloc.get_traced_memory()[0]
@@ -180,7 +186,18 @@ def main() -> None:
     parser.add_argument("--traced", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--gc-running", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cli", nargs=2, metavar=("CONFIG", "QUERY"), help=argparse.SUPPRESS)
+    parser.add_argument("--sqlite", action="store_true", help="the SQLite backend's figures")
+    parser.add_argument("--migration", action="store_true", help="time a TinyDB -> SQLite move")
     args = parser.parse_args()
+    if args.migration:
+        sqlite_figures.migration(args.n)
+        return
+    if args.sqlite:
+        with contextlib.ExitStack() as stack:
+            folder = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            model = reference_embeddings.MODEL
+            sqlite_figures.report(folder, args.n, model if model.exists() else None)
+        return
     if args.gc_running:  # for comparison: the index without its pauses of the cycle collector
         index_module._gc_paused = contextlib.nullcontext
     if args.measure:

@@ -29,7 +29,7 @@ from PIL import Image
 from phototag import catalogue, cli
 from phototag.config import Config
 from phototag.files import metadata
-from phototag.library.index import Index, PhotoRecord
+from phototag.library.index import PhotoRecord, open_index
 from phototag.pipeline import decode, tagger
 from phototag.pipeline.runner import Pipeline
 
@@ -53,7 +53,7 @@ def tag_sources(photos: list[Path], folder: Path, cfg: Config) -> list[Source]:
         shutil.copyfile(photo, copies[-1])
         copies[-1].chmod(0o644)
     model = tagger.load(cfg)
-    with Index(cfg.index_dir) as index:
+    with open_index(cfg.index_dir) as index:
         failed = [o for o in Pipeline(cfg, model, index, force=True).run(copies) if not o.ok]
         if failed:
             raise RuntimeError(f"{failed[0].path}: {failed[0].error}")
@@ -86,7 +86,7 @@ def synthesise(sources: list[Source], folder: Path, n: int, cfg: Config) -> None
             )
         )
     rows = np.stack([sources[i % len(sources)].probabilities for i in range(n)])
-    with Index(cfg.index_dir) as index:
+    with open_index(cfg.index_dir) as index:
         first = index.store(store, rows.shape[1]).append(rows)
         for i, record in enumerate(records):
             record.vectors = {store: first + i}

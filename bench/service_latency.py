@@ -214,7 +214,7 @@ def stages(photo: Path, home: Path) -> dict[str, float]:
 def index_costs(home: Path, size: int) -> tuple[float, float, float]:
     """Seconds for one `Index.put` and one `Index.flush` with `size` photos indexed, and
     the index file's MB. Records look like the service's (five tags, a user keyword)."""
-    from phototag.library.index import Index, PhotoRecord
+    from phototag.library.index import PhotoRecord, open_index
     from phototag.records import Tag
 
     tags = [Tag(f"animal|vertebrate|mammal|carnivore|feline|cat{i}", 0.5) for i in range(5)]
@@ -227,10 +227,10 @@ def index_costs(home: Path, size: int) -> tuple[float, float, float]:
             tags, ["Grandma"], [], path, time.time(), {"embedding": i, "colour": i},
         )  # fmt: skip
 
-    with Index(folder) as index:
+    with open_index(folder) as index:
         index.db.insert_multiple(record(i).to_doc() for i in range(size))
     puts, flushes = [], []
-    with Index(folder) as index:
+    with open_index(folder) as index:
         for i in range(size, size + 5):
             t0 = time.perf_counter()
             index.put(record(i))

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from phototag import cli, config
-from phototag.library.index import Index, PhotoRecord
+from phototag.library.index import PhotoRecord, open_index
 from tests.conftest import PHOTOS, need_shared
 
 
@@ -58,7 +58,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 def records(paths: list[Path]) -> dict[Path, PhotoRecord]:
     """The index records of these photos (every one must be indexed)."""
-    with Index(config.Config().index_dir, readonly=True) as index:
+    with open_index(config.Config().index_dir, readonly=True) as index:
         found = {p: index.get(p) for p in paths}
     missing = [p for p, r in found.items() if r is None]
     assert not missing, f"not indexed: {missing}"

@@ -75,3 +75,9 @@ def exiftool_keywords(path: Path) -> dict[str, list[str]]:
         return [str(v) for v in (value if isinstance(value, list) else [value])]
 
     return {k: as_list(k) for k in ("Subject", "HierarchicalSubject", "TagsList", "Keywords")}
+
+
+@pytest.fixture(params=["sqlite", "tinydb"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each index backend in turn, for the tests of the index contract."""
+    return str(request.param)

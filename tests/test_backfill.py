@@ -15,7 +15,7 @@ from conftest import exiftool_keywords
 
 from phototag import config
 from phototag.cli import main
-from phototag.library.index import Index
+from phototag.library.index import open_index
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'phototag[cluster]')")
 from phototag.pipeline import backfill  # noqa: E402
@@ -61,7 +61,7 @@ def comparable(record: object) -> tuple:
 
 def index_of(cfg_file: Path) -> dict[str, object]:
     cfg = config.load(cfg_file)
-    with Index(cfg.index_dir, readonly=True) as index:
+    with open_index(cfg.index_dir, readonly=True) as index:
         return {Path(r.path).name: r for r in index.records()}
 
 
@@ -143,7 +143,7 @@ def test_a_worker_killed_mid_run_and_every_photo_is_tagged_once(
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
-    with Index(cfg.index_dir) as index:
+    with open_index(cfg.index_dir) as index:
         report = backfill.backfill([folder], cfg, index, on_commit=kill_one)
     assert killed, "no Ray worker was found to kill"
     assert report.failures == []
@@ -180,12 +180,12 @@ def test_a_stopped_run_resumes_where_it_was(
     def stop(done: int) -> None:
         raise KeyboardInterrupt  # the user's Ctrl-C after the first commit
 
-    with Index(cfg.index_dir) as index, pytest.raises(KeyboardInterrupt):
+    with open_index(cfg.index_dir) as index, pytest.raises(KeyboardInterrupt):
         backfill.backfill([folder], cfg, index, on_commit=stop)
     first = index_of(config_with_index(tmp_path))
     assert 0 < len(first) < 48
     committed = {name: Path(r.path).stat().st_mtime_ns for name, r in first.items()}
-    with Index(cfg.index_dir) as index:
+    with open_index(cfg.index_dir) as index:
         report = backfill.backfill([folder], cfg, index)
     assert (report.unchanged, report.tagged, report.failures) == (len(first), 48 - len(first), [])
     after = index_of(config_with_index(tmp_path))

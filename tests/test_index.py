@@ -1,6 +1,7 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototag.library.index import Index, IndexUnavailable, PhotoRecord, VectorStore
+from phototag.library.index import IndexUnavailable, PhotoRecord, VectorStore, open_index
 from phototag.records import PhotoFile, Tag
 
 
@@ -23,28 +24,29 @@ def record(path: str, sha: str = "a" * 64) -> PhotoRecord:
     )
 
 
-def test_put_get_and_reopen(tmp_path: Path) -> None:
+def test_put_get_and_reopen(backend: str, tmp_path: Path) -> None:
     emb = np.random.default_rng(0).random((1, 1280)).astype(np.float32)
-    with Index(tmp_path) as index:
+    with open_index(tmp_path, backend) as index:
         index.put(record("/p/cat.jpg"), {"embedding-x": emb[0]})
-    with Index(tmp_path) as index:
+    with open_index(tmp_path, backend) as index:
         got = index.get("/p/cat.jpg")
         assert got is not None
         assert got.auto == [Tag("animal|mammal|cat", 0.9)] and got.user == ["Grandma"]
+        assert index.paths() == ["/p/cat.jpg"]
         np.testing.assert_allclose(index.vectors("embedding-x", [got], 1280)[0], emb[0], rtol=1e-3)
     assert (tmp_path / "embedding-x.f16").stat().st_size == 1280 * 2  # float16, not JSON
 
 
-def test_unchanged_compares_size_and_mtime(tmp_path: Path) -> None:
-    with Index(tmp_path) as index:
+def test_unchanged_compares_size_and_mtime(backend: str, tmp_path: Path) -> None:
+    with open_index(tmp_path, backend) as index:
         index.put(record("/p/a.jpg"))
         assert index.unchanged(PhotoFile(Path("/p/a.jpg"), 10, 5))
         assert not index.unchanged(PhotoFile(Path("/p/a.jpg"), 10, 6))
         assert not index.unchanged(PhotoFile(Path("/p/b.jpg"), 10, 5))
 
 
-def test_move_keeps_tags_and_vectors_and_hash_lookup(tmp_path: Path) -> None:
-    with Index(tmp_path) as index:
+def test_move_keeps_tags_and_vectors_and_hash_lookup(backend: str, tmp_path: Path) -> None:
+    with open_index(tmp_path, backend) as index:
         index.put(record("/p/a.jpg", "f" * 64), {"colour": np.ones(64, np.float32)})
         moved = index.move("/p/a.jpg", PhotoFile(Path("/q/b.jpg"), 10, 7))
         assert index.get("/p/a.jpg") is None
@@ -54,25 +56,40 @@ def test_move_keeps_tags_and_vectors_and_hash_lookup(tmp_path: Path) -> None:
         assert len(index) == 0 and index.with_sha("f" * 64) == []
 
 
-def test_replacing_a_record_does_not_duplicate(tmp_path: Path) -> None:
-    with Index(tmp_path) as index:
+def test_replacing_a_record_does_not_duplicate(backend: str, tmp_path: Path) -> None:
+    with open_index(tmp_path, backend) as index:
         index.put(record("/p/a.jpg", "1" * 64))
         index.put(record("/p/a.jpg", "2" * 64))
         assert len(index) == 1 and index.with_sha("1" * 64) == []
 
 
-def test_one_writer_at_a_time(tmp_path: Path) -> None:
-    with Index(tmp_path), pytest.raises(IndexUnavailable, match="in use by another phototag"):
-        Index(tmp_path)
-    with Index(tmp_path, readonly=True):
+def test_tinydb_has_one_writer_at_a_time(tmp_path: Path) -> None:
+    with (
+        open_index(tmp_path, "tinydb"),
+        pytest.raises(IndexUnavailable, match="in use by another phototag"),
+    ):
+        open_index(tmp_path, "tinydb")
+    with open_index(tmp_path, "tinydb", readonly=True):
         pass
 
 
-def test_non_utf8_path_survives_a_round_trip(tmp_path: Path) -> None:
+def test_sqlite_writers_share_the_index(tmp_path: Path) -> None:
+    """Two open writers (the service and a command): each sees the other's commits at once."""
+    with open_index(tmp_path) as service, open_index(tmp_path) as command:
+        service.put(record("/p/a.jpg"))
+        command.put(record("/p/b.jpg"))
+        assert service.get("/p/b.jpg") is not None and len(command) == 2
+        with open_index(tmp_path, readonly=True) as reader:
+            assert reader.search(None) == ["/p/a.jpg", "/p/b.jpg"]
+            with pytest.raises(IndexUnavailable, match="read-only"):
+                reader.put(record("/p/c.jpg"))
+
+
+def test_non_utf8_path_survives_a_round_trip(backend: str, tmp_path: Path) -> None:
     odd = os.fsdecode(b"/p/caf\xe9.jpg")  # Latin-1 name: not valid UTF-8
-    with Index(tmp_path) as index:
+    with open_index(tmp_path, backend) as index:
         index.put(record(odd))
-    with Index(tmp_path) as index:
+    with open_index(tmp_path, backend) as index:
         assert index.get(odd) is not None
 
 
@@ -85,19 +102,21 @@ def test_torn_vector_row_is_dropped(tmp_path: Path) -> None:
     assert again.rows == 2 and again.append(np.zeros(4)) == 2
 
 
-def test_corrupt_index_is_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "photos.json").write_text("{not json")
-    with pytest.raises(IndexUnavailable, match="corrupt"):
-        Index(tmp_path)
+def test_corrupt_index_is_a_clear_error(backend: str, tmp_path: Path) -> None:
+    name = "photos.json" if backend == "tinydb" else "index.sqlite"
+    (tmp_path / name).write_text("{not json" * 200)
+    with pytest.raises(IndexUnavailable, match=r"corrupt|not a database"):
+        open_index(tmp_path, backend)
 
 
-def test_kill_during_writes_leaves_a_readable_index(tmp_path: Path) -> None:
-    """The JSON file is replaced atomically: a killed writer leaves the old or the new one."""
+def test_kill_during_writes_leaves_a_readable_index(backend: str, tmp_path: Path) -> None:
+    """A killed writer leaves the index as of its last commit (TinyDB: the JSON file is
+    replaced atomically; SQLite: its journal), and vector rows the index points to exist."""
     script = f"""
 import numpy as np, sys
 sys.path.insert(0, {str(Path(__file__).parents[1] / "daemon")!r})
-from phototag.library.index import Index, PhotoRecord
-index = Index(__import__("pathlib").Path({str(tmp_path)!r}))
+from phototag.library.index import PhotoRecord, open_index
+index = open_index(__import__("pathlib").Path({str(tmp_path)!r}), {backend!r})
 i = 0
 while True:
     index.put(PhotoRecord(path=f"/p/{{i}}.jpg", size=i, mtime_ns=i, sha256=str(i)), {{"colour": np.ones(64)}})
@@ -110,8 +129,27 @@ while True:
     assert proc.stdout is not None and proc.stdout.readline() == b"go\n"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    json.loads((tmp_path / "photos.json").read_text())
-    with Index(tmp_path) as index:
+    if backend == "tinydb":
+        json.loads((tmp_path / "photos.json").read_text())
+    with open_index(tmp_path, backend) as index:
         assert len(index) >= 21
         rows = [r.vectors["colour"] for r in index.records()]
         assert max(rows) < index.store("colour", 64).rows
+
+
+def test_a_new_record_field_gets_its_column_on_open(tmp_path: Path) -> None:
+    """An index written before a scalar field existed (here: its column dropped) reads the
+    field's default, and stores it from then on: no migration step to write."""
+    with open_index(tmp_path) as index:
+        index.put(record("/p/a.jpg"))
+    db = sqlite3.connect(tmp_path / "index.sqlite")
+    db.execute("ALTER TABLE photos DROP COLUMN tagged_at")
+    db.close()
+    with open_index(tmp_path) as index:
+        old = index.get("/p/a.jpg")
+        assert old is not None and old.tagged_at == 0.0 and old.auto[0].name == "cat"
+        old.tagged_at = 12.5
+        index.put(old)
+    with open_index(tmp_path, readonly=True) as index:
+        again = index.get("/p/a.jpg")
+        assert again is not None and again.tagged_at == 12.5

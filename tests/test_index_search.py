@@ -17,7 +17,7 @@ import pytest
 import synthetic_library
 
 from phototag import cli
-from phototag.library.index import Index, PhotoRecord
+from phototag.library.index import PhotoRecord, open_index
 from phototag.library.query import And, Node, Not, Or, Term, parse
 from phototag.library.tagindex import Filter, date_bound
 from phototag.records import LEVEL_SEP, PhotoFile, Tag
@@ -37,8 +37,8 @@ def record(
     )
 
 
-def test_tag_index_follows_puts_moves_and_removes(tmp_path: Path) -> None:
-    with Index(tmp_path) as index:
+def test_tag_index_follows_puts_moves_and_removes(backend: str, tmp_path: Path) -> None:
+    with open_index(tmp_path, backend) as index:
         index.put_many(
             [
                 record("/p/a/cat.jpg", "animal|mammal|cat"),
@@ -46,7 +46,6 @@ def test_tag_index_follows_puts_moves_and_removes(tmp_path: Path) -> None:
             ]
         )
         assert index.search(parse("animal")) == ["/p/a/cat.jpg", "/p/b/parrot.jpg"]
-        assert index.tag_index() is index.tag_index()  # built once, then kept current
         index.put(record("/p/a/dog.jpg", "animal|mammal|dog", user=("Rex",)))
         assert index.search(parse("rex")) == ["/p/a/dog.jpg"]
         assert index.search(parse("rex"), Filter(source="auto")) == []
@@ -61,19 +60,21 @@ def test_tag_index_follows_puts_moves_and_removes(tmp_path: Path) -> None:
         index.remove("/p/a/dog.jpg")
         assert index.search(parse("animal")) == ["/q/parrot.jpg"]
         assert index.search(None) == ["/p/a/cat.jpg", "/q/parrot.jpg"]
-    with Index(tmp_path, readonly=True) as reopened:  # built afresh from the file: the same
+    with open_index(tmp_path, backend, readonly=True) as reopened:  # afresh from the file
         assert reopened.search(parse("animal")) == ["/q/parrot.jpg"]
         assert reopened.search(parse("food NOT rex")) == ["/p/a/cat.jpg"]
 
 
 def test_search_prints_undecodable_names_escaped(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     name = os.fsdecode(b"/p/caf\xe9 cat.jpg")  # a Latin-1 name on a UTF-8 system
-    with Index(tmp_path / "index") as index:
+    with open_index(tmp_path / "index", backend) as index:
         index.put(record(name, "animal|mammal|cat"))
     config = tmp_path / "config.yaml"
-    config.write_text(f"index:\n  path: {tmp_path / 'index'}\n", encoding="utf-8")
+    config.write_text(
+        f"index:\n  path: {tmp_path / 'index'}\n  backend: {backend}\n", encoding="utf-8"
+    )
     assert cli.main(["-c", str(config), "search", "cat"]) == 0
     assert capsys.readouterr().out == "/p/caf\\xe9 cat.jpg\n"
     assert cli.main(["-c", str(config), "search", "--json", "cat"]) == 0
@@ -138,7 +139,7 @@ CASES = [
 def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[PhotoRecord]]:
     root = tmp_path_factory.mktemp("stored")
     records = synthetic_library.photo_records(synthetic_library.library(N_PHOTOS, dim=0))
-    with Index(root / "index") as index:
+    with open_index(root / "index") as index:
         index.put_many(records)
     config = root / "config.yaml"
     config.write_text(f"index:\n  path: {root / 'index'}\n", encoding="utf-8")
@@ -177,11 +178,13 @@ def test_search_piped_into_head_stops_quietly(stored: tuple[Path, list[PhotoReco
 
 
 def test_search_while_the_service_holds_the_index(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text(f"index:\n  path: {tmp_path / 'index'}\n", encoding="utf-8")
-    with Index(tmp_path / "index") as writer:  # holds the writer lock, as the service does
+    config.write_text(
+        f"index:\n  path: {tmp_path / 'index'}\n  backend: {backend}\n", encoding="utf-8"
+    )
+    with open_index(tmp_path / "index", backend) as writer:  # open for writing, as the service
         writer.put(record("/p/cat.jpg", "animal|mammal|cat"))
         writer.flush()
         assert cli.main(["-c", str(config), "search", "animal"]) == 0

@@ -3,14 +3,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototag.library.index import Index, PhotoRecord
+from phototag.library.index import Index, PhotoRecord, open_index
 from phototag.records import PhotoFile, Tag
 from phototag.service import moves
 
 
 @pytest.fixture
 def index(tmp_path: Path) -> Index:
-    with Index(tmp_path / "index") as idx:
+    with open_index(tmp_path / "index") as idx:
         yield idx
 
 

@@ -13,7 +13,7 @@ from bench.refine_benchmark import synthesise, tag_sources
 from phototag import catalogue, config
 from phototag.config import Config, WriteConfig
 from phototag.files import metadata
-from phototag.library.index import Index, PhotoRecord, under
+from phototag.library.index import PhotoRecord, open_index, under
 from phototag.pipeline import decode, infer, labels, tagger, vocabulary
 from phototag.records import ModelVersion
 from tests.albums import copy_photos, exiftool, keyword_sets, records, run
@@ -193,7 +193,7 @@ def test_threshold_change_rescores_1000_photos_without_decoding(
         for s in sources
     ]
     changed = 0
-    with Index(cfg.index_dir, readonly=True) as index:
+    with open_index(cfg.index_dir, readonly=True) as index:
         recs = list(index.records())
     assert len(recs) == 1000
     for record in recs:
@@ -214,7 +214,7 @@ def test_threshold_change_rescores_1000_photos_without_decoding(
 
 def test_put_many_replaces_records_last_wins_with_vectors(tmp_path: Path) -> None:
     rows = np.eye(3, dtype=np.float32)
-    with Index(tmp_path) as index:
+    with open_index(tmp_path) as index:
         index.put(PhotoRecord("/p/a.jpg", 1, 1, "1" * 64))
         index.put_many(
             [
@@ -228,5 +228,5 @@ def test_put_many_replaces_records_last_wins_with_vectors(tmp_path: Path) -> Non
         a = index.get("/p/a.jpg")
         assert a is not None and a.size == 3
         np.testing.assert_array_equal(index.vectors("v", [a], 3)[0], rows[2])
-    with Index(tmp_path) as index:
+    with open_index(tmp_path) as index:
         assert sorted(r.path for r in index.records()) == ["/p/a.jpg", "/p/b.jpg"]

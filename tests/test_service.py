@@ -13,7 +13,7 @@ import pytest
 
 from phototag import paths
 from phototag.config import Config, ConfigError
-from phototag.library.index import Index
+from phototag.library.index import Index, open_index
 from phototag.service import daemon as service
 from phototag.service.queue import Queue
 from tests.conftest import ROOT
@@ -192,7 +192,7 @@ def test_photos_are_tagged_moved_and_forgotten(album: Path) -> None:
     assert [(e.path.name, e.message, e.final) for e in st.errors] == [
         ("bad.jpg", "cannot decode: truncated JPEG", False)
     ]
-    with Index(Config().index_dir, readonly=True) as index:
+    with open_index(Config().index_dir, readonly=True) as index:
         assert len(index) == 0
     assert "bad.jpg" in service.describe(st) and "not running" in service.describe(st)
 
@@ -348,7 +348,7 @@ def test_a_watched_folder_gone_is_reported_and_watched_again_when_back(
         assert service.status().missing == []  # type: ignore[union-attr]
     finally:
         running.stop()
-    with Index(Config().index_dir, readonly=True) as index:
+    with open_index(Config().index_dir, readonly=True) as index:
         assert len(index) == 3  # nothing forgotten while the folder was away
 
 

@@ -28,7 +28,7 @@ from PIL import Image
 
 from phototag.config import Config, WriteConfig
 from phototag.files import metadata
-from phototag.library.index import Index
+from phototag.library.index import open_index
 from phototag.service import daemon as service
 from tests.conftest import exiftool_keywords
 
@@ -208,7 +208,7 @@ def check_tagged_once(photos: list[Dropped], originals: Originals, pixels_every:
     """Tagged (our keywords once, the user's kept), indexed as in the file, and the pixels
     untouched (of every `pixels_every`-th photo: decoding camera-sized ones takes a while)."""
     cfg = WriteConfig()
-    with Index(Config().index_dir, readonly=True) as index:
+    with open_index(Config().index_dir, readonly=True) as index:
         assert sorted(r.path for r in index.records()) == sorted(str(p.path) for p in photos)
         for i, p in enumerate(photos):
             kw = metadata.read(p.path, cfg)
@@ -275,7 +275,7 @@ def test_photos_dropped_into_a_watched_folder_are_tagged_once(
     assert f"{slow}: " not in log.replace(f"tagged {slow}: ", ""), "slow.jpg was tried half-written"
     check_tagged_once(photos, originals, pixels_every=10)
     check_with_exiftool([*photos[::40], photos[-1]])
-    with Index(Config().index_dir, readonly=True) as index:
+    with open_index(Config().index_dir, readonly=True) as index:
         assert index.get(slow).tagged_at >= closed  # type: ignore[union-attr]
     print(f"200 photos 1600x1200 dropped and drained in {drained:.1f} s")
 
@@ -314,7 +314,7 @@ def crash_and_recover(
         finally:
             proc.kill()
         written = sum(1 for p in photos if metadata.read(p.path, WriteConfig()).ours)
-        with Index(Config().index_dir, readonly=True) as index:
+        with open_index(Config().index_dir, readonly=True) as index:
             kills.append((written, len(index)))
     proc = ServiceProcess(cfg_file, log)
     try:
@@ -351,7 +351,7 @@ def test_kill_9_five_times_while_tagging_300_photos(
 
 def indexed() -> dict[str, list[str]]:
     """Indexed path -> its tag paths, as another process reads the index."""
-    with Index(Config().index_dir, readonly=True) as index:
+    with open_index(Config().index_dir, readonly=True) as index:
         return {r.path: [t.path for t in r.auto] for r in index.records()}
 
 

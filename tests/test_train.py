@@ -15,7 +15,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from phototag.config import Config, TagPropConfig
 from phototag.learn import tagprop, train
-from phototag.library.index import Index, PhotoRecord
+from phototag.library.index import Index, PhotoRecord, open_index
 from phototag.pipeline import decode, tagger
 from phototag.pipeline.runner import Pipeline
 from phototag.records import Tag
@@ -92,7 +92,7 @@ def synthetic_index(
         vectors.append(
             {stores.embedding: emb[i], train.COLOUR_STORE: colours[i], stores.probability: probs[i]}
         )
-    index = Index(folder)
+    index = open_index(folder)
     index.put_many(records, vectors)
     return index, cluster
 
@@ -318,7 +318,7 @@ def test_learns_the_users_keywords_and_proposes_them_for_near_duplicates_only(
 
     # The service's idle time trains once a keyword is on min_examples (default 5) photos.
     defaults = Config()
-    with Index(defaults.index_dir) as index:
+    with open_index(defaults.index_dir) as index:
         processor = service.PipelineProcessor(Pipeline(defaults, tagger.load(defaults), index))
         assert processor.pipeline.tagger.version.tagprop == ""
         processor.idle(defaults)

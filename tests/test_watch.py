@@ -10,7 +10,7 @@ import pytest
 
 from phototag.config import Config
 from phototag.files import fileio
-from phototag.library.index import Index, PhotoRecord
+from phototag.library.index import PhotoRecord, open_index
 from phototag.records import PhotoFile
 from phototag.service import watch
 from phototag.service.watch import PathFilter, Watcher
@@ -226,7 +226,7 @@ def test_catch_up_queues_new_and_changed_photos_then_the_vanished(
     for name in ("same.jpg", "changed.jpg", "new.jpg", "gone.jpg"):
         (album / name).write_bytes(b"x")
         os.utime(album / name, (old, old))
-    with Index(tmp_path / "index") as index:
+    with open_index(tmp_path / "index") as index:
         for name in ("same.jpg", "changed.jpg", "gone.jpg"):
             index.put(record(album / name))
         index.put(PhotoRecord("/elsewhere/unwatched.jpg", 1, 1, "1" * 64))
@@ -352,7 +352,7 @@ def test_catch_up_removes_our_stale_temp_files_only(album: Path, tmp_path: Path)
     os.utime(stale, (old, old))
     os.utime(theirs, (old, old))
     recorder = Recorder()
-    with Index(tmp_path / "index") as index:
+    with open_index(tmp_path / "index") as index:
         found = Watcher(settings(album), recorder).catch_up(index)
     assert found.cleaned == 1
     assert not stale.exists() and live.exists() and theirs.exists()
@@ -368,7 +368,7 @@ def test_catch_up_keeps_the_records_of_an_empty_folder(
     for folder in (album, second):
         (folder / "a.jpg").write_bytes(b"x")
         (folder / "b.jpg").write_bytes(b"x")
-    with Index(tmp_path / "index") as index:
+    with open_index(tmp_path / "index") as index:
         for folder in (album, second):
             index.put(record(folder / "a.jpg"))
             index.put(record(folder / "b.jpg"))

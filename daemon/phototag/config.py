@@ -123,6 +123,7 @@ class ScanConfig:
 @dataclass
 class IndexConfig:
     path: str | None = None  # None: $XDG_STATE_HOME/phototag/index
+    backend: Literal["sqlite", "tinydb"] = "sqlite"  # tinydb: one JSON file, one writer at a time
 
 
 @dataclass

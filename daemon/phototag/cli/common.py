@@ -20,6 +20,7 @@ from tqdm import tqdm
 from phototag import catalogue
 from phototag.config import Config
 from phototag.learn import train
+from phototag.library import index as library_index
 from phototag.library.index import Index
 from phototag.pipeline.infer import InferenceError
 from phototag.records import Outcome
@@ -210,7 +211,7 @@ def load_tagger(cfg: Config) -> Tagger:
 
 
 def open_index(cfg: Config, dry_run: bool) -> Index:
-    return Index(cfg.index_dir, readonly=dry_run)
+    return library_index.open_index(cfg.index_dir, cfg.index.backend, readonly=dry_run)
 
 
 def global_options(parser: argparse.ArgumentParser, default: object = None) -> None:

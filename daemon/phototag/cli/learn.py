@@ -11,10 +11,10 @@ from phototag.cli.common import (
     UserError,
     command,
     load_tagger,
+    open_index,
 )
 from phototag.config import Config
 from phototag.learn import train
-from phototag.library.index import Index
 
 
 def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
@@ -25,7 +25,7 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
             print(message, file=sys.stderr, flush=True)
 
     # Read-only: training only reads the index, so it may run beside the service.
-    with Index(cfg.index_dir, readonly=True) as index:
+    with open_index(cfg, dry_run=True) as index:
         trained = train.train(index, tagger.stores, cfg.tagprop, progress)
     print(train.format_report(trained.report))
     data = trained.data

@@ -24,7 +24,7 @@ from phototag.config import Config
 from phototag.files.metadata import MetadataError
 from phototag.learn import suggest
 from phototag.library import undo
-from phototag.library.index import Index, under
+from phototag.library.index import under
 from phototag.pipeline import refine
 from phototag.pipeline.runner import discover
 from phototag.records import LEVEL_SEP, Outcome, Tag
@@ -70,7 +70,7 @@ def cmd_suggest(args: argparse.Namespace, cfg: Config) -> int:
     if args.accept is not None:
         return _accept(args, cfg)
     tagger = load_tagger(cfg)
-    with Index(cfg.index_dir, readonly=True) as index:
+    with open_index(cfg, dry_run=True) as index:
         records = under(index.records(), args.paths)
         scored = [r for r in records if all(s in r.vectors for s in tagger.rescore_stores)]
         if len(scored) < len(records):

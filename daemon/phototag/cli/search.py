@@ -18,6 +18,7 @@ from phototag.cli.common import (
     command,
     error,
     load_tagger,
+    open_index,
     show,
 )
 from phototag.config import Config
@@ -43,13 +44,12 @@ def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
         taken_before=_date("--to", args.date_to, end=True),
         folder=os.path.abspath(args.folder) if args.folder else None,
     )
-    with Index(cfg.index_dir, readonly=True) as index:
+    with open_index(cfg, dry_run=True) as index:
         if not len(index):
             print(f"phototag: the index {show(cfg.index_dir)} is empty", file=sys.stderr)
-        tags = index.tag_index()
 
         def known(term: str) -> bool:
-            return bool(tags.search(query.Term(term)).size)
+            return index.tagged(term)
 
         unknown = sorted(t for t in query.terms(node) if not known(t))
         forms = {t: next((v for v in query.number_variants(t) if known(v)), None) for t in unknown}
@@ -98,7 +98,7 @@ def cmd_similar(args: argparse.Namespace, cfg: Config) -> int:
         error(photo, str(exc))
         return 1
     embedding = tagger.model.run(decoded.pixels[None]).embeddings[0]
-    with Index(cfg.index_dir, readonly=True) as index:
+    with open_index(cfg, dry_run=True) as index:
         others = [r for r in _embedded(index, tagger, []) if r.path != str(photo)]
         matrix = index.vectors(tagger.embedding_store, others, len(embedding), np.float16)
     found = similarity.nearest(matrix, embedding, args.k)
@@ -115,7 +115,7 @@ def cmd_duplicates(args: argparse.Namespace, cfg: Config) -> int:
     if not 0 < args.threshold <= 1:
         raise UserError(f"--threshold {args.threshold}: a cosine similarity in (0, 1]")
     tagger = load_tagger(cfg)
-    with Index(cfg.index_dir, readonly=True) as index:
+    with open_index(cfg, dry_run=True) as index:
         records, matrix = _embeddings(index, tagger, args.paths)
     groups = similarity.duplicates(matrix, args.threshold)
     for group in groups:
@@ -145,7 +145,7 @@ def _keep_first(record: PhotoRecord) -> tuple[int, int, str]:
 
 def cmd_cluster(args: argparse.Namespace, cfg: Config) -> int:
     tagger = load_tagger(cfg)
-    with Index(cfg.index_dir, readonly=True) as index:
+    with open_index(cfg, dry_run=True) as index:
         records, matrix = _embeddings(index, tagger, args.paths)
     if args.k is not None and not 1 <= args.k <= len(records):
         raise UserError(f"-k {args.k}: between 1 and the number of photos ({len(records)})")

@@ -1,37 +1,30 @@
-"""The local index: one TinyDB document per photo, vectors in compact side files.
+"""The contract of the local index: what it stores per photo and the calls every backend answers.
 
-TinyDB holds what people search and what re-scans compare (path, size, mtime, content
-hash, tags, model version). Embeddings and colour histograms are float16 rows in
-append-only files beside it, not JSON lists: 1280 floats cost 2.5 KB, not 25 KB.
-Lookups by path and by content hash go through in-memory maps, so nothing scans
-every document; writes are cached and flushed atomically in batches. `search` goes through
-an in-memory inverted index over tags (`tagindex.TagIndex`), built on first use and kept
-current by every write, so the service answers queries without re-reading records.
+Two backends keep it: SQLite (`sqlindex`, the default: many processes at once, commits per
+batch, search in SQL) and TinyDB (`tinyindex`, one readable JSON file, one writer process).
+Both keep embeddings and colour histograms as float16 rows in append-only files beside the
+index, not in it: 1280 floats cost 2.5 KB, and `similar` maps the file instead of reading rows.
 """
 
 from __future__ import annotations
 
-import contextlib
+import abc
 import fcntl
 import functools
-import gc
-import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
-from tinydb import TinyDB
-from tinydb.middlewares import CachingMiddleware
-from tinydb.storages import Storage
 
-from phototag.files.fileio import atomic_write
 from phototag.library.query import Node
-from phototag.library.tagindex import Entry, Filter, TagIndex
+from phototag.library.tagindex import Filter
 from phototag.records import Detection, PhotoFile, Position, Tag
+
+Backend = Literal["sqlite", "tinydb"]
 
 
 class IndexUnavailable(Exception):
@@ -78,15 +71,6 @@ class PhotoRecord:
         return cls(**values)
 
 
-def search_entry(doc_id: int, doc: dict[str, Any]) -> Entry:
-    """What the tag index keeps of one stored document: auto tags, the user's keywords as flat
-    tags, the date taken and the folder. Reads the document, not a PhotoRecord: it needs none
-    of the rest, and making records costs 0.7 s per 100 000 photos (docs/benchmarks.md)."""
-    tags = [Tag(path, score, "auto") for path, score in doc.get("auto", [])]
-    tags += [Tag(keyword, 1.0, "user") for keyword in doc.get("user", [])]
-    return Entry(doc_id, tuple(tags), doc.get("taken"), os.path.dirname(doc["path"]))
-
-
 def under(records: Iterable[PhotoRecord], roots: Sequence[Path]) -> list[PhotoRecord]:
     """The records of photos at or below `roots` (files or folders); all of them when no roots."""
     if not roots:
@@ -100,75 +84,53 @@ def _and_parents(path: str) -> set[Path]:
     return {full, *full.parents}
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cycle collector while loading or indexing every record: each of its full
-    passes walks all the objects already made, so at 100 000 photos it made opening the
-    index, building the tag index and `records()` 1.7 to 4.6 times slower
-    (docs/benchmarks.md). The records hold no cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-class AtomicJSONStorage(Storage):
-    """TinyDB's JSON storage, but written to a temp file and renamed, so a crash never truncates it."""
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-
-    def read(self) -> dict[str, Any] | None:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        try:
-            return json.loads(text) if text.strip() else None
-        except json.JSONDecodeError as exc:
-            raise IndexUnavailable(f"{self.path}: index file is corrupt: {exc}") from None
-
-    def write(self, data: dict[str, Any]) -> None:
-        atomic_write(self.path, json.dumps(data, separators=(",", ":")).encode())
-
-
 class VectorStore:
-    """Fixed-width float16 rows appended to a raw file; a torn last row is dropped on open."""
+    """Fixed-width float16 rows appended to a raw file, shared by every process of a library.
+
+    Appends hold an exclusive `flock` on the file, so rows of two processes never interleave;
+    a torn last row (a writer killed mid-row) is cut off by the next append, under that lock.
+    The index stores a row number only after the row is written, so readers never see a torn
+    row; rows of a writer killed before its commit are orphans nothing points to.
+    """
 
     def __init__(self, path: Path, dim: int) -> None:
         self.path = path
         self.dim = dim
         self.row_bytes = dim * 2
-        size = path.stat().st_size if path.exists() else 0
-        if size % self.row_bytes:
-            with path.open("r+b") as f:
-                f.truncate(size - size % self.row_bytes)
-        self.rows = size // self.row_bytes
+        self.rows = (path.stat().st_size if path.exists() else 0) // self.row_bytes
         self._map: np.ndarray | None = None
 
     def append(self, vectors: np.ndarray) -> int:
         """Append rows, returning the index of the first."""
         data = np.ascontiguousarray(vectors, dtype=np.float16).reshape(-1, self.dim)
-        with self.path.open("ab") as f:
-            f.write(data.tobytes())
-        first, self.rows = self.rows, self.rows + len(data)
-        self._map = None
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            if size % self.row_bytes:
+                os.ftruncate(fd, size - size % self.row_bytes)
+            first = size // self.row_bytes
+            view = memoryview(data.tobytes())
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)  # releases the lock
+        self.rows = first + len(data)
         return first
 
     def get(self, rows: np.ndarray | list[int], dtype: type = np.float32) -> np.ndarray:
-        if self._map is None or len(self._map) < self.rows:
+        wanted = np.asarray(rows, dtype=np.int64)
+        if self._map is None or (len(wanted) and int(wanted.max()) >= len(self._map)):
+            self.rows = self.path.stat().st_size // self.row_bytes  # others may have appended
             self._map = np.memmap(self.path, np.float16, "r", shape=(self.rows, self.dim))
-        return np.asarray(self._map[np.asarray(rows, dtype=np.int64)], dtype=dtype)
+        return np.asarray(self._map[wanted], dtype=dtype)
 
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _locked(method: Callable[P, R]) -> Callable[P, R]:
+def locked(method: Callable[P, R]) -> Callable[P, R]:
     """Serialise index calls: the pipeline's writer thread and its reader share one Index."""
 
     @functools.wraps(method)
@@ -179,64 +141,14 @@ def _locked(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-class Index:
-    """The photo index in one folder; one writer process at a time (a lock file says who)."""
+class Index(abc.ABC):
+    """The photo index in one folder: records by path, vectors in stores beside them."""
 
     def __init__(self, folder: Path, readonly: bool = False) -> None:
         self.folder = folder
         self.readonly = readonly
-        self._lock: int | None = None
         self._mutex = threading.RLock()
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if not readonly:
-                self._take_lock()
-        except OSError as exc:
-            raise IndexUnavailable(f"{folder}: cannot open index: {exc.strerror or exc}") from None
-        storage = CachingMiddleware(AtomicJSONStorage)
-        storage.WRITE_CACHE_SIZE = 1_000_000  # we flush ourselves, once per batch
-        self.db = TinyDB(str(folder / "photos.json"), storage=storage)
-        self._by_path: dict[str, int] = {}
-        self._path_of: dict[int, str] = {}  # the reverse, for search results
-        self._by_sha: dict[str, set[int]] = {}
-        with _gc_paused():
-            for doc_id, doc in self._documents().items():
-                self._remember(doc["path"], doc["sha256"], int(doc_id))
         self._stores: dict[str, VectorStore] = {}
-        self._tags: TagIndex | None = None  # built by the first search, then kept current
-
-    def _take_lock(self) -> None:
-        self._lock = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock)
-            self._lock = None
-            raise IndexUnavailable(
-                f"{self.folder}: the index is in use by another phototag process "
-                "(is the service running? stop it, or let it do the work)"
-            ) from None
-
-    def _documents(self) -> dict[str, dict[str, Any]]:
-        """The stored documents by id, as cached: TinyDB's `all()` copies every one of them,
-        and opening the index, searching and making records only read them."""
-        return (self.db.storage.read() or {}).get(self.db.default_table_name, {})
-
-    def _remember(self, path: str, sha: str, doc_id: int) -> None:
-        self._by_path[path] = doc_id
-        self._path_of[doc_id] = path
-        self._by_sha.setdefault(sha, set()).add(doc_id)
-
-    def _forget(self, path: str, sha: str) -> None:
-        doc_id = self._by_path.pop(path)
-        del self._path_of[doc_id]
-        ids = self._by_sha.get(sha, set())
-        ids.discard(doc_id)
-        if not ids:
-            self._by_sha.pop(sha, None)
-
-    def __len__(self) -> int:
-        return len(self._by_path)
 
     def __enter__(self) -> Index:
         return self
@@ -244,63 +156,56 @@ class Index:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def get(self, path: Path | str) -> PhotoRecord | None:
-        doc_id = self._by_path.get(str(path))
-        return None if doc_id is None else PhotoRecord.from_doc(self.db.get(doc_id=doc_id))
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
 
-    @_locked
-    def with_sha(self, sha256: str) -> list[PhotoRecord]:
-        return [PhotoRecord.from_doc(self.db.get(doc_id=i)) for i in self._by_sha.get(sha256, ())]
+    @abc.abstractmethod
+    def get(self, path: Path | str) -> PhotoRecord | None: ...
 
-    @_locked
+    @abc.abstractmethod
+    def with_sha(self, sha256: str) -> list[PhotoRecord]: ...
+
+    @abc.abstractmethod
     def unchanged(self, file: PhotoFile) -> bool:
         """True when the file is indexed with this exact size and mtime: nothing to do."""
-        doc_id = self._by_path.get(str(file.path))
-        if doc_id is None:
-            return False
-        doc = self.db.get(doc_id=doc_id)
-        return doc["size"] == file.size and doc["mtime_ns"] == file.mtime_ns
 
-    @_locked
-    def records(self) -> list[PhotoRecord]:
-        with _gc_paused():  # 0.7 s at 100 000 photos, 2.3 s through `db.all()` without the pause
-            return [PhotoRecord.from_doc(doc) for doc in self._documents().values()]
+    @abc.abstractmethod
+    def records(self) -> list[PhotoRecord]: ...
 
-    @_locked
+    @abc.abstractmethod
+    def paths(self) -> list[str]:
+        """Every indexed path: what a catch-up compares with the disk, without making records."""
+
+    @abc.abstractmethod
+    def put_many(
+        self, records: list[PhotoRecord], vectors: list[dict[str, np.ndarray]] | None = None
+    ) -> None:
+        """Insert or replace many records at once (of one path, the last wins), with their vectors."""
+
+    @abc.abstractmethod
+    def remove(self, path: Path | str) -> PhotoRecord | None: ...
+
+    @abc.abstractmethod
+    def search(self, query: Node | None, flt: Filter | None = None) -> list[str]:
+        """Paths of the photos matching a parsed query (None: all) and the filter, sorted."""
+
+    @abc.abstractmethod
+    def tagged(self, term: str) -> bool:
+        """Whether any photo is found by this one term (for "no photo is tagged ..." hints)."""
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Make every write so far durable for other processes."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @locked
     def put(self, record: PhotoRecord, vectors: dict[str, np.ndarray] | None = None) -> None:
         """Insert or replace the record for `record.path`, appending its vectors."""
         self.put_many([record], [vectors or {}])
 
-    @_locked
-    def put_many(
-        self, records: list[PhotoRecord], vectors: list[dict[str, np.ndarray]] | None = None
-    ) -> None:
-        """Insert or replace many records at once (of one path, the last wins), with their vectors.
-
-        TinyDB rebuilds its whole table on every insert or remove, so a batch costs one rebuild
-        here instead of two per record: in an index of 10 000 photos that is ~17 ms per call.
-        """
-        for record, named in zip(records, vectors or [{}] * len(records), strict=True):
-            for name, vector in named.items():
-                record.vectors[name] = self.store(name, vector.shape[-1]).append(vector)
-        latest = list({r.path: r for r in records}.values())
-        old = [self._by_path[r.path] for r in latest if r.path in self._by_path]
-        for doc_id in old:
-            doc = self.db.get(doc_id=doc_id)
-            self._forget(doc["path"], doc["sha256"])
-            if self._tags is not None:
-                self._tags.remove(doc_id)
-        if old:
-            self.db.remove(doc_ids=old)
-        if latest:
-            docs = [r.to_doc() for r in latest]
-            doc_ids = self.db.insert_multiple(docs)
-            for record, doc, doc_id in zip(latest, docs, doc_ids, strict=True):
-                self._remember(record.path, record.sha256, doc_id)
-                if self._tags is not None:
-                    self._tags.add(search_entry(doc_id, doc))
-
-    @_locked
+    @locked
     def move(self, old: str, new: PhotoFile, written_to: str | None = None) -> PhotoRecord:
         """Re-point a record at its new path; tags and vectors come along, no inference."""
         record = self.get(old)
@@ -312,36 +217,14 @@ class Index:
         self.put(record)
         return record
 
-    @_locked
-    def remove(self, path: Path | str) -> PhotoRecord | None:
-        record = self.get(path)
-        if record is not None:
-            doc_id = self._by_path[record.path]
-            self._forget(record.path, record.sha256)
-            self.db.remove(doc_ids=[doc_id])
-            if self._tags is not None:
-                self._tags.remove(doc_id)
-        return record
+    def _append_vectors(
+        self, records: list[PhotoRecord], vectors: list[dict[str, np.ndarray]] | None
+    ) -> None:
+        for record, named in zip(records, vectors or [{}] * len(records), strict=True):
+            for name, vector in named.items():
+                record.vectors[name] = self.store(name, vector.shape[-1]).append(vector)
 
-    @_locked
-    def tag_index(self) -> TagIndex:
-        """The inverted index over tags, built from every record on first use."""
-        if self._tags is None:
-            with _gc_paused():
-                docs = self._documents().items()
-                self._tags = TagIndex.build(search_entry(int(i), doc) for i, doc in docs)
-        return self._tags
-
-    @_locked
-    def search(self, query: Node | None, flt: Filter | None = None) -> list[str]:
-        """Paths of the photos matching a parsed query (None: all) and the filter, sorted.
-
-        Paths, not records: printing them is what most searches do, and records cost 0.7 s
-        per 100 000 photos to make; `get` has the rest.
-        """
-        return sorted(map(self._path_of.__getitem__, self.tag_index().search(query, flt).tolist()))
-
-    @_locked
+    @locked
     def store(self, name: str, dim: int) -> VectorStore:
         store = self._stores.get(name)
         if store is None:
@@ -350,7 +233,7 @@ class Index:
             raise IndexUnavailable(f"vector store {name} holds {store.dim}-d rows, not {dim}-d")
         return store
 
-    @_locked
+    @locked
     def vectors(
         self, name: str, records: list[PhotoRecord], dim: int, dtype: type = np.float32
     ) -> np.ndarray:
@@ -361,17 +244,13 @@ class Index:
         """
         return self.store(name, dim).get([r.vectors[name] for r in records], dtype)
 
-    @_locked
-    def flush(self) -> None:
-        if not self.readonly:
-            self.db.storage.flush()
 
-    @_locked
-    def close(self) -> None:
-        if self.readonly:
-            self.db.storage.storage.close()
-        else:
-            self.db.close()  # flushes the write cache
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
+def open_index(folder: Path, backend: Backend = "sqlite", readonly: bool = False) -> Index:
+    """The index in `folder` through the configured backend (`index.backend`)."""
+    if backend == "tinydb":
+        from phototag.library.tinyindex import TinyDBIndex
+
+        return TinyDBIndex(folder, readonly)
+    from phototag.library.sqlindex import SqliteIndex
+
+    return SqliteIndex(folder, readonly)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from phototag import config, paths, web
 from phototag.config import Config, ConfigError
 from phototag.files.fileio import atomic_write
-from phototag.library.index import Index
+from phototag.library.index import Index, open_index
 from phototag.records import Outcome, PhotoFile, local_time
 from phototag.service import moves
 from phototag.service.queue import Job, JobError, Queue, QueueError, pid_alive
@@ -295,7 +295,10 @@ class Service:
             queue = Queue(self.state_dir / QUEUE_FILE)
         except QueueError as exc:
             raise ServiceError(str(exc)) from None
-        with queue as self._queue, Index(self.cfg.index_dir) as self._index:
+        with (
+            queue as self._queue,
+            open_index(self.cfg.index_dir, self.cfg.index.backend) as self._index,
+        ):
             self._install_signals()
             recovered = self._queue.recover()
             if recovered:

@@ -98,7 +98,8 @@ def delete_folder(index: Index, folder: Path) -> int:
     This scans the whole index, so it is only for folders; a photo's delete is a lookup.
     """
     prefix = str(folder).rstrip(os.sep) + os.sep
-    return _forget(index, [r for r in index.records() if r.path.startswith(prefix)])
+    below = [index.get(path) for path in index.paths() if path.startswith(prefix)]
+    return _forget(index, [r for r in below if r is not None])
 
 
 def _forget(index: Index, records: list[PhotoRecord]) -> int:

@@ -505,10 +505,10 @@ class Watcher(FileSystemEventHandler):
                     self._put(path, "tag", None)
                     tag += 1
         gone, kept = [], Counter[Path]()
-        for record in index.records():
-            path = Path(record.path)
+        for indexed in index.paths():
+            path = Path(indexed)
             root = self.filter.root_of(path)
-            if root is None or record.path in seen or os.path.lexists(path):
+            if root is None or indexed in seen or os.path.lexists(path):
                 continue
             if root in found:
                 gone.append(path)

@@ -1,0 +1,403 @@
+"""The SQLite backend (the default): one library shared by the service and any number of commands.
+
+WAL lets readers run beside one writer; each `put_many` is one `BEGIN IMMEDIATE` transaction,
+so a killed process loses at most the batch it had not committed, and a busy timeout makes a
+second writer wait its turn instead of refusing. Nothing is held in memory across calls:
+every process sees the others' commits on its next query.
+
+The scalar fields of `PhotoRecord` map to `photos` columns by name; a field added to the
+dataclass gets its column on the next open (`ALTER TABLE ADD COLUMN`, NULL reads back as the
+field's default), so adding one costs no migration step. Strings are stored as UTF-8 BLOBs
+with surrogate escapes, because photo paths need not be valid UTF-8. Search runs in SQL on
+`terms`: each tag filed under every level name and path prefix, with the best score per
+photo, as `tagindex` files them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import sys
+import time
+import typing
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phototag.library.index import Index, IndexUnavailable, PhotoRecord, locked
+from phototag.library.query import And, Node, Not, Or, Term
+from phototag.library.tagindex import _SOURCES, Filter, _one_date, term_keys
+from phototag.records import Detection, PhotoFile, Tag
+
+SCHEMA_VERSION = 1
+_SCHEMA = [
+    """CREATE TABLE photos (id INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE,
+        folder BLOB NOT NULL, taken_s INTEGER)""",
+    "CREATE INDEX photos_folder ON photos(folder)",
+    """CREATE TABLE tags (photo INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        ord INTEGER NOT NULL, path TEXT NOT NULL, source TEXT NOT NULL, score REAL NOT NULL,
+        model_version TEXT NOT NULL)""",
+    "CREATE INDEX tags_photo ON tags(photo)",
+    """CREATE TABLE terms (term TEXT NOT NULL, source TEXT NOT NULL,
+        photo INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE, score REAL NOT NULL,
+        PRIMARY KEY (term, source, photo)) WITHOUT ROWID""",
+    "CREATE INDEX terms_photo ON terms(photo)",
+    """CREATE TABLE negatives (photo INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        ord INTEGER NOT NULL, path TEXT NOT NULL)""",
+    "CREATE INDEX negatives_photo ON negatives(photo)",
+    """CREATE TABLE detections (photo INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        ord INTEGER NOT NULL, path TEXT NOT NULL, score REAL NOT NULL, x1 REAL, y1 REAL,
+        x2 REAL, y2 REAL, model TEXT NOT NULL)""",
+    "CREATE INDEX detections_photo ON detections(photo)",
+    # Faces: filled by the face detector to come; the embedding is a row of a vector store.
+    """CREATE TABLE faces (id INTEGER PRIMARY KEY,
+        photo INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        x1 REAL, y1 REAL, x2 REAL, y2 REAL, landmarks BLOB, store TEXT, row INTEGER)""",
+    "CREATE INDEX faces_photo ON faces(photo)",
+    """CREATE TABLE vectors (photo INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        name TEXT NOT NULL, row INTEGER NOT NULL, PRIMARY KEY (photo, name)) WITHOUT ROWID""",
+    """CREATE TABLE history (id INTEGER PRIMARY KEY, at REAL NOT NULL, action TEXT NOT NULL,
+        path BLOB NOT NULL, written_to BLOB, model_version TEXT, tags TEXT)""",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+]
+# Schema steps by the version they lead to; version 1 is the schema above.
+MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA}
+_CHILDREN = ("tags", "terms", "negatives", "detections", "vectors")
+_LISTS = {"auto", "user", "negatives", "vectors", "detections"}  # kept in child tables
+
+
+def _scalars() -> dict[str, dataclasses.Field[Any]]:
+    """PhotoRecord's fields that are one column each (everything but its lists and maps)."""
+    return {f.name: f for f in dataclasses.fields(PhotoRecord) if f.name not in _LISTS}
+
+
+SCALARS = _scalars()
+_HINTS = typing.get_type_hints(PhotoRecord)
+
+
+def _b(text: str | None) -> bytes | None:
+    return None if text is None else text.encode("utf-8", "surrogateescape")
+
+
+def _s(blob: bytes | None) -> str | None:
+    return None if blob is None else blob.decode("utf-8", "surrogateescape")
+
+
+def _record_type(name: str) -> type | None:
+    """The dataclass a field holds (e.g. `Position` of `position: Position | None`), if any."""
+    hint = _HINTS[name]
+    return next((h for h in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(h)), None)
+
+
+def _column_value(value: Any) -> Any:
+    """A field as one column: a small record (a dataclass such as Position) as JSON text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = json.dumps(dataclasses.asdict(value))
+    return _b(value) if isinstance(value, str) else value
+
+
+def _field_value(name: str, value: Any) -> Any:
+    if value is None:
+        f = SCALARS[name]
+        return f.default if f.default is not dataclasses.MISSING else None
+    value = _s(value) if isinstance(value, bytes) else value
+    kind = _record_type(name)
+    return kind(**json.loads(value)) if kind is not None else value
+
+
+def _taken_s(taken: str | None) -> int | None:
+    stamp = _one_date(taken)
+    return None if np.isnat(stamp) else int(stamp.astype("datetime64[s]").astype(np.int64))
+
+
+def _terms(photo: int, record: PhotoRecord) -> Iterator[tuple[str, str, int, float]]:
+    """(term, source, photo, best score) rows: each tag under every level name and prefix."""
+    best: dict[tuple[str, str], float] = {}
+    tags = [(t.path, "auto", t.score) for t in record.auto]
+    tags += [(keyword, "user", 1.0) for keyword in record.user]
+    for path, source, score in tags:
+        for term in term_keys(path):
+            key = (term, source)
+            best[key] = max(score, best.get(key, score))
+    for (term, source), score in best.items():
+        yield term, source, photo, score
+
+
+class SqliteIndex(Index):
+    """The photo index as one SQLite database (`index.sqlite`) in WAL mode."""
+
+    def __init__(
+        self,
+        folder: Path,
+        readonly: bool = False,
+        log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    ) -> None:
+        super().__init__(folder, readonly)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(
+                folder / "index.sqlite", timeout=60, isolation_level=None, check_same_thread=False
+            )
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # a kill loses nothing committed
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._upgrade()
+            self._columns = list(SCALARS)
+            from phototag.library.migrate import migrate_tinydb
+
+            migrate_tinydb(self, log)
+            if readonly:
+                self.db.execute("PRAGMA query_only=ON")
+        except (OSError, sqlite3.Error) as exc:
+            raise IndexUnavailable(f"{folder}: cannot open index: {exc}") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (IMMEDIATE) so it never fails half-way on a lock."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise IndexUnavailable(f"{self.folder}: cannot write the index: {exc}") from None
+        try:
+            yield self.db
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:  # a full disk, a damaged file: one line, nothing half-done
+            self._rollback()
+            raise IndexUnavailable(f"{self.folder}: cannot write the index: {exc}") from None
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:  # SQLite may have rolled back already (a failed COMMIT)
+            self.db.execute("ROLLBACK")
+
+    def _upgrade(self) -> None:
+        """Bring the schema to SCHEMA_VERSION, and give new PhotoRecord fields their column."""
+        with self.transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise IndexUnavailable(
+                    f"{self.folder}: the index has schema {version}, newer than this phototag "
+                    f"({SCHEMA_VERSION}): upgrade phototag"
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[step]:
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            have = {row[1] for row in db.execute("PRAGMA table_info(photos)")}
+            for name in SCALARS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE photos ADD COLUMN {name}")
+                    if name == "sha256":
+                        db.execute("CREATE INDEX photos_sha ON photos(sha256)")
+
+    @locked
+    def __len__(self) -> int:
+        return self.db.execute("SELECT count(*) FROM photos").fetchone()[0]
+
+    @locked
+    def get(self, path: Path | str) -> PhotoRecord | None:
+        found = self._load("path = ?", (_b(str(path)),))
+        return found[0] if found else None
+
+    @locked
+    def with_sha(self, sha256: str) -> list[PhotoRecord]:
+        return self._load("sha256 = ?", (_b(sha256),))
+
+    @locked
+    def unchanged(self, file: PhotoFile) -> bool:
+        row = self.db.execute(
+            "SELECT size, mtime_ns FROM photos WHERE path = ?", (_b(str(file.path)),)
+        ).fetchone()
+        return row is not None and tuple(row) == (file.size, file.mtime_ns)
+
+    @locked
+    def records(self) -> list[PhotoRecord]:
+        return self._load("1", ())
+
+    @locked
+    def paths(self) -> list[str]:
+        return [_s(path) for (path,) in self.db.execute("SELECT path FROM photos")]  # type: ignore[misc]
+
+    def _load(self, where: str, params: tuple[Any, ...]) -> list[PhotoRecord]:
+        """Records of the photos `where` selects, children read one query per table."""
+        cols = ", ".join(self._columns)
+        rows = self.db.execute(f"SELECT id, {cols} FROM photos WHERE {where}", params).fetchall()
+        if not rows:
+            return []
+        chosen = f"SELECT id FROM photos WHERE {where}"
+        tags: dict[int, list[tuple[str, str, float]]] = defaultdict(list)
+        query = f"SELECT photo, path, source, score FROM tags WHERE photo IN ({chosen}) "
+        for photo, path, source, score in self.db.execute(query + "ORDER BY photo, ord", params):
+            tags[photo].append((path, source, score))
+        children: dict[str, dict[int, list[Any]]] = {}
+        for table, fields in (
+            ("negatives", "path"),
+            ("detections", "path, score, x1, y1, x2, y2, model"),
+            ("vectors", "name, row"),
+        ):
+            children[table] = defaultdict(list)
+            order = "ORDER BY photo, ord" if table != "vectors" else ""
+            sql = f"SELECT photo, {fields} FROM {table} WHERE photo IN ({chosen}) {order}"
+            for photo, *values in self.db.execute(sql, params):
+                children[table][photo].append(values)
+        out = []
+        for photo, *values in rows:
+            record = PhotoRecord(
+                **{
+                    name: _field_value(name, v)
+                    for name, v in zip(self._columns, values, strict=True)
+                }
+            )
+            record.auto = [Tag(p, s, "auto") for p, src, s in tags[photo] if src != "user"]
+            record.user = [p for p, src, _ in tags[photo] if src == "user"]
+            record.negatives = [p for (p,) in children["negatives"][photo]]
+            record.detections = [
+                Detection(p, s, (x1, y1, x2, y2), m)
+                for p, s, x1, y1, x2, y2, m in children["detections"][photo]
+            ]
+            record.vectors = {name: row for name, row in children["vectors"][photo]}
+            out.append(record)
+        return out
+
+    @locked
+    def put_many(
+        self, records: list[PhotoRecord], vectors: list[dict[str, np.ndarray]] | None = None
+    ) -> None:
+        """One transaction for the batch: all of it is committed, or none of it."""
+        if self.readonly:
+            raise IndexUnavailable(f"{self.folder}: the index is open read-only")
+        self._append_vectors(records, vectors)
+        latest = list({r.path: r for r in records}.values())
+        with self.transaction() as db:
+            self.write_records(db, latest)
+            db.executemany(
+                "INSERT INTO history (at, action, path, written_to, model_version, tags) "
+                "VALUES (?, 'tagged', ?, ?, ?, ?)",
+                [
+                    (
+                        r.tagged_at or time.time(),
+                        _b(r.path),
+                        _b(r.written_to),
+                        r.model_version,
+                        "\n".join(t.path for t in r.auto),
+                    )
+                    for r in latest
+                ],
+            )
+
+    def write_records(self, db: sqlite3.Connection, records: Iterable[PhotoRecord]) -> None:
+        """Upsert records with their children, inside the caller's transaction."""
+        names = ["folder", "taken_s", *self._columns]
+        cols = ", ".join(names)
+        marks = ", ".join("?" * len(names))
+        update = ", ".join(f"{n} = excluded.{n}" for n in names if n != "path")
+        upsert = (
+            f"INSERT INTO photos ({cols}) VALUES ({marks}) "
+            f"ON CONFLICT(path) DO UPDATE SET {update} RETURNING id"
+        )
+        for r in records:
+            values = [_b(os.path.dirname(r.path)), _taken_s(r.taken)]
+            values += [_column_value(getattr(r, n)) for n in self._columns]
+            photo = db.execute(upsert, values).fetchone()[0]
+            for table in _CHILDREN:
+                db.execute(f"DELETE FROM {table} WHERE photo = ?", (photo,))
+            db.executemany(
+                "INSERT INTO tags VALUES (?, ?, ?, ?, ?, ?)",
+                [(photo, i, t.path, "auto", t.score, r.model_version) for i, t in enumerate(r.auto)]
+                + [(photo, i, k, "user", 1.0, "") for i, k in enumerate(r.user)],
+            )
+            db.executemany("INSERT INTO terms VALUES (?, ?, ?, ?)", _terms(photo, r))
+            db.executemany(
+                "INSERT INTO negatives VALUES (?, ?, ?)",
+                [(photo, i, p) for i, p in enumerate(r.negatives)],
+            )
+            db.executemany(
+                "INSERT INTO detections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(photo, i, d.path, d.score, *d.box, d.model) for i, d in enumerate(r.detections)],
+            )
+            db.executemany(
+                "INSERT INTO vectors VALUES (?, ?, ?)",
+                [(photo, name, row) for name, row in r.vectors.items()],
+            )
+
+    @locked
+    def remove(self, path: Path | str) -> PhotoRecord | None:
+        record = self.get(path)
+        if record is not None:
+            with self.transaction() as db:
+                db.execute("DELETE FROM photos WHERE path = ?", (_b(record.path),))
+                db.execute(
+                    "INSERT INTO history (at, action, path) VALUES (?, 'removed', ?)",
+                    (time.time(), _b(record.path)),
+                )
+        return record
+
+    @locked
+    def search(self, query: Node | None, flt: Filter | None = None) -> list[str]:
+        """One SQL query: the boolean query as compound SELECTs on `terms`, filters as WHERE."""
+        flt = flt or Filter()
+        params: list[Any] = []
+        where = ["1"] if query is None else [f"id IN ({_compile(query, flt, params)})"]
+        if flt.taken_from is not None:
+            where.append("taken_s >= ?")
+            params.append(int(flt.taken_from.astype("datetime64[s]").astype(np.int64)))
+        if flt.taken_before is not None:
+            where.append("taken_s < ?")
+            params.append(int(flt.taken_before.astype("datetime64[s]").astype(np.int64)))
+        if flt.folder is not None:
+            top = _b(flt.folder.rstrip("/")) or b""
+            where.append("(folder = ? OR substr(folder, 1, ?) = ?)")
+            params += [top or b"/", len(top) + 1, top + b"/"]
+        sql = f"SELECT path FROM photos WHERE {' AND '.join(where)} ORDER BY path"
+        return [_s(path) for (path,) in self.db.execute(sql, params)]  # type: ignore[misc]
+
+    @locked
+    def tagged(self, term: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM terms WHERE term = ? LIMIT 1", (term,)).fetchone()
+        return row is not None
+
+    @locked
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    @locked
+    def flush(self) -> None:
+        """Nothing to do: every `put_many` and `remove` commits."""
+
+    @locked
+    def close(self) -> None:
+        self.db.close()
+
+
+def _compile(node: Node, flt: Filter, params: list[Any]) -> str:
+    """The ids `node` finds, as one SELECT; operands are wrapped so compounds nest safely."""
+    if isinstance(node, Term):
+        sources = _SOURCES[flt.source]
+        params += [node.text, *sources, flt.min_score]
+        marks = ", ".join("?" * len(sources))
+        return f"SELECT photo FROM terms WHERE term = ? AND source IN ({marks}) AND score >= ?"
+    if isinstance(node, Not):
+        return f"SELECT id FROM photos EXCEPT {_wrap(node.operand, flt, params)}"
+    if isinstance(node, Or):
+        return " UNION ".join(_wrap(child, flt, params) for child in node.operands)
+    assert isinstance(node, And)
+    positive = [c for c in node.operands if not isinstance(c, Not)]
+    negative = [c.operand for c in node.operands if isinstance(c, Not)]
+    parts = [_wrap(c, flt, params) for c in positive] or ["SELECT id FROM photos"]
+    sql = " INTERSECT ".join(parts)
+    for child in negative:
+        sql += f" EXCEPT {_wrap(child, flt, params)}"
+    return sql
+
+
+def _wrap(node: Node, flt: Filter, params: list[Any]) -> str:
+    return f"SELECT * FROM ({_compile(node, flt, params)})"
