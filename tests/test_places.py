@@ -232,6 +232,12 @@ def test_places_from_gps_written_searched_refined_and_undone(
         "tokyo.jpg",
     ]
 
+    # `tags --source auto` lists the places with their photo counts.
+    status, out, _ = run(capsys, "tags", "--source", "auto", "--json")
+    counts = {t["tag"]: t["photos"] for t in json.loads(out)["tags"]}
+    assert status == 0 and counts["places|Germany|Berlin"] == 2
+    assert counts["places|Japan"] == 2 and counts["places|Portugal|Lisbon"] == 1
+
     # A new root re-decides places from the index: nothing is decoded.
     monkeypatch.setattr(decode, "load", pytest.fail)
     new_cfg = tmp_path / "config.yaml"
