@@ -269,3 +269,16 @@ def test_a_raw_jpeg_pair_is_one_photo_analysed_once(
     assert cli.main(["search", "cat"]) == 0
     found = capsys.readouterr().out
     assert "DSC_0001.JPG" in found and "DSC_0001.NEF" not in found
+
+
+def test_stubs_print_our_line_and_nothing_else(
+    tmp_path: Path, installed_model: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """No decoder's own complaint on stderr (libjpeg writes to fd 2 itself): a stub's tiny
+    "previews" are refused from exiv2's listing, before anything decodes them."""
+    stubs = tmp_path / "stubs"
+    shutil.copytree(need_shared(RAW_DIR / "stubs"), stubs)
+    assert cli.main(["-q", "scan", str(stubs)]) == 1
+    lines = [line for line in capfd.readouterr().err.splitlines() if line]
+    assert len(lines) == len(list(stubs.iterdir())) + 1
+    assert all(line.startswith(("phototag: ", "tagged 0 ")) for line in lines), lines

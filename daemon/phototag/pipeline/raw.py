@@ -27,7 +27,10 @@ MIN_BITS_PER_PHOTOSITE = 1.0
 
 # LibRaw's `flip` (the RAW's EXIF orientation, already decoded) as EXIF orientation values.
 _EXIF_OF_FLIP = {3: 3, 5: 8, 6: 6}
-_PREVIEW_LINE = re.compile(r"Preview (\d+): \S+, (\d+)x(\d+) pixels")
+_PREVIEW_LINE = re.compile(r"Preview (\d+): \S+, (\d+)x(\d+) pixels, (\d+) bytes")
+# Fewer bytes than this per pixel is no picture (a stub's 286-byte "1024x683" preview): not
+# decoded, as libjpeg would print its own complaint on stderr beside our one line.
+MIN_PREVIEW_BYTES_PER_PIXEL = 0.01
 
 
 class RawError(Exception):
@@ -82,10 +85,20 @@ def _exiv2_preview(path: Path, size: int, tried: list[str]) -> Image.Image | Non
     """The largest of exiv2's previews that decodes and is at least `size` on its short side."""
     listing = _exiv2("-pp", str(path))
     found = sorted(
-        ((int(w) * int(h), int(n)) for n, w, h in _PREVIEW_LINE.findall(listing)), reverse=True
+        (
+            (int(w) * int(h), int(n), int(w), int(h), int(b))
+            for n, w, h, b in _PREVIEW_LINE.findall(listing)
+        ),
+        reverse=True,
     )
     with tempfile.TemporaryDirectory(prefix="phototag-preview-") as tmp:
-        for _, number in found:
+        for pixels, number, width, height, length in found:
+            if min(width, height) < size:  # too small by exiv2's listing: not even decoded
+                tried.append(f"preview {width}x{height} is smaller than {size} px")
+                continue
+            if length < pixels * MIN_PREVIEW_BYTES_PER_PIXEL:
+                tried.append(f"preview {width}x{height} has only {length} bytes")
+                continue
             _exiv2(f"-ep{number}", "-l", tmp, str(path))
             files = list(Path(tmp).glob(f"*-preview{number}.*"))
             if not files:
