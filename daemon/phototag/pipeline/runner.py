@@ -23,7 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from phototag.config import Config, ScanConfig, WriteConfig
-from phototag.files import fileio, metadata
+from phototag.files import fileio, metadata, sidecar
 from phototag.learn.train import COLOUR_STORE
 from phototag.library.index import Index, PhotoRecord
 from phototag.pipeline import decode, pairs
@@ -159,7 +159,8 @@ class Pipeline:
             file = PhotoFile.stat(path)
         except OSError:
             return None  # decode reports it with the right words
-        return Outcome(path, skipped="unchanged") if self.index.unchanged(file) else None
+        unchanged = sidecar.unchanged(self.index, file, self.cfg.write)
+        return Outcome(path, skipped="unchanged") if unchanged else None
 
     def _result(self, path: Path, future: Future[Decoded]) -> Decoded | Outcome:
         try:
@@ -293,8 +294,14 @@ def on_disk(
     sha256 = written.photo_sha256 if written and written.photo_sha256 else record.sha256
     if sha256 == record.sha256 and (file.size, file.mtime_ns) != (record.size, record.mtime_ns):
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    side_size, side_mtime_ns = sidecar.signature(path, cfg)
     return replace(
-        with_keywords(record, keywords), size=file.size, mtime_ns=file.mtime_ns, sha256=sha256
+        with_keywords(record, keywords),
+        size=file.size,
+        mtime_ns=file.mtime_ns,
+        sha256=sha256,
+        sidecar_size=side_size,
+        sidecar_mtime_ns=side_mtime_ns,
     )
 
 
