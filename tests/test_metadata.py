@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from phototag.config import WriteConfig
-from phototag.files import metadata
+from phototag.files import keywords, metadata
 from phototag.files.metadata import MetadataError
 from phototag.records import Tag
 
@@ -94,15 +94,15 @@ def test_keywords_read_back_by_exiftool_and_exiv2(grandma: Path) -> None:
     found = exiftool_keywords(grandma)
     assert found == {
         "Subject": flat,
-        "HierarchicalSubject": ["animal|mammal|cat", "animal|bird"],
-        "TagsList": ["animal/mammal/cat", "animal/bird"],
+        "HierarchicalSubject": ["Grandma", "animal|mammal|cat", "animal|bird"],
+        "TagsList": ["Grandma", "animal/mammal/cat", "animal/bird"],
         "Keywords": flat,
     }
     ex = exiv2_values(grandma)
     assert ex["Xmp.dc.subject"] == flat
     assert ex["Iptc.Application2.Keywords"] == flat
-    assert ex["Xmp.lr.hierarchicalSubject"] == ["animal|mammal|cat", "animal|bird"]
-    assert ex["Xmp.digiKam.TagsList"] == ["animal/mammal/cat", "animal/bird"]
+    assert ex["Xmp.lr.hierarchicalSubject"] == ["Grandma", "animal|mammal|cat", "animal|bird"]
+    assert ex["Xmp.digiKam.TagsList"] == ["Grandma", "animal/mammal/cat", "animal/bird"]
     assert ex["Xmp.phototag.ModelVersion"] == ["m@1"]
     # dc:subject and lr:hierarchicalSubject are Bags (digiKam flattens a Seq), TagsList a Seq.
     packet = subprocess.run(["exiv2", "-pX", str(grandma)], capture_output=True).stdout.decode()
@@ -134,11 +134,15 @@ def test_user_keyword_survives_tag_retag_and_undo(grandma: Path) -> None:
     found = exiftool_keywords(grandma)
     assert found["Subject"] == ["Grandma", "dog", "animal", "mammal", "bird"]
     assert found["Keywords"] == found["Subject"]
-    assert found["HierarchicalSubject"] == ["animal|mammal|dog", "animal|bird"]
+    assert found["HierarchicalSubject"] == ["Grandma", "animal|mammal|dog", "animal|bird"]
     assert metadata.read(grandma, cfg).model_version == "m@2"
 
     assert metadata.undo(grandma, cfg) == grandma
-    assert exiftool_keywords(grandma) == before
+    # The user's keyword stays, now in every field (digiKam and darktable read the hierarchy).
+    assert exiftool_keywords(grandma) == before | {
+        "HierarchicalSubject": ["Grandma"],
+        "TagsList": ["Grandma"],
+    }
     assert (
         "phototag"
         not in subprocess.run(["exiv2", "-pX", str(grandma)], capture_output=True).stdout.decode()
@@ -156,7 +160,10 @@ def test_real_photo_keywords_survive(tmp_path: Path) -> None:
     assert after["Keywords"] == before["Keywords"] + ["bird", "animal"]
     assert metadata.read(path, WriteConfig()).user_keywords == before["Subject"]
     metadata.undo(path, WriteConfig())
-    assert exiftool_keywords(path) == before
+    assert exiftool_keywords(path) == before | {
+        "HierarchicalSubject": before["Subject"],
+        "TagsList": before["Subject"],
+    }
 
 
 def test_keyword_the_user_already_has_stays_theirs(grandma: Path) -> None:
@@ -184,8 +191,8 @@ def test_keyword_deleted_by_user_is_reported_and_not_added_again(grandma: Path) 
     found = exiftool_keywords(grandma)
     assert found["Subject"] == ["Grandma", "dog", "animal", "mammal"]
     assert found["Keywords"] == found["Subject"]
-    assert found["HierarchicalSubject"] == ["animal|mammal|dog"]  # the whole cat tag is gone
-    assert found["TagsList"] == ["animal/mammal/dog"]
+    assert found["HierarchicalSubject"] == ["Grandma", "animal|mammal|dog"]  # no cat tag left
+    assert found["TagsList"] == ["Grandma", "animal/mammal/dog"]
     got = metadata.read(grandma, cfg)
     assert got.removed_by_user == ["cat"]
     assert [t.path for t in got.ours] == ["animal|mammal|dog"]
@@ -205,8 +212,8 @@ def test_hierarchical_path_deleted_by_user_is_not_added_again(grandma: Path) -> 
     assert metadata.read(grandma, cfg).removed_paths == ["animal|mammal|dog"]
     metadata.write(grandma, [CAT, DOG], "m@1", cfg)
     found = exiftool_keywords(grandma)
-    assert found["HierarchicalSubject"] == ["animal|mammal|cat"]
-    assert found["TagsList"] == ["animal/mammal/cat"]
+    assert found["HierarchicalSubject"] == ["Grandma", "animal|mammal|cat"]
+    assert found["TagsList"] == ["Grandma", "animal/mammal/cat"]
     assert "dog" not in found["Subject"]
 
 
@@ -238,7 +245,8 @@ def test_sidecar_naming_and_merge(grandma: Path, naming: str, name: str) -> None
     dest = metadata.write(photo, [CAT], "m@1", cfg).target
     assert dest == photo.with_name(name) and dest.is_file()
     assert photo.read_bytes() == original
-    assert exiftool_keywords(dest)["Subject"] == ["cat", "animal", "mammal"]
+    # A new sidecar is the photo's whole metadata: its own keywords, then ours.
+    assert exiftool_keywords(dest)["Subject"] == ["Grandma", "cat", "animal", "mammal"]
     assert dest.read_text().startswith("<?xml")
 
     got = metadata.read(photo, cfg)
@@ -246,7 +254,8 @@ def test_sidecar_naming_and_merge(grandma: Path, naming: str, name: str) -> None
     assert got.our_keywords == ["cat", "animal", "mammal"]
     assert metadata.target(photo, WriteConfig(sidecar_name=naming)) == dest  # auto: sidecar wins
     metadata.undo(photo, cfg)
-    assert not dest.exists()  # it held only ours
+    assert exiftool_keywords(dest)["Subject"] == ["Grandma"]  # the photo's copy stays
+    assert "phototag" not in dest.read_text()
     assert photo.read_bytes() == original
 
 
@@ -296,7 +305,7 @@ def test_read_only_photo(grandma: Path) -> None:
 
     dest = metadata.write(grandma, [CAT], "m@1", WriteConfig()).target
     assert dest == grandma.with_name(grandma.name + ".xmp")
-    assert exiftool_keywords(dest)["Subject"] == ["cat", "animal", "mammal"]
+    assert exiftool_keywords(dest)["Subject"] == ["Grandma", "cat", "animal", "mammal"]
     assert grandma.read_bytes() == original
     assert oct(grandma.stat().st_mode & 0o777) == oct(0o444)
 
@@ -368,7 +377,7 @@ def test_file_changed_during_write_is_not_overwritten(
 ) -> None:
     verify = metadata._verify
 
-    def meanwhile(doc: metadata._Doc, data: bytes, new: metadata._Fields) -> bool:
+    def meanwhile(doc: metadata._Doc, data: bytes, new: keywords.Fields) -> bool:
         exiftool(grandma, "-XMP:Rating=5")  # another program saves the photo
         return verify(doc, data, new)
 
@@ -454,7 +463,8 @@ def test_legacy_latin1_iptc_is_left_alone(tmp_path: Path) -> None:
     cfg = WriteConfig()
     assert metadata.read(path, cfg).keywords == ["Café"]
     metadata.write(path, [BIRD], "m@1", cfg)
-    assert metadata.read(path, cfg).keywords == ["bird", "animal", "Café"]
+    # MWG: an IPTC-only keyword is carried into XMP; the legacy IPTC block itself stays as it is.
+    assert metadata.read(path, cfg).keywords == ["Café", "bird", "animal"]
     iptc = subprocess.run(
         ["exiftool", "-j", "-charset", "iptc=Latin", "-IPTC:all", str(path)], capture_output=True
     ).stdout
@@ -464,41 +474,42 @@ def test_legacy_latin1_iptc_is_left_alone(tmp_path: Path) -> None:
 # ---- the merge rules on plain lists, without files ----------------------------------------------
 
 
-def holder(subject: list[str], iptc: list[str] | None = None) -> metadata._Fields:
-    return metadata._Fields(subject, [], [], iptc or [], iptc_writable=True, record=None)
+def holder(subject: list[str], iptc: list[str] | None = None) -> keywords.Fields:
+    return keywords.Fields(subject, [], [], iptc or [], iptc_writable=True, record=None)
 
 
 def test_plan_adds_after_the_users_and_records_only_ours() -> None:
-    new = metadata._plan(holder(["Grandma", "cat"], ["Grandma", "cat"]), None, [CAT, DOG], True)
+    new = keywords.plan(holder(["Grandma", "cat"], ["Grandma", "cat"]), None, [CAT, DOG], True)
     assert new.subject == ["Grandma", "cat", "dog", "animal", "mammal"]
     assert new.iptc == new.subject
-    assert new.hierarchical == ["animal|mammal|cat", "animal|mammal|dog"]
-    assert new.tags_list == ["animal/mammal/cat", "animal/mammal/dog"]
+    # The user's flat "cat" stays a flat entry beside our path.
+    assert new.hierarchical == ["Grandma", "cat", "animal|mammal|cat", "animal|mammal|dog"]
+    assert new.tags_list == ["Grandma", "cat", "animal/mammal/cat", "animal/mammal/dog"]
     assert new.record is not None
     assert new.record.keywords == ["dog", "animal", "mammal"]  # "cat" stays the user's
 
-    leaves = metadata._plan(holder([]), holder(["dog"]), [CAT, DOG], ancestors=False)
+    leaves = keywords.plan(holder([]), holder(["dog"]), [CAT, DOG], ancestors=False)
     assert leaves.subject == ["cat"]  # the photo behind a sidecar already says "dog"
 
 
 def test_plan_retag_and_user_deletion() -> None:
-    first = metadata._plan(holder(["Grandma"], ["Grandma"]), None, [CAT, DOG], True)
+    first = keywords.plan(holder(["Grandma"], ["Grandma"]), None, [CAT, DOG], True)
     first.subject.remove("dog")  # the user deletes our "dog" (IPTC keeps a stale copy)
-    second = metadata._plan(first, None, [DOG, BIRD], True)
+    second = keywords.plan(first, None, [DOG, BIRD], True)
     assert second.subject == ["Grandma", "animal", "bird"]
     assert second.iptc == second.subject
-    assert second.hierarchical == ["animal|bird"]
+    assert second.hierarchical == ["Grandma", "animal|bird"]
     assert second.record is not None
     assert second.record.removed == ["dog"]
     assert [t.path for t in second.record.tags] == ["animal|bird"]
-    third = metadata._plan(second, None, [DOG], True)  # still not added back
+    third = keywords.plan(second, None, [DOG], True)  # still not added back
     assert third.subject == ["Grandma"] and third.record and third.record.removed == ["dog"]
 
 
 def test_iptc_value_cuts_on_character_boundary() -> None:
-    assert metadata._iptc_value("a" * 64) == "a" * 64
-    assert metadata._iptc_value("a" * 63 + "é") == "a" * 63
-    assert metadata._iptc_value("é" * 40) == "é" * 32
+    assert keywords.iptc_value("a" * 64) == "a" * 64
+    assert keywords.iptc_value("a" * 63 + "é") == "a" * 63
+    assert keywords.iptc_value("é" * 40) == "é" * 32
 
 
 def test_write_reports_the_state_it_left(grandma: Path) -> None:

@@ -67,7 +67,8 @@ def test_new_model_updates_auto_tags_and_respects_user_edits(
     assert run(capsys, "scan", str(tmp_path / "album"))[0] == 0
     v1 = records(photos)
     users = {p: metadata.read(p, WriteConfig()).user_keywords for p in photos}
-    assert users[cat] == ["Grandma"] and users[photos[4]]  # the owl photo comes with keywords
+    # "people", the level above the user's people|Grandma, joins dc:subject (Lightroom style).
+    assert users[cat] == ["Grandma", "people"] and users[photos[4]]  # the owl photo has keywords
     assert "cat" in keyword_sets([cat])[cat]["Subject"]
     # The user deletes our "cat" by hand, in every field, with another program.
     exiftool(

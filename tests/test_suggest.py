@@ -112,7 +112,7 @@ def test_advice_changes_nothing_and_a_typed_or_accepted_tag_is_the_users(
     assert run(capsys, "undo", str(cat))[0] == 0
     seen = keyword_sets([cat])[cat]
     assert seen["Subject"] == seen["Keywords"] == ["cat", "dog"]
-    assert seen["HierarchicalSubject"] == ["animal|mammal|cat"]
+    assert seen["HierarchicalSubject"] == ["animal|mammal|cat", "dog"]  # flat "dog" mirrored
 
     status, _, err = run(capsys, "suggest", "--accept", "animal||cat", str(cat))
     assert status == 2 and "empty" in err

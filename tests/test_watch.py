@@ -4,13 +4,14 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from phototag.config import Config
-from phototag.files import fileio
-from phototag.library.index import PhotoRecord, open_index
+from phototag.files import fileio, sidecar
+from phototag.library.index import Index, PhotoRecord, open_index
 from phototag.records import PhotoFile
 from phototag.service import watch
 from phototag.service.watch import PathFilter, Watcher
@@ -393,3 +394,38 @@ def test_a_watched_folder_that_goes_and_comes_back_is_noticed(album: Path, tmp_p
         album.rename(tmp_path / "away")
         album.mkdir()  # another folder at its path, as a mount point left behind
         assert watcher.changed() == [album]
+
+
+def test_sidecar_written_by_another_program_queues_its_photo(
+    album: Path, live: tuple[Watcher, Recorder]
+) -> None:
+    """darktable saves IMG.jpg.xmp (in place, or a temp file renamed): the photo is re-read."""
+    photo = album / "1.jpg"
+    photo.write_bytes(b"x")
+    _, recorder = live
+    recorder.wait_for("tag", photo)
+    with recorder.cond:
+        recorder.jobs.clear()
+    (album / "1.jpg.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    recorder.wait_for("tag", photo)
+    with recorder.cond:
+        recorder.jobs.clear()
+    (album / ".1.jpg.xmp.tmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    (album / ".1.jpg.xmp.tmp").rename(album / "1.jpg.xmp")
+    recorder.wait_for("tag", photo)
+    assert all(p == photo for _, p, _ in recorder.seen())  # never the sidecar itself
+
+
+def test_our_own_sidecar_write_is_unchanged_in_the_index(album: Path, tmp_path: Path) -> None:
+    """What keeps the service from looping on its own sidecar writes."""
+    photo = album / "1.jpg"
+    photo.write_bytes(b"x")
+    side = album / "1.jpg.xmp"
+    side.write_text("<x/>")
+    cfg = Config().write
+    size, mtime_ns = sidecar.signature(photo, cfg)
+    with Index(tmp_path / "index") as index:
+        index.put(replace(record(photo), sidecar_size=size, sidecar_mtime_ns=mtime_ns))
+        assert sidecar.unchanged(index, PhotoFile.stat(photo), cfg)
+        side.write_text("<x:edited/>")  # another program's edit
+        assert not sidecar.unchanged(index, PhotoFile.stat(photo), cfg)

@@ -30,7 +30,7 @@ import os
 import secrets
 import stat
 import xml.etree.ElementTree as ET
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -39,17 +39,18 @@ from pathlib import Path
 import pyexiv2
 from PIL import Image, PngImagePlugin
 
-from phototag.config import RAW_EXTENSIONS, WriteConfig
-from phototag.files import safeopen
+from phototag.config import WriteConfig
+from phototag.files import iptcdigest, safeopen
+from phototag.files import sidecar as sidecars
 from phototag.files.fileio import TEMP_SUFFIX, fsync_dir, name_fits, temp_prefix
+from phototag.files.keywords import Fields, Record, accepted, flat, plan, removed, unique
+from phototag.files.sidecar import INPLACE_SUFFIXES, read_only, sidecar
 from phototag.records import LEVEL_SEP, Tag
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "http://phototag.dev/ns/1.0/"
 PREFIX = "phototag"
-IPTC_MAX_BYTES = 64  # IPTC IIM limit for one keyword
-INPLACE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp"})
 
 SUBJECT = "Xmp.dc.subject"
 HIERARCHICAL = "Xmp.lr.hierarchicalSubject"
@@ -57,7 +58,6 @@ TAGS_LIST = "Xmp.digiKam.TagsList"
 IPTC_KEYWORDS = "Iptc.Application2.Keywords"
 IPTC_CHARSET = "Iptc.Envelope.CharacterSet"
 IPTC_UTF8 = "\x1b%G"  # ISO 2022 escape announcing UTF-8
-DIGIKAM_SEP = "/"
 
 # Our record. Keywords/paths we added that the user has since deleted move to the Removed
 # lists at the next write, so we never add them again nor claim them if the user re-adds them.
@@ -67,6 +67,7 @@ R_KEYWORDS = OURS + "Keywords"  # flat keywords we added (not the user's)
 R_PATHS = OURS + "HierarchicalKeywords"  # `|` paths we added to lr: and digiKam:
 R_REMOVED = OURS + "RemovedKeywords"
 R_REMOVED_PATHS = OURS + "RemovedHierarchicalKeywords"
+R_MIRRORED = OURS + "UserKeywords"  # the user's entries at our last write
 R_MODEL = OURS + "ModelVersion"
 R_DATE = OURS + "Date"  # ISO 8601, UTC
 
@@ -79,6 +80,7 @@ _ARRAY_FORM = {
     R_PATHS: "Bag",
     R_REMOVED: "Bag",
     R_REMOVED_PATHS: "Bag",
+    R_MIRRORED: "Bag",
 }
 _XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
 # "No XMP left", in every format (deleting every property would leave a WebP's XMP as it was).
@@ -125,72 +127,31 @@ class FileKeywords:
 
 
 @dataclass
-class _Record:
-    tags: list[Tag] = field(default_factory=list)
-    keywords: list[str] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    removed_paths: list[str] = field(default_factory=list)
-    model_version: str | None = None
-    date: str | None = None
-
-
-@dataclass
-class _Fields:
-    """The keyword fields of one metadata holder (a photo or a sidecar)."""
-
-    subject: list[str]
-    hierarchical: list[str]
-    tags_list: list[str]
-    iptc: list[str]
-    iptc_writable: bool  # False in sidecars, WebP, and legacy (non-UTF-8) IPTC we leave alone
-    record: _Record | None  # None: nothing of ours here
-
-
-@dataclass
 class _Doc:
     path: Path
     sidecar: bool
     image: pyexiv2.ImageData
     xmp: dict[str, object]
-    fields: _Fields
+    fields: Fields
     stat: os.stat_result | None  # None: a sidecar not yet on disk
+    inherited: list[str] = field(default_factory=list)  # IPTC-only keywords of the photo
 
 
 # ---- public API -------------------------------------------------------------------------------
 
 
-def sidecar(path: Path, cfg: WriteConfig) -> Path:
-    """IMG_1234.JPG.xmp (darktable, digiKam, Immich) or IMG_1234.xmp (Adobe)."""
-    if cfg.sidecar_name == "replace":
-        return path.with_suffix(".xmp")
-    return path.with_name(path.name + ".xmp")
-
-
 def target(path: Path, cfg: WriteConfig) -> Path:
-    """The file that receives our keywords: the photo or its sidecar.
-
-    In auto mode an existing sidecar wins (Immich and darktable read it before the photo, and our
-    record stays in one place), then the photo if exiv2 writes its format and we may write it.
-    """
+    """`sidecar.target`, but a photo whose name leaves no room for ".xmp" (255 bytes) is
+    written in place when it may be, else refused with the reason."""
     side = sidecar(path, cfg)
-    if not name_fits(side):  # a 255-byte photo name leaves no room for ".xmp"
+    if not name_fits(side):
         if cfg.mode == "sidecar" or path.suffix.lower() not in INPLACE_SUFFIXES:
             raise MetadataError(
                 f"{path}: file name too long for a sidecar beside it ({len(os.fsencode(side.name))}"
                 " bytes, the limit is 255); shorten the name or use write.mode inplace"
             )
         return path
-    if cfg.mode == "sidecar" or path.suffix.lower() in RAW_EXTENSIONS:  # a RAW is never rewritten
-        return side
-    if cfg.mode == "inplace":
-        return path
-    if side.exists() or path.suffix.lower() not in INPLACE_SUFFIXES:
-        return side
-    if _read_only(path):
-        log.info("%s is read-only; its keywords go to %s", path, side.name)
-        return side
-    return path
+    return sidecars.target(path, cfg)
 
 
 def read(path: Path, cfg: WriteConfig) -> FileKeywords:
@@ -229,7 +190,9 @@ def write(
     """
     dest = target(path, cfg)
     with _open_pair(path, dest, cfg, other=True) as (doc, other):
-        new = _plan(doc.fields, other.fields if other else None, tags, ancestors, generic)
+        new = plan(
+            doc.fields, other.fields if other else None, tags, ancestors, generic, doc.inherited
+        )
         assert new.record is not None
         new.record.model_version = model_version
         new.record.date = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -243,8 +206,8 @@ def undo(path: Path, cfg: WriteConfig) -> Path:
     """Remove exactly the keywords we added and our namespace; return the file changed."""
     dest = target(path, cfg)
     with _open_pair(path, dest, cfg, other=False) as (doc, _):
-        if doc.fields.record is not None:
-            new = _plan(doc.fields, None, [], ancestors=False)
+        if doc.fields.record is not None and (doc.stat is not None or not doc.sidecar):
+            new = plan(doc.fields, None, [], ancestors=False)
             new.record = None
             _commit(doc, new, cfg)
     return dest
@@ -258,7 +221,7 @@ def accept(path: Path, tag: Tag, cfg: WriteConfig) -> Path:
     """
     dest = target(path, cfg)
     with _open_pair(path, dest, cfg, other=False) as (doc, _):
-        _commit(doc, _accepted(doc.fields, tag), cfg)
+        _commit(doc, accepted(doc.fields, tag), cfg)
     return dest
 
 
@@ -271,134 +234,22 @@ def remove(path: Path, tag: Tag, cfg: WriteConfig, negative: bool = False) -> Pa
     """
     dest = target(path, cfg)
     with _open_pair(path, dest, cfg, other=False) as (doc, _):
-        _commit(doc, _removed(doc.fields, tag, negative), cfg)
+        _commit(doc, removed(doc.fields, tag, negative), cfg)
     return dest
-
-
-# ---- planning (pure) --------------------------------------------------------------------------
-
-
-def _plan(
-    cur: _Fields,
-    other: _Fields | None,
-    tags: list[Tag],
-    ancestors: bool,
-    generic: Collection[str] = (),
-) -> _Fields:
-    """The fields after setting our auto tags to `tags`; model version and date left to fill."""
-    rec = cur.record or _Record()
-    removed = _unique(rec.removed + [k for k in rec.keywords if k not in cur.subject])
-    removed_paths = _unique(rec.removed_paths + [p for p in rec.paths if p not in cur.hierarchical])
-    live = [t for t in tags if t.name not in removed and t.path not in removed_paths]
-    skip = {g.casefold() for g in generic}
-    parents = [
-        level
-        for t in live
-        for level in (t.levels[:-1] if ancestors else [])
-        if level.casefold() not in skip
-    ]
-    wanted = [k for k in _unique([t.name for t in live] + parents) if k not in removed]
-
-    holders = [cur, other] if other else [cur]
-    mine = set(rec.keywords) | {_iptc_value(k) for k in rec.keywords}
-    theirs = {k for f in holders for k in f.subject + f.iptc} - mine
-    keywords = [k for k in wanted if k in rec.keywords or not {k, _iptc_value(k)} & theirs]
-    dropped = set(rec.keywords) - set(keywords)
-
-    their_paths = {p for f in holders for p in f.hierarchical} | {
-        p for f in holders for p in f.tags_list
-    }
-    paths = [
-        p
-        for p in _unique([t.path for t in live])
-        if p in rec.paths or not {p, _digikam(p)} & their_paths
-    ]
-    dropped_paths = set(rec.paths) - set(paths)
-
-    iptc = cur.iptc
-    if cur.iptc_writable:
-        kept = [_iptc_value(k) for k in keywords]
-        iptc = _edit(cur.iptc, {_iptc_value(k) for k in dropped} - set(kept), kept)
-    record = _Record(
-        tags=[t for t in live if t.name in keywords],  # a keyword the user has is theirs, not ours
-        keywords=keywords,
-        paths=paths,
-        removed=removed,
-        removed_paths=removed_paths,
-        model_version=rec.model_version,
-        date=rec.date,
-    )
-    return _Fields(
-        subject=_edit(cur.subject, dropped, keywords),
-        hierarchical=_edit(cur.hierarchical, dropped_paths, paths),
-        tags_list=_edit(
-            cur.tags_list, {_digikam(p) for p in dropped_paths}, [_digikam(p) for p in paths]
-        ),
-        iptc=iptc,
-        iptc_writable=cur.iptc_writable,
-        record=record,
-    )
-
-
-def _accepted(cur: _Fields, tag: Tag) -> _Fields:
-    """The fields after the user takes `tag` as their own keyword."""
-    name, paths = tag.name, [tag.path] if LEVEL_SEP in tag.path else []
-    rec = cur.record
-    if rec is not None:
-        rec = replace(
-            rec,
-            tags=[t for t in rec.tags if t.name != name and t.path not in paths],
-            keywords=[k for k in rec.keywords if k != name],
-            paths=[p for p in rec.paths if p not in paths],
-            removed=[k for k in rec.removed if k != name],
-            removed_paths=[p for p in rec.removed_paths if p not in paths],
-        )
-    return replace(
-        cur,
-        subject=_edit(cur.subject, set(), [name]),
-        hierarchical=_edit(cur.hierarchical, set(), paths),
-        tags_list=_edit(cur.tags_list, set(), [_digikam(p) for p in paths]),
-        iptc=_edit(cur.iptc, set(), [_iptc_value(name)]) if cur.iptc_writable else cur.iptc,
-        record=rec,
-    )
-
-
-def _removed(cur: _Fields, tag: Tag, negative: bool) -> _Fields:
-    """The fields after the user deletes `tag` (and, if ours or `negative`, rejects it)."""
-    name, paths = tag.name, {tag.path} if LEVEL_SEP in tag.path else set()
-    rec = cur.record
-    if negative or (rec is not None and (name in rec.keywords or paths & set(rec.paths))):
-        rec = rec or _Record()
-        rec = replace(
-            rec,
-            tags=[t for t in rec.tags if t.name != name and t.path not in paths],
-            keywords=[k for k in rec.keywords if k != name],
-            paths=[p for p in rec.paths if p not in paths],
-            removed=_unique([*rec.removed, name]),
-            removed_paths=_unique([*rec.removed_paths, *sorted(paths)]),
-        )
-    return replace(
-        cur,
-        subject=_edit(cur.subject, {name}, []),
-        hierarchical=_edit(cur.hierarchical, paths, []),
-        tags_list=_edit(cur.tags_list, {_digikam(p) for p in paths}, []),
-        iptc=_edit(cur.iptc, {_iptc_value(name)}, []) if cur.iptc_writable else cur.iptc,
-        record=rec,
-    )
 
 
 def _summary(doc: _Doc, other: _Doc | None) -> FileKeywords:
     holders = sorted([d for d in (doc, other) if d is not None], key=lambda d: d.sidecar)
-    rec = doc.fields.record or _Record()
+    rec = doc.fields.record or Record()
     subject = doc.fields.subject
     return FileKeywords(
-        keywords=_unique(k for d in holders for k in _flat(d.fields)),
-        hierarchical=_unique(p for d in holders for p in d.fields.hierarchical),
+        keywords=unique(k for d in holders for k in flat(d.fields)),
+        hierarchical=unique(p for d in holders for p in d.fields.hierarchical if LEVEL_SEP in p),
         ours=rec.tags,
         our_keywords=[k for k in rec.keywords if k in subject],
-        removed_by_user=[k for k in _unique(rec.removed + rec.keywords) if k not in subject],
+        removed_by_user=[k for k in unique(rec.removed + rec.keywords) if k not in subject],
         removed_paths=[
-            p for p in _unique(rec.removed_paths + rec.paths) if p not in doc.fields.hierarchical
+            p for p in unique(rec.removed_paths + rec.paths) if p not in doc.fields.hierarchical
         ],
         model_version=rec.model_version,
         tagged_at=rec.date,
@@ -406,32 +257,7 @@ def _summary(doc: _Doc, other: _Doc | None) -> FileKeywords:
     )
 
 
-def _flat(f: _Fields) -> list[str]:
-    """dc:subject, then IPTC keywords that are not just a subject keyword cut to 64 bytes."""
-    known = set(f.subject) | {_iptc_value(k) for k in f.subject}
-    return f.subject + [k for k in f.iptc if k not in known]
-
-
-def _edit(items: list[str], drop: set[str], add: list[str]) -> list[str]:
-    """`items` in their order without `drop`, then the new ones of `add`."""
-    kept = [x for x in items if x not in drop]
-    return kept + [x for x in _unique(add) if x not in kept]
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))
-
-
-def _digikam(path: str) -> str:
-    return path.replace(LEVEL_SEP, DIGIKAM_SEP)
-
-
-def _iptc_value(keyword: str) -> str:
-    """The keyword cut to IPTC's 64 bytes on a UTF-8 character boundary."""
-    return keyword.encode()[:IPTC_MAX_BYTES].decode("utf-8", "ignore")
-
-
-def _xmp_values(f: _Fields) -> dict[str, list[str] | str | None]:
+def _xmp_values(f: Fields) -> dict[str, list[str] | str | None]:
     """The XMP properties these fields are written as; None: the property is absent."""
     values: dict[str, list[str] | str | None] = {
         SUBJECT: f.subject or None,
@@ -446,6 +272,7 @@ def _xmp_values(f: _Fields) -> dict[str, list[str] | str | None]:
             R_PATHS: rec.paths or None,
             R_REMOVED: rec.removed or None,
             R_REMOVED_PATHS: rec.removed_paths or None,
+            R_MIRRORED: rec.mirrored or None,
             R_MODEL: rec.model_version,
             R_DATE: rec.date,
         }
@@ -479,7 +306,7 @@ def _text(xmp: dict[str, object], key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def _record(xmp: dict[str, object]) -> _Record | None:
+def _record(xmp: dict[str, object]) -> Record | None:
     if not any(key.startswith(OURS) for key in xmp):
         return None
     tags = []
@@ -487,24 +314,25 @@ def _record(xmp: dict[str, object]) -> _Record | None:
         path, _, score = item.rpartition("=")
         with suppress(ValueError):
             tags.append(Tag(path, float(score), "auto"))
-    return _Record(
+    return Record(
         tags=tags,
         keywords=_as_list(xmp.get(R_KEYWORDS)),
         paths=_as_list(xmp.get(R_PATHS)),
         removed=_as_list(xmp.get(R_REMOVED)),
         removed_paths=_as_list(xmp.get(R_REMOVED_PATHS)),
+        mirrored=_as_list(xmp.get(R_MIRRORED)),
         model_version=_text(xmp, R_MODEL),
         date=_text(xmp, R_DATE),
     )
 
 
-def _fields(image: pyexiv2.ImageData, xmp: dict[str, object], sidecar: bool) -> _Fields:
+def _fields(image: pyexiv2.ImageData, xmp: dict[str, object], sidecar: bool) -> Fields:
     try:
         iptc, utf8 = image.read_iptc(), True
     except UnicodeDecodeError:  # legacy 8-bit IPTC: read it, but leave it alone
         iptc, utf8 = image.read_iptc("latin-1"), False
     access = image.get_access_mode().get("iptc") or ""
-    return _Fields(
+    return Fields(
         subject=_as_list(xmp.get(SUBJECT)),
         hierarchical=_as_list(xmp.get(HIERARCHICAL)),
         tags_list=_as_list(xmp.get(TAGS_LIST)),
@@ -544,15 +372,15 @@ def _has_properties(packet: str) -> bool:
 _PACKET_START = b"<?xpacket begin="
 
 
-def _open(path: Path, sidecar: bool, stack: ExitStack) -> _Doc:
-    """Open a photo or sidecar; a sidecar not yet on disk opens empty."""
+def _open(path: Path, sidecar: bool, stack: ExitStack, seed: str = "") -> _Doc:
+    """Open a photo or sidecar; a sidecar not yet on disk opens as the XMP packet `seed`."""
     try:
         data, st_found = safeopen.read_regular(path, safeopen.DEFAULT_MAX_BYTES)
         st: os.stat_result | None = st_found
     except FileNotFoundError:
         if not sidecar:
             raise MetadataError(f"{path}: no such file") from None
-        st, data = None, b""
+        st, data = None, seed.encode()
     except OSError as exc:
         raise MetadataError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if not sidecar and (packets := data.count(_PACKET_START)) > 1:
@@ -588,7 +416,14 @@ def _open_pair(
     """The target, and (when `other`) the photo or existing sidecar that is not the target."""
     side = sidecar(path, cfg)
     with ExitStack() as stack:
-        if dest == side:
+        if dest == side and not side.exists():
+            # A new sidecar starts as a copy of the photo's XMP: darktable, digiKam and Lightroom
+            # take a sidecar for the photo's whole metadata (rating, label, keywords...).
+            rest = _open_embedded(path, stack)
+            doc = _open(side, True, stack, rest.image.read_raw_xmp() if rest else "")
+            if rest is not None:
+                doc.inherited = [k for k in flat(rest.fields) if k not in doc.fields.subject]
+        elif dest == side:
             doc = _open(side, True, stack)
             rest = _open_embedded(path, stack) if other else None
         else:
@@ -601,7 +436,7 @@ def _open_pair(
 # ---- writing ----------------------------------------------------------------------------------
 
 
-def _commit(doc: _Doc, new: _Fields, cfg: WriteConfig) -> bytes | None:
+def _commit(doc: _Doc, new: Fields, cfg: WriteConfig) -> bytes | None:
     """Write `new` into the doc's file, atomically, if anything but the date changes.
 
     Returns the bytes now in the file, or None when nothing was written (or it was deleted).
@@ -613,9 +448,9 @@ def _commit(doc: _Doc, new: _Fields, cfg: WriteConfig) -> bytes | None:
     iptc_changed = new.iptc_writable and new.iptc != doc.fields.iptc
     if (set(changes) <= {R_DATE} and not iptc_changed) or cfg.dry_run:
         return None
-    if doc.stat is not None and _read_only(doc.path):
+    if doc.stat is not None and read_only(doc.path):
         raise MetadataError(f"{doc.path}: read-only; use write.mode auto or sidecar")
-    if doc.stat is None and _read_only(doc.path.parent):
+    if doc.stat is None and read_only(doc.path.parent):
         raise MetadataError(f"{doc.path}: cannot create the sidecar: its folder is read-only")
     if not doc.sidecar and "write" not in (doc.image.get_access_mode().get("xmp") or ""):
         raise MetadataError(f"{doc.path}: exiv2 cannot write XMP into this format; use a sidecar")
@@ -631,6 +466,8 @@ def _commit(doc: _Doc, new: _Fields, cfg: WriteConfig) -> bytes | None:
             data = (_XML_DECL + doc.image.read_raw_xmp()).encode()
         else:
             data = doc.image.get_bytes()
+            if iptc_changed:
+                data = iptcdigest.refresh(data)
     except (RuntimeError, ValueError) as exc:
         raise MetadataError(f"{doc.path}: cannot write metadata: {_one_line(exc)}") from exc
     empty = _verify(doc, data, new)
@@ -643,7 +480,7 @@ def _commit(doc: _Doc, new: _Fields, cfg: WriteConfig) -> bytes | None:
     return data
 
 
-def _verify(doc: _Doc, data: bytes, new: _Fields) -> bool:
+def _verify(doc: _Doc, data: bytes, new: Fields) -> bool:
     """Re-read what we are about to write: exiv2's muted failures show here. True: XMP empty."""
     try:
         with _open_bytes(data, doc.sidecar) as image:
@@ -656,15 +493,6 @@ def _verify(doc: _Doc, data: bytes, new: _Fields) -> bool:
     if _xmp_values(got) != _xmp_values(new) or got.iptc != new.iptc:
         raise MetadataError(f"{doc.path}: exiv2 did not write the keywords as asked; left as it is")
     return not xmp
-
-
-def _read_only(path: Path) -> bool:
-    """No write permission, by mode bits too (root may write anything, but should not here)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return not st.st_mode & 0o222 or not os.access(path, os.W_OK)
 
 
 def _check_unchanged(doc: _Doc) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from phototag.config import Config, ScanConfig, WriteConfig
-from phototag.files import fileio, location, metadata
+from phototag.files import fileio, location, metadata, sidecar
 from phototag.learn.train import COLOUR_STORE
 from phototag.library.index import Index, PhotoRecord
 from phototag.pipeline import decode, pairs, places
@@ -169,7 +169,7 @@ class Pipeline:
             file = PhotoFile.stat(path)
         except OSError:
             return None  # decode reports it with the right words
-        if self.index.unchanged(file):
+        if sidecar.unchanged(self.index, file, self.cfg.write):
             return Outcome(path, skipped="unchanged")
         record = self.index.get(path)
         if record is not None and not record.model_version:  # undone: stays so until forced
@@ -335,8 +335,14 @@ def on_disk(
     sha256 = written.photo_sha256 if written and written.photo_sha256 else record.sha256
     if sha256 == record.sha256 and (file.size, file.mtime_ns) != (record.size, record.mtime_ns):
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    side_size, side_mtime_ns = sidecar.signature(path, cfg)
     return replace(
-        with_keywords(record, keywords), size=file.size, mtime_ns=file.mtime_ns, sha256=sha256
+        with_keywords(record, keywords),
+        size=file.size,
+        mtime_ns=file.mtime_ns,
+        sha256=sha256,
+        sidecar_size=side_size,
+        sidecar_mtime_ns=side_mtime_ns,
     )
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from phototag import config, paths, web
 from phototag.config import Config, ConfigError
+from phototag.files import sidecar
 from phototag.files.fileio import atomic_write
 from phototag.library.index import Index, open_index
 from phototag.records import Outcome, PhotoFile, local_time
@@ -458,7 +459,7 @@ class Service:
         finished, todo = [], []
         for job in jobs:
             try:
-                unchanged = self._index.unchanged(PhotoFile.stat(job.path))
+                unchanged = sidecar.unchanged(self._index, PhotoFile.stat(job.path), self.cfg.write)
             except FileNotFoundError:  # gone again: its delete or move job follows
                 finished.append(job)
                 continue

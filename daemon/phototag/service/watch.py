@@ -45,6 +45,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from phototag.config import Config
+from phototag.files import sidecar
 from phototag.files.fileio import is_temp, remove_stale_temp
 from phototag.library.index import Index
 from phototag.records import PhotoFile
@@ -408,9 +409,29 @@ class Watcher(FileSystemEventHandler):
         except Exception:  # an exception here would silently end the observer's thread
             log.exception("cannot handle %s", event)
 
+    def _photo_of(self, path: Path) -> Path | None:
+        """The watched photo whose sidecar `path` is (IMG.JPG.xmp or IMG.xmp), if any."""
+        if path.suffix.lower() != ".xmp":
+            return None
+        photo = path.with_suffix("")
+        if self.filter.accepts(photo) and photo.exists():
+            return photo
+        return next(
+            (p for p in sorted(path.parent.glob(f"{path.stem}.*")) if self.filter.accepts(p)),
+            None,
+        )
+
     def _on(self, event: FileSystemEvent) -> None:
         src = Path(os.fsdecode(event.src_path))
         accepts = self.filter.accepts
+        dest = Path(os.fsdecode(event.dest_path)) if event.event_type == "moved" else src
+        photo = None if event.is_directory else self._photo_of(dest)
+        if photo is not None:
+            # Another program (darktable, digiKam) wrote the sidecar: read the keywords again.
+            # Our own sidecar writes come back too and end as "unchanged" (sidecar.unchanged).
+            if event.event_type in ("closed", "moved", "deleted"):
+                self._emit(photo, "tag")
+            return
         if event.is_directory:
             # A folder moved out of the tree (to the trash) reports only itself, not its photos.
             if event.event_type == "deleted" and self.filter.below(src) is not None:
@@ -493,7 +514,7 @@ class Watcher(FileSystemEventHandler):
                     continue
                 seen.add(str(path))
                 found.add(root)
-                if index.unchanged(file):
+                if sidecar.unchanged(index, file, self.cfg.write):
                     continue
                 writing = open_for_writing(path)
                 if writing or (

@@ -1,0 +1,183 @@
+"""Issue 11's findings on real photos, read back by exiftool (also with MWG rules) and exiv2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from phototag.config import WriteConfig
+from phototag.files import keywords, metadata
+from phototag.records import Tag
+
+SHARED = Path(__file__).parents[1].parent / "shared"
+PHOTOS = SHARED / "photos"
+COCO = SHARED / "coco256" / "val"
+pytestmark = [
+    pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"{PHOTOS} not found"),
+    pytest.mark.skipif(not shutil.which("exiftool"), reason="exiftool not installed"),
+]
+
+CAT = Tag("animal|mammal|cat", 0.91)
+BIRD = Tag("animal|bird", 0.42)
+OURS = ["cat", "animal", "mammal"]
+
+
+def copy(tmp_path: Path, name: str, src: Path = PHOTOS) -> Path:
+    dest = tmp_path / name
+    shutil.copyfile(src / name, dest)
+    dest.chmod(0o644)
+    return dest
+
+
+def exiftool(path: Path, *args: str) -> None:
+    subprocess.run(["exiftool", "-q", "-overwrite_original", *args, str(path)], check=True)
+
+
+def tags(path: Path, *names: str, mwg: bool = False) -> dict[str, object]:
+    cmd = ["exiftool", "-j", *(["-use", "MWG"] if mwg else []), *names, str(path)]
+    found = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)[0]
+    return {k: v if isinstance(v, list) else [v] for k, v in found.items() if k != "SourceFile"}
+
+
+def as_list(found: dict[str, object], key: str) -> list[str]:
+    value = found.get(key, [])
+    assert isinstance(value, list)
+    return [str(v) for v in value]
+
+
+def warnings(path: Path) -> set[str]:
+    """exiftool's validation warnings (text output: JSON would keep only one of the repeats)."""
+    out = subprocess.run(
+        ["exiftool", "-validate", "-warning", "-a", "-s", str(path)], capture_output=True
+    ).stdout.decode()
+    return {
+        v.strip()
+        for k, _, v in (x.partition(":") for x in out.splitlines())
+        if k.strip() == "Warning"
+    }
+
+
+def mwg_keywords(path: Path) -> list[str]:
+    return as_list(tags(path, "-MWG:Keywords", mwg=True), "Keywords")
+
+
+def test_digikam_sees_the_users_keywords(tmp_path: Path) -> None:
+    """Finding 1: TagsList (what digiKam reads first) holds the user's keywords too."""
+    path = copy(tmp_path, "owl.jpg")  # the photographer's: Brasil, Brazil Trip, beach, praia
+    exiftool(path, "-XMP:Subject+=Grandma", "-XMP:HierarchicalSubject+=family|Grandma")
+    metadata.write(path, [CAT], "m@1", WriteConfig())
+    found = tags(path, "-XMP:TagsList", "-XMP:HierarchicalSubject", "-XMP:Subject")
+    assert as_list(found, "TagsList") == [
+        "Brasil", "Brazil Trip", "beach", "praia", "family/Grandma", "animal/mammal/cat"
+    ]  # fmt: skip
+    assert "family|Grandma" in as_list(found, "HierarchicalSubject")
+    assert "family" in as_list(found, "Subject")  # Lightroom-style: ancestors flat too
+
+
+def test_new_sidecar_is_a_copy_of_the_photos_xmp(tmp_path: Path) -> None:
+    """Finding 2: a sidecar replacing the photo's metadata in darktable must hold all of it."""
+    path = copy(tmp_path, "cat_720p.jpg")
+    exiftool(path, "-XMP:Rating=5", "-XMP:Label=Red", "-XMP:Subject=Grandma", "-IPTC:Keywords=old")
+    side = metadata.write(path, [CAT], "m@1", WriteConfig(mode="sidecar")).target
+    found = tags(side, "-XMP:Rating", "-XMP:Label", "-XMP:Subject")
+    assert found["Rating"] == [5] and found["Label"] == ["Red"]
+    assert as_list(found, "Subject") == ["Grandma", "old", *OURS]
+
+
+def test_sidecar_darktable_made_after_our_write_gets_a_complete_record(tmp_path: Path) -> None:
+    """Finding 3: our keywords that darktable copied into its sidecar stay ours."""
+    path = copy(tmp_path, "cat_720p.jpg")
+    exiftool(path, "-XMP:Subject=Grandma")
+    cfg = WriteConfig()
+    assert metadata.write(path, [CAT], "m@1", cfg).target == path
+    side = path.with_name(path.name + ".xmp")  # darktable's: the photo's keywords, no record
+    subprocess.run(
+        ["exiftool", "-q", "-o", str(side), "-XMP-dc:Subject", "-XMP-lr:all", str(path)], check=True
+    )
+    assert metadata.target(path, cfg) == side  # as README and config.yaml say
+    written = metadata.write(path, [CAT, BIRD], "m@2", cfg)
+    assert written.target == side
+    assert sorted(written.keywords.our_keywords) == sorted([*OURS, "bird"])
+    assert written.keywords.user_keywords == ["Grandma"]
+    found = tags(side, "-XMP-phototag:all", "-XMP:TagsList")
+    assert sorted(as_list(found, "Keywords")) == sorted([*OURS, "bird"])
+    assert as_list(found, "TagsList") == ["Grandma", "animal/mammal/cat", "animal/bird"]
+
+
+def test_iptc_follows_xmp_and_its_digest_stays_current(tmp_path: Path) -> None:
+    """Finding 5: a keyword added to XMP alone reaches IPTC; MWG readers see all of them."""
+    path = copy(tmp_path, "owl.jpg")  # has a Photoshop IPTCDigest
+    metadata.write(path, [CAT], "m@1", WriteConfig())
+    exiftool(path, "-XMP:Subject+=Grandma")
+    metadata.write(path, [CAT, BIRD], "m@2", WriteConfig())
+    found = tags(path, "-IPTC:Keywords", "-XMP:Subject", "-IPTCDigest", "-CurrentIPTCDigest")
+    assert "Grandma" in as_list(found, "Keywords")
+    assert as_list(found, "Keywords") == as_list(found, "Subject")
+    assert found["IPTCDigest"] == found["CurrentIPTCDigest"]
+    assert "Grandma" in mwg_keywords(path) and "bird" in mwg_keywords(path)
+
+
+def test_fields_agree_leaf_of_a_user_path(tmp_path: Path) -> None:
+    """Finding 6: dc:subject gets the leaf of a hierarchy entry; IPTC holds what dc:subject does."""
+    path = copy(tmp_path, "cat_720p.jpg")
+    exiftool(path, "-XMP:HierarchicalSubject=place|beach", "-XMP:TagsList=people/Ann")
+    metadata.write(path, [CAT], "m@1", WriteConfig())
+    found = tags(
+        path, "-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-IPTC:Keywords"
+    )
+    assert as_list(found, "Subject") == ["place", "beach", "people", "Ann", *OURS]
+    assert as_list(found, "Keywords") == as_list(found, "Subject")
+    hierarchy = ["place|beach", "people|Ann", "animal|mammal|cat"]
+    assert as_list(found, "HierarchicalSubject") == hierarchy
+    assert sorted(as_list(found, "TagsList")) == sorted(p.replace("|", "/") for p in hierarchy)
+
+
+def test_a_keyword_the_user_deletes_from_one_field_goes_from_all(tmp_path: Path) -> None:
+    path = copy(tmp_path, "cat_720p.jpg")
+    exiftool(path, "-XMP:Subject=Grandma", "-XMP:Subject+=Ann")
+    metadata.write(path, [CAT], "m@1", WriteConfig())
+    exiftool(path, "-XMP:TagsList-=Ann")  # digiKam-like: one field only
+    metadata.write(path, [CAT], "m@2", WriteConfig())
+    found = tags(
+        path, "-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-IPTC:Keywords"
+    )
+    assert all("Ann" not in as_list(found, key) for key in found)
+    assert all("Grandma" in as_list(found, key) for key in found)
+
+
+def test_pure_model_mirrors_and_remembers() -> None:
+    cur = keywords.Fields(["Grandma"], ["place|beach"], ["people/Ann"], [], True, None)
+    first = keywords.plan(cur, None, [CAT], ancestors=False)
+    assert first.subject == ["Grandma", "beach", "Ann", "cat"]
+    assert first.iptc == first.subject
+    assert first.hierarchical == ["place|beach", "Grandma", "people|Ann", "animal|mammal|cat"]
+    assert first.record is not None and first.record.keywords == ["cat"]
+    first.subject.remove("Grandma")  # the user deletes it from dc:subject only
+    second = keywords.plan(first, None, [CAT], ancestors=False)
+    assert "Grandma" not in second.subject + second.iptc + second.hierarchical + second.tags_list
+
+
+ALL_PHOTOS = sorted(p.name for p in PHOTOS.iterdir() if p.suffix.lower() in {".jpg", ".bmp"})
+COCO_SAMPLE = sorted(p.name for p in COCO.glob("*.jpg"))[:4] if COCO.is_dir() else []
+
+
+@pytest.mark.parametrize("mode", ["auto", "sidecar"])
+@pytest.mark.parametrize(
+    ("folder", "name"), [(PHOTOS, n) for n in ALL_PHOTOS] + [(COCO, n) for n in COCO_SAMPLE]
+)
+def test_every_shared_photo_validates_and_mwg_reads_all(
+    tmp_path: Path, folder: Path, name: str, mode: str
+) -> None:
+    """`exiftool -validate` finds nothing our write introduced; MWG:Keywords is the full set."""
+    path = copy(tmp_path, name, folder)
+    before = warnings(path)
+    user = metadata.read(path, WriteConfig()).keywords
+    dest = metadata.write(path, [CAT, BIRD], "m@1", WriteConfig(mode=mode)).target  # type: ignore[arg-type]
+    assert warnings(path) <= before
+    if dest != path:
+        assert warnings(dest) <= set()
+    assert mwg_keywords(dest) == [*user, "cat", "bird", "animal", "mammal"]
