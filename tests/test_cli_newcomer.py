@@ -196,8 +196,11 @@ def test_arrow_only_for_sidecars_and_unchanged_retag_keeps_mtime(
         "tagged 2 (1 written into the photo, 0 into a sidecar, 1 already as they were)"
     )
     assert cat.stat().st_mtime_ns == mtime
-    rc, out, _ = run(capsys, "tag", "--sidecar", str(album / "parrot.jpg"))
-    assert out.rstrip().endswith(f"  -> {album / 'parrot.jpg.xmp'}")
+    fresh = album / "parrot2.jpg"  # not tagged yet (a tagged photo's keywords are already in it)
+    shutil.copyfile(album / "parrot.jpg", fresh)
+    exiftool("-all=", str(fresh))
+    rc, out, _ = run(capsys, "tag", "--sidecar", str(fresh))
+    assert out.rstrip().endswith(f"  -> {album / 'parrot2.jpg.xmp'}")
 
 
 def test_search_reads_words_plurals_and_exits_1_on_no_match(
