@@ -113,7 +113,7 @@ def plan(
         iptc_writable=cur.iptc_writable,
         record=replace(
             rec,
-            tags=[t for t in live if t.name in keywords],  # a keyword the user has is theirs
+            tags=live,
             keywords=keywords,
             paths=paths,
             removed=removed,
