@@ -99,9 +99,13 @@ def _one_date(text: str | None) -> np.datetime64:
 @functools.lru_cache(maxsize=1 << 16)
 def term_keys(path: str) -> tuple[str, ...]:
     """The terms a tag path is found by: each level's name and each prefix path."""
+    return tuple(dict.fromkeys([*normalise(path).split(LEVEL_SEP), *path_keys(path)]))
+
+
+def path_keys(path: str) -> tuple[str, ...]:
+    """The hierarchical names of a tag path: every prefix from the root, itself included."""
     levels = normalise(path).split(LEVEL_SEP)
-    prefixes = (LEVEL_SEP.join(levels[: i + 1]) for i in range(len(levels)))
-    return tuple(dict.fromkeys([*levels, *prefixes]))
+    return tuple(LEVEL_SEP.join(levels[: i + 1]) for i in range(len(levels)))
 
 
 def _postings_of(
@@ -192,6 +196,7 @@ class TagIndex:
         self._folder = np.zeros(0, np.int32)
         self._folder_codes: dict[str, int] = {}
         self._folder_parts: list[tuple[str, ...]] = []  # path components, by folder code
+        self._paths: set[str] = set()  # hierarchical names held (`animal`, `animal|bird`, ...)
 
     @classmethod
     def build(cls, entries: Iterable[Entry]) -> TagIndex:
@@ -199,6 +204,7 @@ class TagIndex:
         index = cls()
         entries = list(entries)
         index._store(entries)
+        index._paths.update(p for entry in entries for t in entry.tags for p in path_keys(t.path))
         for slot, ids, scores in _postings_of(entries):
             index._postings[slot] = _Posting(ids, scores)
         return index
@@ -213,6 +219,7 @@ class TagIndex:
         """Index one photo; a photo already indexed under that id is replaced."""
         self.remove(entry.id)
         self._store([entry])
+        self._paths.update(p for t in entry.tags for p in path_keys(t.path))
         for slot, _, scores in _postings_of([entry]):
             self._postings.setdefault(slot, _empty_posting()).pending[entry.id] = float(scores[0])
 
@@ -250,6 +257,26 @@ class TagIndex:
         if flt.folder is not None:
             keep &= np.isin(self._folder[ids], self._folders_under(flt.folder))
         return ids[keep]
+
+    def facets(
+        self, ids: np.ndarray, source: SourceFilter = "any", limit: int = 40
+    ) -> list[tuple[str, int]]:
+        """The hierarchical names most held among photos `ids`, with how many of them hold each.
+
+        A name's count is what searching it would add: the photos among `ids` it finds (so
+        `animal` counts `animal|bird|parrot`). Most first, then by name; none with zero.
+        """
+        chosen = np.zeros(len(self._alive), bool)
+        chosen[ids] = True
+        counts = []
+        for name in self._paths:
+            found = self._term_arrays(name, source, 0.0)
+            held = found[0] if len(found) == 1 else functools.reduce(np.union1d, found, ids[:0])
+            n = int(np.count_nonzero(chosen[held]))
+            if n:
+                counts.append((name, n))
+        counts.sort(key=lambda item: (-item[1], item[0]))
+        return counts[:limit]
 
     def _store(self, entries: list[Entry]) -> None:
         """Record photos' ids, dates and folders; checks ids before changing anything."""

@@ -24,7 +24,15 @@ from phototag.pipeline.tagger import Tagger
 from phototag.records import Outcome
 from phototag.service import daemon
 from phototag.web import auth, thumbs
-from phototag.web.library import Action, BadRequest, Keywords, NotServed, Page, WebLibrary
+from phototag.web.library import (
+    Action,
+    BadRequest,
+    Keywords,
+    NotServed,
+    Page,
+    WebLibrary,
+    narrowed,
+)
 
 SESSION_COOKIE = "phototag_session"
 LOGIN_COOKIE = "phototag_login"  # the login form's CSRF token, before there is a session
@@ -34,12 +42,18 @@ TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 # --- API shapes (the OpenAPI description is made from these) ---------------------------------
 
 
+class Facet(BaseModel):
+    tag: str
+    photos: int
+
+
 class PhotoList(BaseModel):
     query: str
     total: int
     page: int
     pages: int
     photos: list[str]
+    facets: list[Facet]
 
 
 class TagOut(BaseModel):
@@ -115,7 +129,10 @@ def tagged_out(name: str, o: Outcome) -> Tagged:
 
 
 def page_out(p: Page) -> PhotoList:
-    return PhotoList(query=p.query, total=p.total, page=p.page, pages=p.pages, photos=p.paths)
+    facets = [Facet(tag=name, photos=n) for name, n in p.facets]
+    return PhotoList(
+        query=p.query, total=p.total, page=p.page, pages=p.pages, photos=p.paths, facets=facets
+    )
 
 
 # --- the app --------------------------------------------------------------------------------
@@ -234,13 +251,24 @@ def create_app(
         page: int = 1,
         folder: str = "",
         source: Literal["any", "user", "auto"] = "any",
+        taken_from: Annotated[str, Query(alias="from")] = "",
+        taken_to: Annotated[str, Query(alias="to")] = "",
     ) -> Response:
         try:
-            found, error = lib.search(q, page, folder or None, source), ""
+            found, error = lib.search(q, page, folder or None, source, taken_from, taken_to), ""
         except BadRequest as exc:
             found, error = Page(q, 0, 1, 1, []), str(exc)
         return render(
-            request, "library.html", s, found=found, error=error, folder=folder, source=source
+            request,
+            "library.html",
+            s,
+            found=found,
+            error=error,
+            folder=folder,
+            source=source,
+            taken_from=taken_from,
+            taken_to=taken_to,
+            narrowed=narrowed,
         )
 
     @app.get("/photo", response_class=HTMLResponse, include_in_schema=False)
@@ -291,10 +319,13 @@ def create_app(
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
         folder: str = "",
         source: Literal["any", "user", "auto"] = "any",
+        taken_from: Annotated[str, Query(alias="from")] = "",
+        taken_to: Annotated[str, Query(alias="to")] = "",
     ) -> PhotoList:
-        """Photos matching a `phototag search` query (empty: all), a page at a time."""
+        """Photos matching a `phototag search` query (empty: all), a page at a time, with the tag
+        facets (names and counts) of all of them; `from`/`to` as in `search --from/--to`."""
         try:
-            return page_out(lib.search(q, page, folder or None, source))
+            return page_out(lib.search(q, page, folder or None, source, taken_from, taken_to))
         except BadRequest as exc:
             raise HTTPException(400, str(exc)) from None
 

@@ -22,7 +22,7 @@ from phototag.files import metadata
 from phototag.learn import suggest, train
 from phototag.library import query
 from phototag.library.index import Index, PhotoRecord
-from phototag.library.tagindex import Filter, SourceFilter
+from phototag.library.tagindex import Filter, SourceFilter, date_bound
 from phototag.pipeline import fetch
 from phototag.pipeline.infer import InferenceError
 from phototag.pipeline.runner import on_disk, tag_bytes, with_keywords
@@ -30,6 +30,7 @@ from phototag.pipeline.tagger import Tagger
 from phototag.records import LEVEL_SEP, Outcome, Tag
 
 PAGE_SIZE = 60
+FACETS = 40  # tag names listed beside the grid
 MAX_KEYWORD = 200
 Action = Literal["accept", "reject", "remove", "add"]
 
@@ -49,6 +50,7 @@ class Page:
     page: int
     pages: int
     paths: list[str]
+    facets: list[tuple[str, int]] = field(default_factory=list)  # (tag name, photos), most first
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,15 @@ class Keywords:
     taken: str | None = None
     width: int = 0
     height: int = 0
+
+
+def narrowed(text: str, name: str) -> str | None:
+    """The query `text` narrowed to photos tagged `name` (a facet clicked); None when the query
+    language cannot quote the name."""
+    if '"' in name:
+        return None
+    term = f'"{name}"'
+    return f"({text.strip()}) AND {term}" if text.strip() else term
 
 
 def parse_tag(text: str) -> Tag:
@@ -103,18 +114,29 @@ class WebLibrary:
         page: int = 1,
         folder: str | None = None,
         source: SourceFilter = "any",
+        taken_from: str = "",
+        taken_to: str = "",
     ) -> Page:
-        """A page of the photos matching a `phototag search` query (empty: all), sorted by path."""
+        """A page of the photos matching a `phototag search` query (empty: all), sorted by path,
+        with the tag facets of all of them. Dates mean what `search --from/--to` mean."""
         try:
             node = query.parse(text) if text.strip() else None
+            flt = Filter(
+                source=source,
+                folder=os.path.abspath(folder) if folder else None,
+                taken_from=date_bound(taken_from) if taken_from.strip() else None,
+                taken_before=date_bound(taken_to, end=True) if taken_to.strip() else None,
+            )
         except query.QueryError as exc:
             raise BadRequest(f"search: {exc}") from None
-        folder = os.path.abspath(folder) if folder else None
-        found = self.index.search(node, Filter(source=source, folder=folder))
+        except (ValueError, OverflowError) as exc:
+            raise BadRequest(str(exc)) from None
+        found = self.index.search(node, flt)
         pages = max(1, -(-len(found) // PAGE_SIZE))
         page = min(max(page, 1), pages)
         start = (page - 1) * PAGE_SIZE
-        return Page(text, len(found), page, pages, found[start : start + PAGE_SIZE])
+        facets = self.index.facets(node, flt, FACETS)
+        return Page(text, len(found), page, pages, found[start : start + PAGE_SIZE], facets)
 
     def record(self, path: str) -> PhotoRecord:
         """The index record of a photo the app may serve; NotServed otherwise."""
