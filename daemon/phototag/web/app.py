@@ -21,7 +21,7 @@ from phototag import __version__, catalogue
 from phototag.config import Config
 from phototag.library.index import Index
 from phototag.pipeline.tagger import Tagger
-from phototag.records import Outcome
+from phototag.records import Tag
 from phototag.service import daemon
 from phototag.web import auth, thumbs
 from phototag.web.library import (
@@ -30,6 +30,7 @@ from phototag.web.library import (
     Keywords,
     NotServed,
     Page,
+    Tagging,
     WebLibrary,
     narrowed,
 )
@@ -69,6 +70,13 @@ class SuggestionOut(BaseModel):
     instead: str | None
 
 
+class DetectionOut(BaseModel):
+    path: str
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 as fractions of width, height
+    model: str
+
+
 class PhotoOut(BaseModel):
     path: str
     yours: list[str]
@@ -79,6 +87,9 @@ class PhotoOut(BaseModel):
     taken: str | None
     width: int
     height: int
+    detections: list[DetectionOut]
+    learned: list[TagOut]
+    learned_note: str
 
 
 class KeywordChange(BaseModel):
@@ -89,12 +100,14 @@ class KeywordChange(BaseModel):
 
 class TagUrl(BaseModel):
     url: str
+    save: str = ""  # a watched folder to save the photo into, then tag it there
 
 
 class Tagged(BaseModel):
     name: str
     tags: list[TagOut]
     error: str | None
+    saved: str | None = None  # where the photo was saved (and its keywords written)
 
 
 class StatusOut(BaseModel):
@@ -106,11 +119,15 @@ class StatusOut(BaseModel):
     errors: list[str]
 
 
+def tag_out(t: Tag) -> TagOut:
+    return TagOut(path=t.path, name=t.name, score=round(t.score, 4))
+
+
 def photo_out(k: Keywords) -> PhotoOut:
     return PhotoOut(
         path=k.path,
         yours=k.yours,
-        ours=[TagOut(path=t.path, name=t.name, score=round(t.score, 4)) for t in k.ours],
+        ours=[tag_out(t) for t in k.ours],
         model_version=k.model_version,
         deleted=k.deleted,
         suggested=[
@@ -120,12 +137,18 @@ def photo_out(k: Keywords) -> PhotoOut:
         taken=k.taken,
         width=k.width,
         height=k.height,
+        detections=[
+            DetectionOut(path=d.path, score=round(d.score, 4), box=d.box, model=d.model)
+            for d in k.detections
+        ],
+        learned=[tag_out(t) for t in k.learned],
+        learned_note=k.learned_note,
     )
 
 
-def tagged_out(name: str, o: Outcome) -> Tagged:
-    tags = [TagOut(path=t.path, name=t.name, score=round(t.score, 4)) for t in o.tags]
-    return Tagged(name=name, tags=tags, error=o.error)
+def tagged_out(name: str, t: Tagging) -> Tagged:
+    o, saved = t.outcome, str(t.saved) if t.saved else None
+    return Tagged(name=name, tags=[tag_out(x) for x in o.tags], error=o.error, saved=saved)
 
 
 def page_out(p: Page) -> PhotoList:
@@ -293,7 +316,7 @@ def create_app(
 
     @app.get("/upload", response_class=HTMLResponse, include_in_schema=False)
     def upload_page(request: Request, s: Session) -> Response:
-        return render(request, "upload.html", s, result=None)
+        return render(request, "upload.html", s, result=None, folders=cfg.watch.folders)
 
     @app.post("/upload", response_class=HTMLResponse, include_in_schema=False)
     async def upload(
@@ -302,9 +325,10 @@ def create_app(
         _: Annotated[None, Checked],
         file: Annotated[UploadFile | None, File()] = None,
         url: Annotated[str, Form()] = "",
+        save: Annotated[str, Form()] = "",
     ) -> Response:
-        result = await _tag_request(lib, file, url)
-        return render(request, "upload.html", s, result=result)
+        result = await _tag_request(lib, file, url, save)
+        return render(request, "upload.html", s, result=result, folders=cfg.watch.folders)
 
     @app.get("/status", response_class=HTMLResponse, include_in_schema=False)
     def status_page(request: Request, s: Session) -> Response:
@@ -365,23 +389,27 @@ def create_app(
             raise HTTPException(400, str(exc)) from None
 
     @app.post("/api/tag", dependencies=[Checked])
-    async def api_tag(_: Session, file: Annotated[UploadFile, File()]) -> Tagged:
-        """Tags for an uploaded photo; nothing is stored."""
-        result = await _tag_request(lib, file, "")
+    async def api_tag(
+        _: Session, file: Annotated[UploadFile, File()], save: Annotated[str, Form()] = ""
+    ) -> Tagged:
+        """Tags for an uploaded photo; stored only with `save`, a watched folder to save it
+        into (under a new name) and tag it there."""
+        result = await _tag_request(lib, file, "", save)
         if result.error and not result.tags:
             raise HTTPException(422, result.error)
         return result
 
     @app.post("/api/tag-url", dependencies=[Checked])
     def api_tag_url(_: Session, body: TagUrl) -> Tagged:
-        """Tags for a photo on the web (public addresses only, size and time limits)."""
+        """Tags for a photo on the web (public addresses only, size and time limits); `save`
+        as for /api/tag."""
         try:
-            outcome = lib.tag_url(body.url)
+            tagging = lib.tag_url(body.url, body.save)
         except BadRequest as exc:
             raise HTTPException(422, str(exc)) from None
-        if outcome.error:
-            raise HTTPException(422, outcome.error)
-        return tagged_out(body.url, outcome)
+        if tagging.outcome.error:
+            raise HTTPException(422, tagging.outcome.error)
+        return tagged_out(body.url, tagging)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def api_openapi(_: Session) -> dict[str, object]:
@@ -395,15 +423,17 @@ def create_app(
     return app
 
 
-async def _tag_request(lib: WebLibrary, file: UploadFile | None, url: str) -> Tagged:
+async def _tag_request(
+    lib: WebLibrary, file: UploadFile | None, url: str, save: str = ""
+) -> Tagged:
     """Tags for an upload or a URL, as the upload page and the API show them."""
     try:
         if file is not None and file.filename:
             data = await file.read(lib.cfg.web.max_upload_bytes + 1)
             name = Path(file.filename).name
-            return tagged_out(name, lib.tag_upload(name, data))
+            return tagged_out(name, lib.tag_upload(name, data, save))
         if url.strip():
-            return tagged_out(url.strip(), lib.tag_url(url.strip()))
+            return tagged_out(url.strip(), lib.tag_url(url.strip(), save))
     except BadRequest as exc:
         return Tagged(name=file.filename if file else url, tags=[], error=str(exc))
     return Tagged(name="", tags=[], error="choose a photo or give a URL")
