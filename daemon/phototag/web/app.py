@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from phototag import __version__, catalogue
 from phototag.config import Config
+from phototag.learn import suggest
 from phototag.library.index import Index
 from phototag.pipeline.tagger import Tagger
 from phototag.records import Tag
@@ -92,6 +93,16 @@ class PhotoOut(BaseModel):
     learned_note: str
 
 
+class ReviewSuggestion(SuggestionOut):
+    path: str
+
+
+class ReviewOut(BaseModel):
+    suggestions: list[ReviewSuggestion]
+    after: str | None  # pass back to continue the queue; null: it ends here
+    note: str
+
+
 class KeywordChange(BaseModel):
     path: str
     action: Literal["accept", "reject", "remove", "add"]
@@ -123,6 +134,12 @@ def tag_out(t: Tag) -> TagOut:
     return TagOut(path=t.path, name=t.name, score=round(t.score, 4))
 
 
+def suggestion_out(s: suggest.Suggestion) -> ReviewSuggestion:
+    return ReviewSuggestion(
+        path=s.path, kind=s.kind, tag=s.tag, score=round(s.score, 4), instead=s.instead
+    )
+
+
 def photo_out(k: Keywords) -> PhotoOut:
     return PhotoOut(
         path=k.path,
@@ -130,10 +147,7 @@ def photo_out(k: Keywords) -> PhotoOut:
         ours=[tag_out(t) for t in k.ours],
         model_version=k.model_version,
         deleted=k.deleted,
-        suggested=[
-            SuggestionOut(kind=s.kind, tag=s.tag, score=round(s.score, 4), instead=s.instead)
-            for s in k.suggested
-        ],
+        suggested=[suggestion_out(s) for s in k.suggested],
         taken=k.taken,
         width=k.width,
         height=k.height,
@@ -303,7 +317,9 @@ def create_app(
         path: Annotated[str, Form()],
         action: Annotated[Action, Form()],
         tag: Annotated[str, Form()],
+        back: Annotated[str, Form()] = "",
     ) -> Response:
+        """A keyword change from the photo page or the review queue (`back`: return there)."""
         error = ""
         try:
             lib.change(path, action, tag)
@@ -311,8 +327,19 @@ def create_app(
             raise HTTPException(404, "no such photo in the library") from None
         except BadRequest as exc:
             error = str(exc)
-        where = f"/photo?path={quote(path)}" + (f"&error={quote(error[:200])}" if error else "")
-        return RedirectResponse(where, 303)
+        where = (
+            back
+            if back.startswith("/review?") or back == "/review"
+            else (f"/photo?path={quote(path)}")
+        )
+        sep = "&" if "?" in where else "?"
+        return RedirectResponse(where + (f"{sep}error={quote(error[:200])}" if error else ""), 303)
+
+    @app.get("/review", response_class=HTMLResponse, include_in_schema=False)
+    def review_page(request: Request, s: Session, after: str = "", error: str = "") -> Response:
+        queue = lib.review(after)
+        back = f"/review?after={quote(after)}" if after else "/review"
+        return render(request, "review.html", s, queue=queue, back=back, error=error[:200])
 
     @app.get("/upload", response_class=HTMLResponse, include_in_schema=False)
     def upload_page(request: Request, s: Session) -> Response:
@@ -410,6 +437,17 @@ def create_app(
         if tagging.outcome.error:
             raise HTTPException(422, tagging.outcome.error)
         return tagged_out(body.url, tagging)
+
+    @app.get("/api/review")
+    def api_review(_: Session, after: str = "") -> ReviewOut:
+        """The review queue: TagProp and CNN suggestions across the library, photos in path
+        order after `after`; accept or reject them with /api/keywords."""
+        queue = lib.review(after)
+        return ReviewOut(
+            suggestions=[suggestion_out(x) for x in queue.suggestions],
+            after=queue.after,
+            note=queue.note,
+        )
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def api_openapi(_: Session) -> dict[str, object]:

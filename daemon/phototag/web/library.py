@@ -9,6 +9,7 @@ refused.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import io
 import os
@@ -37,6 +38,8 @@ from phototag.records import LEVEL_SEP, Detection, Outcome, Tag
 
 PAGE_SIZE = 60
 _UNSAFE = re.compile(r"[^\w.\- ]+")  # kept out of saved file names
+REVIEW_SIZE = 40  # suggestions on a page of the review queue
+REVIEW_CHUNK = 500  # photos scored at a time while filling it
 FACETS = 40  # tag names listed beside the grid
 MAX_KEYWORD = 200
 Action = Literal["accept", "reject", "remove", "add"]
@@ -91,6 +94,15 @@ def narrowed(text: str, name: str) -> str | None:
         return None
     term = f'"{name}"'
     return f"({text.strip()}) AND {term}" if text.strip() else term
+
+
+@dataclass(frozen=True)
+class Review:
+    """A page of the review queue; `after` continues it (None: the queue ends here)."""
+
+    suggestions: list[suggest.Suggestion]
+    after: str | None
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -240,6 +252,30 @@ class WebLibrary:
             return []
         current = with_keywords(record, found)
         return suggest.suggest([current], suggest.learned_scores(self.index, tagger))
+
+    def review(self, after: str = "", limit: int = REVIEW_SIZE) -> Review:
+        """The next suggestions across the library (`phototag suggest`), photos in path order
+        after `after`, scored a chunk at a time so a page costs the photos it looks at.
+
+        Keywords come from the index, which every change here and the service bring up to the
+        file; reading 100 000 files' metadata for one page would not be fast.
+        """
+        tagger = self._usable_tagger()
+        if tagger is None:
+            return Review([], None, "no model installed: `phototag models install`")
+        scores = suggest.learned_scores(self.index, tagger)
+        paths = self.index.search(None)
+        at = bisect.bisect_right(paths, after) if after else 0
+        found: list[suggest.Suggestion] = []
+        while at < len(paths) and len(found) < limit:
+            chunk = [r for p in paths[at : at + REVIEW_CHUNK] if (r := self.index.get(p))]
+            at += REVIEW_CHUNK
+            scored = [r for r in chunk if all(s in r.vectors for s in tagger.rescore_stores)]
+            found += suggest.suggest(scored, scores)
+        if len(found) > limit:
+            last = found[limit - 1].path
+            return Review([s for s in found if s.path <= last], last)  # a photo's stay together
+        return Review(found, paths[at - 1] if at < len(paths) else None)
 
     # --- changing --------------------------------------------------------------------------
 
