@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from PIL import Image
 
@@ -116,7 +116,7 @@ class Tagging:
 def file_name(name: str, data: bytes) -> str:
     """A plain file name for a photo from outside (an upload's name or a URL's last part):
     no folders, no hidden files, the image format's extension when it has none."""
-    raw = urlsplit(name).path if name.startswith(("http://", "https://")) else name
+    raw = unquote(urlsplit(name).path) if name.startswith(("http://", "https://")) else name
     stem = _UNSAFE.sub("_", PurePosixPath(raw).name).lstrip("._")
     if not stem:
         stem = "photo"
