@@ -25,7 +25,7 @@ import synthetic_library
 from fastapi.testclient import TestClient
 
 from phototag import config
-from phototag.library.index import Index
+from phototag.library.index import open_index
 from phototag.web import auth, thumbs
 from phototag.web.app import create_app
 
@@ -57,7 +57,7 @@ def main() -> None:
         cfg.index.path = str(Path(tmp) / "index")
         records = synthetic_library.photo_records(synthetic_library.library(args.photos, dim=0))
         start = time.perf_counter()
-        with Index(cfg.index_dir) as index:
+        with open_index(cfg.index_dir, cfg.index.backend) as index:
             for i in range(0, len(records), 10_000):
                 index.put_many(records[i : i + 10_000])
             print(

@@ -345,7 +345,9 @@ class SqliteIndex(Index):
     def search(self, query: Node | None, flt: Filter | None = None) -> list[str]:
         """One SQL query: the boolean query as compound SELECTs on `terms`, filters as WHERE."""
         params: list[Any] = []
-        sql = f"SELECT path FROM photos WHERE {_where(query, flt or Filter(), params)} ORDER BY path"
+        sql = (
+            f"SELECT path FROM photos WHERE {_where(query, flt or Filter(), params)} ORDER BY path"
+        )
         return [_s(path) for (path,) in self.db.execute(sql, params)]  # type: ignore[misc]
 
     @locked
