@@ -1,4 +1,5 @@
-"""Web app latency: library and search pages on a 100 000-photo synthetic library, thumbnails.
+"""Web app latency: library and search pages (with their tag facets) on a 100 000-photo
+synthetic library, a facet clicked with a date range, thumbnails.
 
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/web_latency.py [--photos 100000]
 Server time is measured in process (Starlette's test client: routing, session check, search,
@@ -24,7 +25,7 @@ import synthetic_library
 from fastapi.testclient import TestClient
 
 from phototag import config
-from phototag.library.index import Index
+from phototag.library.index import open_index
 from phototag.web import auth, thumbs
 from phototag.web.app import create_app
 
@@ -56,7 +57,7 @@ def main() -> None:
         cfg.index.path = str(Path(tmp) / "index")
         records = synthetic_library.photo_records(synthetic_library.library(args.photos, dim=0))
         start = time.perf_counter()
-        with Index(cfg.index_dir) as index:
+        with open_index(cfg.index_dir, cfg.index.backend) as index:
             for i in range(0, len(records), 10_000):
                 index.put_many(records[i : i + 10_000])
             print(
@@ -81,9 +82,15 @@ def main() -> None:
                 a, b, c = (words[int(i)] for i in synthetic_library.zipf_choice(rng, len(words), 3))
                 queries.append(rng.choice([a, f"{a} AND {b}", f"({a} OR {b}) AND NOT {c}"]))
             searches = [f"/?q={q.replace(' ', '+')}" for q in queries]
+            # a facet clicked on a search page, within a year of dates taken
+            narrowed = [
+                f"/?q=%28{q.replace(' ', '+')}%29+AND+%22{words[int(i)]}%22&from=2015&to=2015"
+                for q, i in zip(queries, rng.integers(len(words), size=len(queries)), strict=True)
+            ]
             rows = [
                 ("library page (60 thumbnails, random page)", timed_gets(client, pages)),
                 ("search page (query mix)", timed_gets(client, searches)),
+                ("facet clicked, dates from/to (query mix)", timed_gets(client, narrowed)),
                 (
                     "/api/photos (query mix)",
                     timed_gets(client, [f"/api/photos?q={q.replace(' ', '+')}" for q in queries]),

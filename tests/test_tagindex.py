@@ -211,3 +211,25 @@ def test_an_empty_index_grows_from_single_adds() -> None:
     assert found(index, "animal") == set() and found(index, None) == {3}
     with pytest.raises(ValueError, match="photo id -1 is negative"):
         index.add(Entry(-1, ()))
+
+
+def test_facets_count_hierarchical_names_in_the_result_set() -> None:
+    index = TagIndex.build(
+        [
+            Entry(0, (Tag("animal|bird|parrot", 0.9), Tag("Parrot", 1.0, "user"))),
+            Entry(1, (Tag("animal|mammal|cat", 0.8),)),
+            Entry(2, (Tag("animal|bird|owl", 0.7),)),
+        ]
+    )
+    index.add(Entry(3, (Tag("plant|flower", 0.6),)))
+    everything = dict(index.facets(index.ids()))
+    assert everything["animal"] == 3 and everything["animal|bird"] == 2
+    assert everything["parrot"] == 1  # the user's flat keyword is a name too; counted once
+    assert everything["plant|flower"] == 1 and "bird" not in everything  # no mid-level names
+    birds = index.facets(index.search(parse('"animal|bird"')))
+    assert birds[:2] == [("animal", 2), ("animal|bird", 2)]  # most first, then by name
+    assert "animal|mammal" not in dict(birds)
+    assert dict(index.facets(index.ids(), source="user")) == {"parrot": 1}
+    index.remove(3)
+    assert "plant" not in dict(index.facets(index.ids()))  # no name with nothing behind it
+    assert len(index.facets(index.ids(), limit=2)) == 2

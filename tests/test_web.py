@@ -16,8 +16,10 @@ from fastapi.testclient import TestClient
 
 from phototag.config import WriteConfig
 from phototag.files import metadata
+from phototag.pipeline import tagger
 from phototag.records import Tag
 from phototag.web import auth, thumbs
+from phototag.web.library import file_name, narrowed, unique_path
 from tests.conftest import PHOTOS, exiftool_keywords, need_shared
 from tests.web_library import PASSWORD, USER, WebLibrary, app_of, build
 
@@ -269,3 +271,150 @@ def test_uploads_are_size_limited(client: TestClient, library: WebLibrary) -> No
         "/api/tag", files={"file": ("pets.jpg", data)}, headers={"X-CSRF-Token": csrf}
     )
     assert answer.status_code == 422 and "more than 1000 bytes" in answer.json()["detail"]
+
+
+def test_facets_count_the_result_set_and_narrow_it(client: TestClient, library: WebLibrary) -> None:
+    login(client)
+    everything = client.get("/api/photos").json()
+    facets = {f["tag"]: f["photos"] for f in everything["facets"]}
+    assert facets["animal"] == 2  # the cat and the dogs; the parrot's and owl's were undone
+    counts = list(facets.values())
+    assert counts == sorted(counts, reverse=True)
+    for name, n in list(facets.items())[:8]:  # a facet's count is what clicking it finds
+        clicked = narrowed("", name)
+        assert clicked and client.get("/api/photos", params={"q": clicked}).json()["total"] == n
+    cats = client.get("/api/photos", params={"q": "cat"}).json()
+    in_cats = {f["tag"]: f["photos"] for f in cats["facets"]}
+    assert in_cats["animal|mammal|cat"] == in_cats["animal"] == cats["total"] == 1
+    assert "animal|mammal|dog" not in in_cats
+    page = client.get("/", params={"q": "cat"})
+    assert 'data-tag="animal|mammal|cat"' in page.text
+    assert "/?q=%28cat%29%20AND%20%22animal%7Cmammal%22" in page.text.replace("&amp;", "&")
+
+
+def test_date_taken_filter_means_what_search_from_to_means(
+    client: TestClient, library: WebLibrary
+) -> None:
+    login(client)
+    taken = {r.path: r.taken for r in library.index.records()}
+    assert sum(bool(t) for t in taken.values()) >= 3
+    expected = sorted(p for p, t in taken.items() if t and "2009" <= t[:4] <= "2010")
+    assert 0 < len(expected) < len(taken)
+    found = client.get("/api/photos", params={"from": "2009", "to": "2010"}).json()
+    assert found["photos"] == expected
+    day = min(t for t in taken.values() if t)[:10]
+    assert client.get("/api/photos", params={"from": day, "to": day}).json()["total"] >= 1
+    bad = client.get("/api/photos", params={"from": "last tuesday"})
+    assert bad.status_code == 400 and "bad date" in bad.json()["detail"]
+    assert "bad date" in client.get("/", params={"to": "13/13"}).text
+
+
+def test_review_queue_spans_the_library_and_accepts_like_the_photo_page(
+    client: TestClient, library: WebLibrary
+) -> None:
+    csrf = login(client)
+    queue = client.get("/api/review").json()
+    paths = {s["path"] for s in queue["suggestions"]}
+    parrot, owl = str(library.photos["parrot.jpg"]), str(library.photos["owl.jpg"])
+    assert {parrot, owl} <= paths  # both were undone: their model tags are suggested back
+    page = client.get("/review")
+    assert f'data-path="{parrot}" data-action="accept" data-tag="animal|bird|parrot"' in page.text
+    answer = client.post(
+        "/photo",
+        data={
+            "csrf": csrf,
+            "path": parrot,
+            "action": "accept",
+            "tag": "animal|bird|parrot",
+            "back": "/review",
+        },
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/review"
+    assert "animal|bird|parrot" in exiftool_keywords(Path(parrot))["HierarchicalSubject"]
+    owl_tag = next(s["tag"] for s in queue["suggestions"] if s["path"] == owl)
+    client.post(
+        "/photo",
+        data={"csrf": csrf, "path": owl, "action": "reject", "tag": owl_tag, "back": "/review"},
+    )
+    after = {(s["path"], s["tag"]) for s in client.get("/api/review").json()["suggestions"]}
+    assert (parrot, "animal|bird|parrot") not in after and (owl, owl_tag) not in after
+    assert owl_tag.rsplit("|", 1)[-1] in (library.index.get(owl) or pytest.fail()).negatives
+    elsewhere = client.post(
+        "/photo",
+        data={"csrf": csrf, "path": owl, "action": "add", "tag": "x", "back": "https://evil/"},
+        follow_redirects=False,
+    )
+    assert elsewhere.headers["location"].startswith("/photo?path=")
+    assert client.get("/api/review", params={"after": max(paths)}).json()["after"] is None
+
+
+def test_review_queue_pages_keep_a_photos_suggestions_together(library: WebLibrary) -> None:
+    from phototag.web.library import WebLibrary as Library
+
+    lib = Library(library.cfg, library.index, lambda: tagger.load(library.cfg))
+    whole = lib.review(limit=1000)
+    assert whole.after is None and len({s.path for s in whole.suggestions}) >= 2
+    paged, after = [], ""
+    while True:
+        page = lib.review(after, limit=1)
+        paged += page.suggestions
+        assert len({s.path for s in page.suggestions}) <= 1
+        if page.after is None:
+            break
+        after = page.after
+    assert paged == whole.suggestions
+
+
+def test_upload_saved_into_a_watched_folder_is_tagged_there(
+    client: TestClient, library: WebLibrary, tmp_path: Path
+) -> None:
+    watched = tmp_path / "inbox"
+    watched.mkdir()
+    library.cfg.watch.folders = [str(watched)]
+    csrf = login(client)
+    headers = {"X-CSRF-Token": csrf}
+    data = (need_shared(PHOTOS) / "pets.jpg").read_bytes()  # untagged, from outside
+    saved = []
+    for _ in range(2):
+        answer = client.post(
+            "/api/tag",
+            files={"file": ("../pets.jpg", data)},
+            data={"save": str(watched)},
+            headers=headers,
+        )
+        assert answer.status_code == 200, answer.text
+        saved.append(answer.json()["saved"])
+    assert saved == [str(watched / "pets.jpg"), str(watched / "pets-1.jpg")]
+    for path in saved:  # tagged where it was saved: keywords in the file, a record in the index
+        assert "dog" in exiftool_keywords(Path(path))["Subject"]
+        assert "animal|mammal|dog" in [
+            t.path for t in (library.index.get(path) or pytest.fail()).auto
+        ]
+    assert not [p for p in watched.iterdir() if p.name.startswith(".")]  # no temp file left
+    refused = client.post(
+        "/api/tag",
+        files={"file": ("pets.jpg", data)},
+        data={"save": str(tmp_path)},
+        headers=headers,
+    )
+    assert refused.status_code == 422 and "not a watched folder" in refused.json()["detail"]
+    junk = client.post(
+        "/api/tag",
+        files={"file": ("x.jpg", b"not an image")},
+        data={"save": str(watched)},
+        headers=headers,
+    )
+    assert junk.status_code == 422 and sorted(watched.iterdir()) == sorted(map(Path, saved))
+    page = client.get("/upload")
+    assert f'<option value="{watched}">' in page.text
+
+
+def test_saved_names_are_plain_and_never_overwrite(tmp_path: Path) -> None:
+    png = (need_shared(PHOTOS) / "bird.bmp").read_bytes()
+    assert file_name("https://example.org/a/b/photo%201%3C.jpg?x=1", b"") == "photo 1_.jpg"
+    assert file_name("../../.bashrc", b"") == "bashrc"
+    assert file_name("https://example.org/", png) == "photo.bmp"
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "a-1.jpg").symlink_to(tmp_path / "nowhere")
+    assert unique_path(tmp_path, "a.jpg") == tmp_path / "a-2.jpg"

@@ -1,12 +1,14 @@
 """The web app end to end in a real headless Chromium (Debian's, driven by Playwright).
 
 The server is the real one (uvicorn on a free loopback port) over a library the real model
-tagged; what the browser changes is read back from the files with exiftool. The screenshots
-in docs/ are taken here.
+tagged (classifier and detector); what the browser changes is read back from the files with
+exiftool. The screenshots in docs/ are taken here, with PHOTOTAG_SCREENSHOTS=1 (otherwise they
+go to a temp folder, so a test run leaves the working tree as it was).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -17,6 +19,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
+from phototag import catalogue
 from phototag.pipeline import tagger
 from phototag.pipeline.runner import Pipeline
 from tests.conftest import PHOTOS, ROOT, exiftool_keywords, need_shared
@@ -24,12 +27,24 @@ from tests.web_library import PASSWORD, USER, WebLibrary, app_of, build
 
 CHROMIUM = "/usr/bin/chromium"
 DOCS = ROOT / "docs"
+DETECTOR = ROOT.parent / "shared" / "models" / "coco_nanodet.onnx"
 playwright = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture
 def library(tmp_path: Path, installed_model: Path) -> Iterator[WebLibrary]:
+    catalogue.import_file(need_shared(DETECTOR), "coco-nanodet")  # boxes to draw
     yield from build(tmp_path, need_shared(PHOTOS))
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: docs/ when PHOTOTAG_SCREENSHOTS=1 asks to refresh them."""
+    if os.environ.get("PHOTOTAG_SCREENSHOTS") == "1":
+        return DOCS
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    return folder
 
 
 @pytest.fixture
@@ -67,25 +82,27 @@ def log_in(page: playwright.Page, password: str = PASSWORD) -> None:
     page.click("text=Log in")
 
 
-def shot(page: playwright.Page, name: str) -> None:
+def shot(page: playwright.Page, folder: Path, name: str) -> None:
     """A screenshot for the README, cut to 64 colours so the repository stays small."""
-    path = DOCS / f"web-{name}.png"
+    path = folder / f"web-{name}.png"
     page.screenshot(path=str(path))
     with Image.open(path) as img:
         small = img.convert("RGB").quantize(64)
     small.save(path, optimize=True)
 
 
-def test_log_in_search_review_and_upload(page: playwright.Page, library: WebLibrary) -> None:
+def test_log_in_search_review_and_upload(
+    page: playwright.Page, library: WebLibrary, shots: Path
+) -> None:
     log_in(page, "not the password")
     assert page.url.endswith("/login?error=wrong+user+or+password")
     assert "wrong user or password" in page.inner_text("#error")
-    shot(page, "login")
+    shot(page, shots, "login")
 
     log_in(page)
     assert page.inner_text("#count").startswith(f"{len(library.photos)} photos")
     page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
-    shot(page, "library")
+    shot(page, shots, "library")
 
     page.fill("input[name=q]", "cat OR dog")
     page.click("text=Search")
@@ -99,7 +116,7 @@ def test_log_in_search_review_and_upload(page: playwright.Page, library: WebLibr
     page.click(f'.grid a[title="{parrot}"]')
     assert "animal|bird|parrot" in page.inner_text("#suggested")
     page.wait_for_function("document.images[0].complete && document.images[0].naturalWidth > 0")
-    shot(page, "photo")
+    shot(page, shots, "photo")
     page.click('#suggested button[data-action=accept][data-tag="animal|bird|parrot"]')
     assert "parrot" in page.inner_text("#yours")
     seen = exiftool_keywords(parrot)
@@ -124,7 +141,7 @@ def test_log_in_search_review_and_upload(page: playwright.Page, library: WebLibr
     page.set_input_files("input[type=file]", str(need_shared(PHOTOS) / "hot_dog.jpg"))
     page.click("text=Tag it")
     assert "hotdog" in page.inner_text("#result").replace(" ", "").lower()
-    shot(page, "upload")
+    shot(page, shots, "upload")
     page.click("text=Status")
     assert page.inner_text("#photos") == str(len(library.photos))
 
@@ -144,3 +161,75 @@ def test_refused_without_session_csrf_or_inside_path(
     assert "forged" not in exiftool_keywords(Path(cat))["Subject"]
     assert api.get("/api/photo?path=../../etc/passwd").status == 404
     assert api.get(f"/api/thumbnail?path={library.folder}/../../../../etc/passwd").status == 404
+
+
+def test_facets_dates_review_queue_detections_and_saving(
+    page: playwright.Page, library: WebLibrary, shots: Path, tmp_path: Path
+) -> None:
+    log_in(page)
+    # Facets: click one, the search narrows to it and the count matches the facet's.
+    dog = page.locator('#facets a[data-tag="animal|mammal|dog"]')
+    count = int(dog.locator("xpath=following-sibling::span").inner_text())
+    dog.click()
+    assert page.input_value("input[name=q]") == '"animal|mammal|dog"'
+    assert page.inner_text("#count").startswith(f"{count} photos")
+    titles = page.eval_on_selector_all(".grid a", "links => links.map(a => a.title)")
+    assert titles == [str(library.photos["pets.jpg"])]
+    page.fill("input[name=q]", "")
+    page.fill("input[name=from]", "2009-01-01")
+    page.fill("input[name=to]", "2010-12-31")
+    page.click("text=Search")
+    dated = [r.path for r in library.index.records() if r.taken and "2009" <= r.taken[:4] <= "2010"]
+    assert page.inner_text("#count").startswith(f"{len(dated)} photos") and dated
+    page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+
+    # Detections: the two dogs the detector found, drawn inside the preview.
+    pets = library.photos["pets.jpg"]
+    page.goto(f"/photo?path={pets}")
+    page.wait_for_function("document.images[0].complete && document.images[0].naturalWidth > 0")
+    boxes = page.locator('.box[data-tag="animal|mammal|dog"]')
+    assert boxes.count() == 2
+    img = page.locator("#preview img").bounding_box()
+    assert img and img["width"] > 100
+    for i in range(2):
+        box = boxes.nth(i).bounding_box()
+        assert box and box["width"] > 20 and box["height"] > 20
+        assert img["x"] - 1 <= box["x"] and box["x"] + box["width"] <= img["x"] + img["width"] + 1
+        assert img["y"] - 1 <= box["y"] and box["y"] + box["height"] <= img["y"] + img["height"] + 1
+    assert "phototag train" in page.inner_text("#learned")  # none learned yet, and why
+    shot(page, shots, "detections")
+
+    # Review queue: one click accepts the parrot's tag, one rejects the owl's.
+    page.click("text=Review")
+    parrot, owl = library.photos["parrot.jpg"], library.photos["owl.jpg"]
+    page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    shot(page, shots, "review")
+    with page.expect_navigation():
+        page.click(
+            f'#queue button[data-path="{parrot}"][data-action=accept][data-tag="animal|bird|parrot"]'
+        )
+    assert page.url.endswith("/review")
+    assert "animal|bird|parrot" in exiftool_keywords(parrot)["HierarchicalSubject"]
+    rejected = page.get_attribute(
+        f'#queue button[data-path="{owl}"][data-action=reject]', "data-tag"
+    )
+    assert rejected
+    with page.expect_navigation():
+        page.click(f'#queue button[data-path="{owl}"][data-action=reject][data-tag="{rejected}"]')
+    left = page.eval_on_selector_all(  # the missing tags still proposed
+        "#queue button[data-action=reject]", "bs => bs.map(b => b.dataset.path + ' ' + b.dataset.tag)"
+    )
+    assert f"{parrot} animal|bird|parrot" not in left and f"{owl} {rejected}" not in left
+
+    # Upload into a watched folder: saved under its own name, tagged there.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    library.cfg.watch.folders = [str(inbox)]
+    page.click("text=Tag a photo")
+    page.set_input_files("input[type=file]", str(need_shared(PHOTOS) / "hot_dog.jpg"))
+    page.select_option("select[name=save]", str(inbox))
+    page.click("text=Tag it")
+    assert page.inner_text("#saved").startswith(f"saved as {inbox / 'hot_dog.jpg'}")
+    assert "hotdog" in "".join(exiftool_keywords(inbox / "hot_dog.jpg")["Subject"]).replace(" ", "")
+    page.click("#saved a")
+    assert "hot" in page.inner_text("#ours")

@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from phototag import cli, config
-from phototag.library.index import Index
+from phototag.library.index import Index, open_index
 from phototag.pipeline import tagger
 from phototag.web import auth
 from phototag.web.app import create_app
@@ -39,7 +39,7 @@ def build(root: Path, photos: Path) -> Iterator[WebLibrary]:
     assert cli.main(["-q", "undo", str(copied["parrot.jpg"]), str(copied["owl.jpg"])]) == 0
     auth.set_password(USER, PASSWORD)
     cfg = config.load()
-    with Index(cfg.index_dir) as index:
+    with open_index(cfg.index_dir, cfg.index.backend) as index:
         yield WebLibrary(folder, copied, cfg, index)
 
 

@@ -192,6 +192,13 @@ class Index(abc.ABC):
         """Paths of the photos matching a parsed query (None: all) and the filter, sorted."""
 
     @abc.abstractmethod
+    def facets(
+        self, query: Node | None, flt: Filter | None = None, limit: int = 40
+    ) -> list[tuple[str, int]]:
+        """The hierarchical tag names most held by the photos a search finds, with how many
+        hold each (what searching the name would find among them); most first, then by name."""
+
+    @abc.abstractmethod
     def tagged(self, term: str) -> bool:
         """Whether any photo is found by this one term (for "no photo is tagged ..." hints)."""
 

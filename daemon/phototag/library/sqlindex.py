@@ -16,6 +16,7 @@ photo, as `tagindex` files them.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import sqlite3
@@ -32,7 +33,7 @@ import numpy as np
 
 from phototag.library.index import Index, IndexUnavailable, PhotoRecord, locked
 from phototag.library.query import And, Node, Not, Or, Term
-from phototag.library.tagindex import _SOURCES, Filter, _one_date, term_keys
+from phototag.library.tagindex import _SOURCES, Filter, _one_date, path_keys, term_keys
 from phototag.records import Detection, PhotoFile, Tag
 
 SCHEMA_VERSION = 1
@@ -343,21 +344,31 @@ class SqliteIndex(Index):
     @locked
     def search(self, query: Node | None, flt: Filter | None = None) -> list[str]:
         """One SQL query: the boolean query as compound SELECTs on `terms`, filters as WHERE."""
-        flt = flt or Filter()
         params: list[Any] = []
-        where = ["1"] if query is None else [f"id IN ({_compile(query, flt, params)})"]
-        if flt.taken_from is not None:
-            where.append("taken_s >= ?")
-            params.append(int(flt.taken_from.astype("datetime64[s]").astype(np.int64)))
-        if flt.taken_before is not None:
-            where.append("taken_s < ?")
-            params.append(int(flt.taken_before.astype("datetime64[s]").astype(np.int64)))
-        if flt.folder is not None:
-            top = _b(flt.folder.rstrip("/")) or b""
-            where.append("(folder = ? OR substr(folder, 1, ?) = ?)")
-            params += [top or b"/", len(top) + 1, top + b"/"]
-        sql = f"SELECT path FROM photos WHERE {' AND '.join(where)} ORDER BY path"
+        sql = (
+            f"SELECT path FROM photos WHERE {_where(query, flt or Filter(), params)} ORDER BY path"
+        )
         return [_s(path) for (path,) in self.db.execute(sql, params)]  # type: ignore[misc]
+
+    @locked
+    def facets(
+        self, query: Node | None, flt: Filter | None = None, limit: int = 40
+    ) -> list[tuple[str, int]]:
+        """Terms counted over the search's photos in SQL; only hierarchical names (prefixes of
+        a tag path from the root, `tagindex.path_keys`) are kept, not mid-level names."""
+        flt = flt or Filter()
+        sources = _SOURCES[flt.source]
+        params: list[Any] = [*sources]
+        where = _where(query, flt, params)
+        sql = (
+            f"SELECT term, COUNT(DISTINCT photo) AS n FROM terms WHERE source IN "
+            f"({', '.join('?' * len(sources))}) AND photo IN (SELECT id FROM photos WHERE {where}) "
+            "GROUP BY term ORDER BY n DESC, term"
+        )
+        paths = {row[0] for row in self.db.execute("SELECT DISTINCT path FROM tags")}
+        names = {name for path in paths for name in path_keys(path)}
+        counted = ((term, int(n)) for term, n in self.db.execute(sql, params) if term in names)
+        return list(itertools.islice(counted, limit))
 
     @locked
     def tagged(self, term: str) -> bool:
@@ -376,6 +387,22 @@ class SqliteIndex(Index):
     @locked
     def close(self) -> None:
         self.db.close()
+
+
+def _where(query: Node | None, flt: Filter, params: list[Any]) -> str:
+    """The WHERE clause on `photos` for a query and filter; appends its parameters."""
+    where = ["1"] if query is None else [f"id IN ({_compile(query, flt, params)})"]
+    if flt.taken_from is not None:
+        where.append("taken_s >= ?")
+        params.append(int(flt.taken_from.astype("datetime64[s]").astype(np.int64)))
+    if flt.taken_before is not None:
+        where.append("taken_s < ?")
+        params.append(int(flt.taken_before.astype("datetime64[s]").astype(np.int64)))
+    if flt.folder is not None:
+        top = _b(flt.folder.rstrip("/")) or b""
+        where.append("(folder = ? OR substr(folder, 1, ?) = ?)")
+        params += [top or b"/", len(top) + 1, top + b"/"]
+    return " AND ".join(where)
 
 
 def _compile(node: Node, flt: Filter, params: list[Any]) -> str:

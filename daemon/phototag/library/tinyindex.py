@@ -214,6 +214,13 @@ class TinyDBIndex(Index):
         return sorted(map(self._path_of.__getitem__, self.tag_index().search(query, flt).tolist()))
 
     @locked
+    def facets(
+        self, query: Node | None, flt: Filter | None = None, limit: int = 40
+    ) -> list[tuple[str, int]]:
+        tags = self.tag_index()
+        return tags.facets(tags.search(query, flt), flt.source if flt else "any", limit)
+
+    @locked
     def tagged(self, term: str) -> bool:
         return bool(self.tag_index().search(Term(term)).size)
 

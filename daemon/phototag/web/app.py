@@ -19,12 +19,22 @@ from pydantic import BaseModel
 
 from phototag import __version__, catalogue
 from phototag.config import Config
+from phototag.learn import suggest
 from phototag.library.index import Index
 from phototag.pipeline.tagger import Tagger
-from phototag.records import Outcome
+from phototag.records import Tag
 from phototag.service import daemon
 from phototag.web import auth, thumbs
-from phototag.web.library import Action, BadRequest, Keywords, NotServed, Page, WebLibrary
+from phototag.web.library import (
+    Action,
+    BadRequest,
+    Keywords,
+    NotServed,
+    Page,
+    Tagging,
+    WebLibrary,
+    narrowed,
+)
 
 SESSION_COOKIE = "phototag_session"
 LOGIN_COOKIE = "phototag_login"  # the login form's CSRF token, before there is a session
@@ -34,12 +44,18 @@ TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 # --- API shapes (the OpenAPI description is made from these) ---------------------------------
 
 
+class Facet(BaseModel):
+    tag: str
+    photos: int
+
+
 class PhotoList(BaseModel):
     query: str
     total: int
     page: int
     pages: int
     photos: list[str]
+    facets: list[Facet]
 
 
 class TagOut(BaseModel):
@@ -55,6 +71,13 @@ class SuggestionOut(BaseModel):
     instead: str | None
 
 
+class DetectionOut(BaseModel):
+    path: str
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 as fractions of width, height
+    model: str
+
+
 class PhotoOut(BaseModel):
     path: str
     yours: list[str]
@@ -65,6 +88,19 @@ class PhotoOut(BaseModel):
     taken: str | None
     width: int
     height: int
+    detections: list[DetectionOut]
+    learned: list[TagOut]
+    learned_note: str
+
+
+class ReviewSuggestion(SuggestionOut):
+    path: str
+
+
+class ReviewOut(BaseModel):
+    suggestions: list[ReviewSuggestion]
+    after: str | None  # pass back to continue the queue; null: it ends here
+    note: str
 
 
 class KeywordChange(BaseModel):
@@ -75,12 +111,14 @@ class KeywordChange(BaseModel):
 
 class TagUrl(BaseModel):
     url: str
+    save: str = ""  # a watched folder to save the photo into, then tag it there
 
 
 class Tagged(BaseModel):
     name: str
     tags: list[TagOut]
     error: str | None
+    saved: str | None = None  # where the photo was saved (and its keywords written)
 
 
 class StatusOut(BaseModel):
@@ -92,30 +130,46 @@ class StatusOut(BaseModel):
     errors: list[str]
 
 
+def tag_out(t: Tag) -> TagOut:
+    return TagOut(path=t.path, name=t.name, score=round(t.score, 4))
+
+
+def suggestion_out(s: suggest.Suggestion) -> ReviewSuggestion:
+    return ReviewSuggestion(
+        path=s.path, kind=s.kind, tag=s.tag, score=round(s.score, 4), instead=s.instead
+    )
+
+
 def photo_out(k: Keywords) -> PhotoOut:
     return PhotoOut(
         path=k.path,
         yours=k.yours,
-        ours=[TagOut(path=t.path, name=t.name, score=round(t.score, 4)) for t in k.ours],
+        ours=[tag_out(t) for t in k.ours],
         model_version=k.model_version,
         deleted=k.deleted,
-        suggested=[
-            SuggestionOut(kind=s.kind, tag=s.tag, score=round(s.score, 4), instead=s.instead)
-            for s in k.suggested
-        ],
+        suggested=[suggestion_out(s) for s in k.suggested],
         taken=k.taken,
         width=k.width,
         height=k.height,
+        detections=[
+            DetectionOut(path=d.path, score=round(d.score, 4), box=d.box, model=d.model)
+            for d in k.detections
+        ],
+        learned=[tag_out(t) for t in k.learned],
+        learned_note=k.learned_note,
     )
 
 
-def tagged_out(name: str, o: Outcome) -> Tagged:
-    tags = [TagOut(path=t.path, name=t.name, score=round(t.score, 4)) for t in o.tags]
-    return Tagged(name=name, tags=tags, error=o.error)
+def tagged_out(name: str, t: Tagging) -> Tagged:
+    o, saved = t.outcome, str(t.saved) if t.saved else None
+    return Tagged(name=name, tags=[tag_out(x) for x in o.tags], error=o.error, saved=saved)
 
 
 def page_out(p: Page) -> PhotoList:
-    return PhotoList(query=p.query, total=p.total, page=p.page, pages=p.pages, photos=p.paths)
+    facets = [Facet(tag=name, photos=n) for name, n in p.facets]
+    return PhotoList(
+        query=p.query, total=p.total, page=p.page, pages=p.pages, photos=p.paths, facets=facets
+    )
 
 
 # --- the app --------------------------------------------------------------------------------
@@ -234,13 +288,24 @@ def create_app(
         page: int = 1,
         folder: str = "",
         source: Literal["any", "user", "auto"] = "any",
+        taken_from: Annotated[str, Query(alias="from")] = "",
+        taken_to: Annotated[str, Query(alias="to")] = "",
     ) -> Response:
         try:
-            found, error = lib.search(q, page, folder or None, source), ""
+            found, error = lib.search(q, page, folder or None, source, taken_from, taken_to), ""
         except BadRequest as exc:
             found, error = Page(q, 0, 1, 1, []), str(exc)
         return render(
-            request, "library.html", s, found=found, error=error, folder=folder, source=source
+            request,
+            "library.html",
+            s,
+            found=found,
+            error=error,
+            folder=folder,
+            source=source,
+            taken_from=taken_from,
+            taken_to=taken_to,
+            narrowed=narrowed,
         )
 
     @app.get("/photo", response_class=HTMLResponse, include_in_schema=False)
@@ -252,7 +317,9 @@ def create_app(
         path: Annotated[str, Form()],
         action: Annotated[Action, Form()],
         tag: Annotated[str, Form()],
+        back: Annotated[str, Form()] = "",
     ) -> Response:
+        """A keyword change from the photo page or the review queue (`back`: return there)."""
         error = ""
         try:
             lib.change(path, action, tag)
@@ -260,12 +327,23 @@ def create_app(
             raise HTTPException(404, "no such photo in the library") from None
         except BadRequest as exc:
             error = str(exc)
-        where = f"/photo?path={quote(path)}" + (f"&error={quote(error[:200])}" if error else "")
-        return RedirectResponse(where, 303)
+        where = (
+            back
+            if back.startswith("/review?") or back == "/review"
+            else (f"/photo?path={quote(path)}")
+        )
+        sep = "&" if "?" in where else "?"
+        return RedirectResponse(where + (f"{sep}error={quote(error[:200])}" if error else ""), 303)
+
+    @app.get("/review", response_class=HTMLResponse, include_in_schema=False)
+    def review_page(request: Request, s: Session, after: str = "", error: str = "") -> Response:
+        queue = lib.review(after)
+        back = f"/review?after={quote(after)}" if after else "/review"
+        return render(request, "review.html", s, queue=queue, back=back, error=error[:200])
 
     @app.get("/upload", response_class=HTMLResponse, include_in_schema=False)
     def upload_page(request: Request, s: Session) -> Response:
-        return render(request, "upload.html", s, result=None)
+        return render(request, "upload.html", s, result=None, folders=cfg.watch.folders)
 
     @app.post("/upload", response_class=HTMLResponse, include_in_schema=False)
     async def upload(
@@ -274,9 +352,10 @@ def create_app(
         _: Annotated[None, Checked],
         file: Annotated[UploadFile | None, File()] = None,
         url: Annotated[str, Form()] = "",
+        save: Annotated[str, Form()] = "",
     ) -> Response:
-        result = await _tag_request(lib, file, url)
-        return render(request, "upload.html", s, result=result)
+        result = await _tag_request(lib, file, url, save)
+        return render(request, "upload.html", s, result=result, folders=cfg.watch.folders)
 
     @app.get("/status", response_class=HTMLResponse, include_in_schema=False)
     def status_page(request: Request, s: Session) -> Response:
@@ -291,10 +370,13 @@ def create_app(
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
         folder: str = "",
         source: Literal["any", "user", "auto"] = "any",
+        taken_from: Annotated[str, Query(alias="from")] = "",
+        taken_to: Annotated[str, Query(alias="to")] = "",
     ) -> PhotoList:
-        """Photos matching a `phototag search` query (empty: all), a page at a time."""
+        """Photos matching a `phototag search` query (empty: all), a page at a time, with the tag
+        facets (names and counts) of all of them; `from`/`to` as in `search --from/--to`."""
         try:
-            return page_out(lib.search(q, page, folder or None, source))
+            return page_out(lib.search(q, page, folder or None, source, taken_from, taken_to))
         except BadRequest as exc:
             raise HTTPException(400, str(exc)) from None
 
@@ -334,23 +416,38 @@ def create_app(
             raise HTTPException(400, str(exc)) from None
 
     @app.post("/api/tag", dependencies=[Checked])
-    async def api_tag(_: Session, file: Annotated[UploadFile, File()]) -> Tagged:
-        """Tags for an uploaded photo; nothing is stored."""
-        result = await _tag_request(lib, file, "")
+    async def api_tag(
+        _: Session, file: Annotated[UploadFile, File()], save: Annotated[str, Form()] = ""
+    ) -> Tagged:
+        """Tags for an uploaded photo; stored only with `save`, a watched folder to save it
+        into (under a new name) and tag it there."""
+        result = await _tag_request(lib, file, "", save)
         if result.error and not result.tags:
             raise HTTPException(422, result.error)
         return result
 
     @app.post("/api/tag-url", dependencies=[Checked])
     def api_tag_url(_: Session, body: TagUrl) -> Tagged:
-        """Tags for a photo on the web (public addresses only, size and time limits)."""
+        """Tags for a photo on the web (public addresses only, size and time limits); `save`
+        as for /api/tag."""
         try:
-            outcome = lib.tag_url(body.url)
+            tagging = lib.tag_url(body.url, body.save)
         except BadRequest as exc:
             raise HTTPException(422, str(exc)) from None
-        if outcome.error:
-            raise HTTPException(422, outcome.error)
-        return tagged_out(body.url, outcome)
+        if tagging.outcome.error:
+            raise HTTPException(422, tagging.outcome.error)
+        return tagged_out(body.url, tagging)
+
+    @app.get("/api/review")
+    def api_review(_: Session, after: str = "") -> ReviewOut:
+        """The review queue: TagProp and CNN suggestions across the library, photos in path
+        order after `after`; accept or reject them with /api/keywords."""
+        queue = lib.review(after)
+        return ReviewOut(
+            suggestions=[suggestion_out(x) for x in queue.suggestions],
+            after=queue.after,
+            note=queue.note,
+        )
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def api_openapi(_: Session) -> dict[str, object]:
@@ -364,15 +461,17 @@ def create_app(
     return app
 
 
-async def _tag_request(lib: WebLibrary, file: UploadFile | None, url: str) -> Tagged:
+async def _tag_request(
+    lib: WebLibrary, file: UploadFile | None, url: str, save: str = ""
+) -> Tagged:
     """Tags for an upload or a URL, as the upload page and the API show them."""
     try:
         if file is not None and file.filename:
             data = await file.read(lib.cfg.web.max_upload_bytes + 1)
             name = Path(file.filename).name
-            return tagged_out(name, lib.tag_upload(name, data))
+            return tagged_out(name, lib.tag_upload(name, data, save))
         if url.strip():
-            return tagged_out(url.strip(), lib.tag_url(url.strip()))
+            return tagged_out(url.strip(), lib.tag_url(url.strip(), save))
     except BadRequest as exc:
         return Tagged(name=file.filename if file else url, tags=[], error=str(exc))
     return Tagged(name="", tags=[], error="choose a photo or give a URL")

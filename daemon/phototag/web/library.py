@@ -9,29 +9,44 @@ refused.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import io
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from PIL import Image
 
 from phototag import catalogue
 from phototag.config import Config
-from phototag.files import metadata
+from phototag.files import fileio, metadata
 from phototag.learn import suggest, train
 from phototag.library import query
 from phototag.library.index import Index, PhotoRecord
-from phototag.library.tagindex import Filter, SourceFilter
+from phototag.library.tagindex import Filter, SourceFilter, date_bound
 from phototag.pipeline import fetch
 from phototag.pipeline.infer import InferenceError
-from phototag.pipeline.runner import on_disk, tag_bytes, with_keywords
+from phototag.pipeline.runner import Pipeline, on_disk, tag_bytes, with_keywords
 from phototag.pipeline.tagger import Tagger
-from phototag.records import LEVEL_SEP, Outcome, Tag
+from phototag.records import LEVEL_SEP, Detection, Outcome, Tag
 
 PAGE_SIZE = 60
+_UNSAFE = re.compile(r"[^\w.\- ]+")  # kept out of saved file names
+REVIEW_SIZE = 40  # suggestions on a page of the review queue
+REVIEW_CHUNK = 500  # photos scored at a time while filling it
+FACETS = 40  # tag names listed beside the grid
 MAX_KEYWORD = 200
 Action = Literal["accept", "reject", "remove", "add"]
+NO_LEARNED_MODEL = (
+    "no learned model yet: `phototag train` learns your keywords (TagProp) once "
+    "enough photos carry them; then they are proposed here"
+)
 
 
 class NotServed(Exception):
@@ -49,6 +64,7 @@ class Page:
     page: int
     pages: int
     paths: list[str]
+    facets: list[tuple[str, int]] = field(default_factory=list)  # (tag name, photos), most first
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,60 @@ class Keywords:
     taken: str | None = None
     width: int = 0
     height: int = 0
+    detections: list[Detection] = field(default_factory=list)  # boxes as fractions of the photo
+    # Ours that TagProp learned from the user's keywords (kept out of `ours`); the index keeps
+    # no source for them, so they are told apart by the active learned model's vocabulary.
+    learned: list[Tag] = field(default_factory=list)
+    learned_note: str = ""  # why there are none, when there can be none
+
+
+def narrowed(text: str, name: str) -> str | None:
+    """The query `text` narrowed to photos tagged `name` (a facet clicked); None when the query
+    language cannot quote the name."""
+    if '"' in name:
+        return None
+    term = f'"{name}"'
+    return f"({text.strip()}) AND {term}" if text.strip() else term
+
+
+@dataclass(frozen=True)
+class Review:
+    """A page of the review queue; `after` continues it (None: the queue ends here)."""
+
+    suggestions: list[suggest.Suggestion]
+    after: str | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Tagging:
+    """What tagging a photo from outside found, and where it was saved, if it was."""
+
+    outcome: Outcome
+    saved: Path | None = None
+
+
+def file_name(name: str, data: bytes) -> str:
+    """A plain file name for a photo from outside (an upload's name or a URL's last part):
+    no folders, no hidden files, the image format's extension when it has none."""
+    raw = unquote(urlsplit(name).path) if name.startswith(("http://", "https://")) else name
+    stem = _UNSAFE.sub("_", PurePosixPath(raw).name).lstrip("._")
+    if not stem:
+        stem = "photo"
+    if not PurePosixPath(stem).suffix:
+        with contextlib.suppress(OSError, ValueError), Image.open(io.BytesIO(data)) as img:
+            stem += f".{(img.format or 'jpeg').lower().replace('jpeg', 'jpg')}"
+    return stem[:120]
+
+
+def unique_path(folder: Path, name: str) -> Path:
+    """`folder/name`, or `name-1`, `name-2`, ... when that is taken: nothing is overwritten."""
+    path, stem, suffix = folder / name, Path(name).stem, Path(name).suffix
+    n = 0
+    while path.exists() or path.is_symlink():
+        n += 1
+        path = folder / f"{stem}-{n}{suffix}"
+    return path
 
 
 def parse_tag(text: str) -> Tag:
@@ -103,18 +173,29 @@ class WebLibrary:
         page: int = 1,
         folder: str | None = None,
         source: SourceFilter = "any",
+        taken_from: str = "",
+        taken_to: str = "",
     ) -> Page:
-        """A page of the photos matching a `phototag search` query (empty: all), sorted by path."""
+        """A page of the photos matching a `phototag search` query (empty: all), sorted by path,
+        with the tag facets of all of them. Dates mean what `search --from/--to` mean."""
         try:
             node = query.parse(text) if text.strip() else None
+            flt = Filter(
+                source=source,
+                folder=os.path.abspath(folder) if folder else None,
+                taken_from=date_bound(taken_from) if taken_from.strip() else None,
+                taken_before=date_bound(taken_to, end=True) if taken_to.strip() else None,
+            )
         except query.QueryError as exc:
             raise BadRequest(f"search: {exc}") from None
-        folder = os.path.abspath(folder) if folder else None
-        found = self.index.search(node, Filter(source=source, folder=folder))
+        except (ValueError, OverflowError) as exc:
+            raise BadRequest(str(exc)) from None
+        found = self.index.search(node, flt)
         pages = max(1, -(-len(found) // PAGE_SIZE))
         page = min(max(page, 1), pages)
         start = (page - 1) * PAGE_SIZE
-        return Page(text, len(found), page, pages, found[start : start + PAGE_SIZE])
+        facets = self.index.facets(node, flt, FACETS)
+        return Page(text, len(found), page, pages, found[start : start + PAGE_SIZE], facets)
 
     def record(self, path: str) -> PhotoRecord:
         """The index record of a photo the app may serve; NotServed otherwise."""
@@ -138,31 +219,63 @@ class WebLibrary:
             found = metadata.read(Path(record.path), self.cfg.write)
         except metadata.MetadataError as exc:
             raise BadRequest(str(exc)) from None
-        suggested = self._suggestions(record, found) if with_suggestions else []
+        tagger = self._usable_tagger()
+        suggested = self._suggestions(tagger, record, found) if with_suggestions else []
+        vocabulary = set(tagger.learned.tags) if tagger and tagger.learned else set()
+        note = "" if vocabulary else NO_LEARNED_MODEL
         return Keywords(
             record.path,
             found.user_keywords,
-            found.ours,
+            [t for t in found.ours if t.path not in vocabulary],
             found.model_version,
             found.removed_by_user,
             suggested,
             record.taken,
             record.width,
             record.height,
+            record.detections,
+            [t for t in found.ours if t.path in vocabulary],
+            note,
         )
 
+    def _usable_tagger(self) -> Tagger | None:
+        try:
+            return self.tagger()
+        except (catalogue.CatalogueError, InferenceError, train.TrainError):
+            return None  # no usable model: the pages work without suggestions
+
     def _suggestions(
-        self, record: PhotoRecord, found: metadata.FileKeywords
+        self, tagger: Tagger | None, record: PhotoRecord, found: metadata.FileKeywords
     ) -> list[suggest.Suggestion]:
         """`phototag suggest` for this photo; none when no model or no stored scores."""
-        try:
-            tagger = self.tagger()
-        except (catalogue.CatalogueError, InferenceError, train.TrainError):
-            return []  # no usable model: the page works without suggestions
-        if not all(s in record.vectors for s in tagger.rescore_stores):
+        if tagger is None or not all(s in record.vectors for s in tagger.rescore_stores):
             return []
         current = with_keywords(record, found)
         return suggest.suggest([current], suggest.learned_scores(self.index, tagger))
+
+    def review(self, after: str = "", limit: int = REVIEW_SIZE) -> Review:
+        """The next suggestions across the library (`phototag suggest`), photos in path order
+        after `after`, scored a chunk at a time so a page costs the photos it looks at.
+
+        Keywords come from the index, which every change here and the service bring up to the
+        file; reading 100 000 files' metadata for one page would not be fast.
+        """
+        tagger = self._usable_tagger()
+        if tagger is None:
+            return Review([], None, "no model installed: `phototag models install`")
+        scores = suggest.learned_scores(self.index, tagger)
+        paths = self.index.search(None)
+        at = bisect.bisect_right(paths, after) if after else 0
+        found: list[suggest.Suggestion] = []
+        while at < len(paths) and len(found) < limit:
+            chunk = [r for p in paths[at : at + REVIEW_CHUNK] if (r := self.index.get(p))]
+            at += REVIEW_CHUNK
+            scored = [r for r in chunk if all(s in r.vectors for s in tagger.rescore_stores)]
+            found += suggest.suggest(scored, scores)
+        if len(found) > limit:
+            last = found[limit - 1].path
+            return Review([s for s in found if s.path <= last], last)  # a photo's stay together
+        return Review(found, paths[at - 1] if at < len(paths) else None)
 
     # --- changing --------------------------------------------------------------------------
 
@@ -185,14 +298,33 @@ class WebLibrary:
 
     # --- tagging from outside ----------------------------------------------------------------
 
-    def tag_upload(self, name: str, data: bytes) -> Outcome:
+    def watched(self, folder: str) -> Path:
+        """`folder` if it is one of `watch.folders` (symlinks resolved); BadRequest otherwise."""
+        real = os.path.realpath(os.path.expanduser(folder)) if folder.strip() else ""
+        for watched in self.cfg.watch.folders:
+            if real and real == os.path.realpath(os.path.expanduser(watched)) and os.path.isdir(real):
+                return Path(real)
+        raise BadRequest(f"{folder[:200]!r}: not a watched folder (watch.folders)")
+
+    def tag_upload(self, name: str, data: bytes, save_to: str = "") -> Tagging:
+        """Tags for a photo from outside; with `save_to` (a watched folder) it is first saved
+        there under a new name, then tagged there like any photo of the library."""
         if len(data) > self.cfg.web.max_upload_bytes:
             raise BadRequest(f"{name}: more than {self.cfg.web.max_upload_bytes} bytes")
+        folder = self.watched(save_to) if save_to else None
         tagger = self.tagger()
         with self._lock:
-            return tag_bytes(name, data, tagger, self.cfg)
+            outcome = tag_bytes(name, data, tagger, self.cfg)
+            if folder is None or outcome.error:
+                return Tagging(outcome)  # not an image we can read: nothing is saved
+            path = unique_path(folder, file_name(name, data))
+            try:
+                fileio.atomic_write(path, data)
+            except OSError as exc:
+                raise BadRequest(f"{path}: {exc.strerror or exc}") from None
+            return Tagging(Pipeline(self.cfg, tagger, self.index).run([path])[0], path)
 
-    def tag_url(self, url: str) -> Outcome:
+    def tag_url(self, url: str, save_to: str = "") -> Tagging:
         if not url.startswith(("http://", "https://")):
             raise BadRequest(f"{url[:80]!r}: only http(s) URLs")
         f = self.cfg.fetch
@@ -200,4 +332,4 @@ class WebLibrary:
             data = fetch.fetch(url, f.max_bytes, f.timeout_s, f.allow_private)
         except fetch.FetchError as exc:
             raise BadRequest(str(exc)) from None
-        return self.tag_upload(url, data)
+        return self.tag_upload(url, data, save_to)
