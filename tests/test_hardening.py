@@ -14,7 +14,7 @@ import pytest
 
 from phototag import cli
 from phototag.files import fileio, safeopen
-from phototag.library.index import Index
+from phototag.library.sqlindex import SqliteIndex
 from tests.conftest import exiftool_keywords
 
 
@@ -144,7 +144,7 @@ def test_full_disk_at_the_index_is_one_line_and_the_rerun_is_consistent(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     with monkeypatch.context() as m:
-        m.setattr(Index, "put_many", full)
+        m.setattr(SqliteIndex, "put_many", full)
         assert cli.main(["scan", str(album)]) == 2
     errors = one_line_errors(capsys.readouterr().err)
     assert errors[-1] == "phototag: No space left on device; stopped here"

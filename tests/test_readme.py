@@ -59,7 +59,7 @@ EXPECTED = [
     (0, "0 photos need re-analysis with mobilenet-v2@tf2-ptq (decode + infer), 0 need only"),
     (0, ""),
     (0, "{home}/Pictures/cat.jpg: cat is now your keyword"),
-    (0, "{home}/Pictures/2023/hot_dog.jpg: would remove hot dog, food, food|hot dog"),
+    (0, "{home}/Pictures/cat.jpg: would remove animal, mammal"),
     (0, "{home}/Pictures/2019/parrot.jpg: removed parrot, animal, bird, animal|bird|parrot"),
     (0, "tagged 0 ("),
     (2, "phototag: too few photos with your keywords"),

@@ -292,6 +292,7 @@ def _tagged(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, list[st
     return {
         Path(d["path"]).name: [t["path"] for t in d["tags"]]
         for d in map(json.loads, out.split("\n")[:-1])
+        if "summary" not in d  # the run's summary line
     }
 
 

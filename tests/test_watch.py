@@ -11,7 +11,7 @@ import pytest
 
 from phototag.config import Config
 from phototag.files import fileio, sidecar
-from phototag.library.index import Index, PhotoRecord, open_index
+from phototag.library.index import PhotoRecord, open_index
 from phototag.records import PhotoFile
 from phototag.service import watch
 from phototag.service.watch import PathFilter, Watcher
@@ -424,7 +424,7 @@ def test_our_own_sidecar_write_is_unchanged_in_the_index(album: Path, tmp_path: 
     side.write_text("<x/>")
     cfg = Config().write
     size, mtime_ns = sidecar.signature(photo, cfg)
-    with Index(tmp_path / "index") as index:
+    with open_index(tmp_path / "index") as index:
         index.put(replace(record(photo), sidecar_size=size, sidecar_mtime_ns=mtime_ns))
         assert sidecar.unchanged(index, PhotoFile.stat(photo), cfg)
         side.write_text("<x:edited/>")  # another program's edit

@@ -217,7 +217,8 @@ def test_facets_dates_review_queue_detections_and_saving(
     with page.expect_navigation():
         page.click(f'#queue button[data-path="{owl}"][data-action=reject][data-tag="{rejected}"]')
     left = page.eval_on_selector_all(  # the missing tags still proposed
-        "#queue button[data-action=reject]", "bs => bs.map(b => b.dataset.path + ' ' + b.dataset.tag)"
+        "#queue button[data-action=reject]",
+        "bs => bs.map(b => b.dataset.path + ' ' + b.dataset.tag)",
     )
     assert f"{parrot} animal|bird|parrot" not in left and f"{owl} {rejected}" not in left
 

@@ -113,7 +113,8 @@ def plan(
         iptc_writable=cur.iptc_writable,
         record=replace(
             rec,
-            tags=live,
+            # A keyword the user has (typed or accepted) is theirs, never ours as well.
+            tags=[t for t in live if t.name not in user_flat and t.path not in user_paths],
             keywords=keywords,
             paths=paths,
             removed=removed,
