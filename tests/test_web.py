@@ -399,6 +399,10 @@ def test_upload_saved_into_a_watched_folder_is_tagged_there(
         headers=headers,
     )
     assert refused.status_code == 422 and "not a watched folder" in refused.json()["detail"]
+    nul = client.post(  # a NUL byte once reached realpath and came back as a server error
+        "/api/tag", files={"file": ("pets.jpg", data)}, data={"save": "\x00"}, headers=headers
+    )
+    assert nul.status_code == 422 and "not a watched folder" in nul.json()["detail"]
     junk = client.post(
         "/api/tag",
         files={"file": ("x.jpg", b"not an image")},

@@ -300,7 +300,8 @@ class WebLibrary:
 
     def watched(self, folder: str) -> Path:
         """`folder` if it is one of `watch.folders` (symlinks resolved); BadRequest otherwise."""
-        real = os.path.realpath(os.path.expanduser(folder)) if folder.strip() else ""
+        usable = folder.strip() and "\x00" not in folder  # a NUL byte is no path on any OS
+        real = os.path.realpath(os.path.expanduser(folder)) if usable else ""
         for watched in self.cfg.watch.folders:
             if real and real == os.path.realpath(os.path.expanduser(watched)) and os.path.isdir(real):
                 return Path(real)
