@@ -7,6 +7,7 @@ network, and a generated URL gets the fetcher's one-line refusal.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +49,7 @@ def test_no_generated_request_gets_a_server_error(
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=25,
+            max_examples=int(os.environ.get("PHOTOTAG_FUZZ_EXAMPLES", "25")),
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),
