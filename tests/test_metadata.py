@@ -539,3 +539,30 @@ def test_read_only_folder_gets_no_sidecar(tmp_path: Path) -> None:
         assert sorted(p.name for p in folder.iterdir()) == ["cat.jpg"]
     finally:
         folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("prefix", ["dc", "lr", "digiKam", "phototag"])
+def test_a_photo_rebinding_a_prefix_does_not_misfile_later_writes(
+    tmp_path: Path, prefix: str
+) -> None:
+    """exiv2's namespace table is process-wide: a photo binding `dc` to another URI used to
+    send every later photo's dc:subject into that URI (found by the metadata fuzz tests)."""
+    odd = copy_photo(tmp_path, as_name="odd.jpg")
+    packet = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+        f'xmlns:{prefix}="http://odd.example/ns/"><{prefix}:subject>odd</{prefix}:subject>'
+        "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    with Image.open(PHOTOS / "face.jpg") as im:
+        im.save(odd, "JPEG", xmp=packet.encode())
+    metadata.read(odd, WriteConfig())  # parsing is enough to re-map the prefix
+    later = copy_photo(tmp_path, as_name="later.jpg")
+    metadata.write(later, [CAT], "v1", WriteConfig())
+    out = subprocess.run(
+        ["exiftool", "-j", "-a", "-G1", "-XMP:all", str(later)], capture_output=True, text=True
+    ).stdout
+    fields = set(json.loads(out)[0])
+    assert {"XMP-dc:Subject", "XMP-lr:HierarchicalSubject", "XMP-digiKam:TagsList"} <= fields
+    assert "XMP-phototag:Tags" in fields and not [f for f in fields if "tmp" in f]
+    assert exiftool_keywords(later)["Subject"] == ["cat", "animal", "mammal"]

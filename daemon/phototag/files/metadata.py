@@ -91,8 +91,31 @@ _EMPTY_PACKET = (
 )
 _RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 
+# The XMP namespaces we write, by exiv2 prefix. exiv2 keeps one process-wide table, and
+# parsing a file whose XMP binds one of these prefixes to another URI re-maps it for every
+# later file; `_open_bytes` binds them back after each parse. Not `iptc`/`iptcExt`: exiv2's
+# names for Iptc4xmpCore/Ext, which files spell the standard way; binding them breaks those.
+NAMESPACES = {
+    PREFIX: NAMESPACE,
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "lr": "http://ns.adobe.com/lightroom/1.0/",
+    "digiKam": "http://www.digikam.org/ns/1.0/",
+    "xmp": "http://ns.adobe.com/xap/1.0/",
+    "exif": "http://ns.adobe.com/exif/1.0/",
+    "photoshop": "http://ns.adobe.com/photoshop/1.0/",
+    "mwg-rs": "http://www.metadataworkinggroup.com/schemas/regions/",
+    "stArea": "http://ns.adobe.com/xmp/sType/Area#",
+    "stDim": "http://ns.adobe.com/xap/1.0/sType/Dimensions#",
+}
+
+
+def _bind_namespaces() -> None:
+    for prefix, uri in NAMESPACES.items():
+        pyexiv2.registerNs(uri, prefix)
+
+
 pyexiv2.set_log_level(4)
-pyexiv2.registerNs(NAMESPACE, PREFIX)
+_bind_namespaces()
 
 
 class MetadataError(Exception):
@@ -354,7 +377,10 @@ def _carrier(packet: str) -> bytes:
 
 def _open_bytes(data: bytes, sidecar: bool) -> pyexiv2.ImageData:
     """Open with pyexiv2; a sidecar's bytes must be UTF-8 XMP."""
-    return pyexiv2.ImageData(_carrier(data.decode("utf-8")) if sidecar else data)
+    try:
+        return pyexiv2.ImageData(_carrier(data.decode("utf-8")) if sidecar else data)
+    finally:
+        _bind_namespaces()  # whatever the file's XMP declared
 
 
 def _has_properties(packet: str) -> bool:

@@ -4,9 +4,9 @@ Whatever the bytes, read/write/undo either work or raise MetadataError (one line
 user), and when they raise, neither the photo nor its sidecar has changed. A few dozen
 examples by default (seconds); the slow-marked run tries many more.
 
-Named to run last: exiv2 keeps one process-wide namespace table, and some mutated XMP
-declarations re-map it, which broke keyword writes in later test files (open problem, see
-docs/architecture.md: a photo with such XMP could do the same inside a long-running service).
+Some mutated XMP declarations re-map exiv2's process-wide namespace table; these tests once
+broke keyword writes in later test files, which is why `metadata._open_bytes` binds our
+prefixes back after every parse (test_metadata's rebinding test).
 """
 
 from __future__ import annotations
