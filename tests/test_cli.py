@@ -273,7 +273,19 @@ def test_models_pull_through_the_cli(
     with serve(handler) as url:  # type: ignore[arg-type]
         monkeypatch.setenv("PHOTOTAG_MODEL_MIRROR", url)
         assert cli.main(["models", "pull", "mobilenet-v2@tf1-quant"]) == 0
-    assert "installed mobilenet-v2@tf1-quant" in capsys.readouterr().out
+        assert "installed mobilenet-v2@tf1-quant" in capsys.readouterr().out
+        # several at once; an unknown one gets its line and the others are still pulled
+        assert (
+            cli.main(["models", "pull", "no-such-model", "inat-bird", "mobilenet-v2@tf1-quant"])
+            == 2
+        )
+    out, err = capsys.readouterr()
+    assert err.startswith("phototag: unknown model 'no-such-model'")
+    assert [line for line in err.splitlines() if line.startswith("phototag")] == [
+        err.splitlines()[0]
+    ]
+    assert out.splitlines()[0].startswith("installed inat-bird@")
+    assert out.splitlines()[1].startswith("mobilenet-v2@tf1-quant is already installed")
     assert cli.main(["models", "list"]) == 0
     assert "mobilenet-v2@tf1-quant       installed" in capsys.readouterr().out
 

@@ -65,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="phototag: %(message)s",
         stream=sys.stderr,
+        force=True,  # the stderr of this call: main() may run many times in one process
     )
     try:
         cfg = config.load(args.config)

@@ -57,12 +57,26 @@ def cmd_models_import(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_models_pull(args: argparse.Namespace, cfg: Config) -> int:
-    name, version = catalogue.split_ref(args.ref)
+    """Each NAME in turn; one that fails gets its line and the others are still pulled."""
+    failed = 0
+    for ref in args.refs:
+        try:
+            _pull(args, ref)
+        except catalogue.CatalogueError as exc:
+            if len(args.refs) == 1:
+                raise
+            print(f"phototag: {exc}", file=sys.stderr)
+            failed += 1
+    return 2 if failed else 0
+
+
+def _pull(args: argparse.Namespace, ref: str) -> None:
+    name, version = catalogue.split_ref(ref)
     spec = catalogue.find(name, version)
     before = {m.spec.ref for m in catalogue.installed()}
     if spec.ref in before:
         _report(catalogue.pull(name, version), before)  # verified on disk, nothing downloaded
-        return 0
+        return
     with progress_bar(args, spec.size, "B", f"pulling {spec.ref}") as bar:
 
         def progress(done: int, total: int) -> None:
@@ -71,7 +85,6 @@ def cmd_models_pull(args: argparse.Namespace, cfg: Config) -> int:
 
         model = catalogue.pull(name, version, progress)
     _report(model, before)
-    return 0
 
 
 def register(sub: Subparsers) -> None:
@@ -99,8 +112,9 @@ def register(sub: Subparsers) -> None:
         "download and verifying its sha256. Set PHOTOTAG_MODEL_MIRROR to use a mirror.",
     )
     p.add_argument(
-        "ref",
+        "refs",
+        nargs="+",
         metavar="NAME[@VERSION]",
-        help="e.g. mobilenet-v2 (the newest) or mobilenet-v2@tf1-quant",
+        help="one or more, e.g. mobilenet-v2 (the newest) or mobilenet-v2@tf1-quant coco-nanodet",
     )
     p.set_defaults(func=cmd_models_pull)
