@@ -10,7 +10,8 @@ then on fresh copies of the same files measures:
 and prints photos/s, the ratios 2/1 and 2/min(bounds), and peak RSS.
 With --detector, also `phototag scan` with the object detector installed (the default set:
 classifier + detector from one decode) on its own fresh copies in the same round, and the
-ratio of its rate to the classifier-only scan's.
+ratio of its rate to the classifier-only scan's. With --int8 FILE as well, the same with the
+int8 detector (coco-nanodet@g-416-int8, made by models/make_nanodet_int8.py) installed instead.
 """
 
 from __future__ import annotations
@@ -161,6 +162,9 @@ def main() -> None:
     parser.add_argument(
         "--detector", action="store_true", help="also scan with the detector (the default set)"
     )
+    parser.add_argument(
+        "--int8", type=Path, help="with --detector: also scan with this int8 detector file"
+    )
     args = parser.parse_args()
     files = make_camera_photos(args.photos)
     size_mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
@@ -168,7 +172,7 @@ def main() -> None:
         f"{len(files)} photos, 4000x3000 JPEG q90, {size_mb:.1f} MB each on average; "
         f"{os.cpu_count()} cores; {args.rounds} rounds"
     )
-    keys = ("naive", "ours", "model", "decode", "rss", "both")
+    keys = ("naive", "ours", "model", "decode", "rss", "both", "int8")
     rows: dict[str, list[float]] = {k: [] for k in keys}
     for f in files:  # warm the page cache so every variant reads from memory alike
         f.read_bytes()
@@ -181,6 +185,10 @@ def main() -> None:
                 fresh_copies(files, work / "both")
                 both, _ = phototag_scan(work / "both", work / "home2", (MODEL, DETECTOR))
                 rows["both"].append(len(files) / both)
+            if args.detector and args.int8:
+                fresh_copies(files, work / "int8")
+                both, _ = phototag_scan(work / "int8", work / "home3", (MODEL, args.int8))
+                rows["int8"].append(len(files) / both)
             naive_files = fresh_copies(files[: args.naive_photos], work / "naive")
             rows["naive"].append(len(naive_files) / naive(naive_files, work / "naive.json"))
         rows["ours"].append(len(files) / seconds)
@@ -189,10 +197,12 @@ def main() -> None:
         rows["decode"].append(decode_bound(files))
         print(
             f"round {r + 1}: naive {rows['naive'][-1]:.1f}, phototag {rows['ours'][-1]:.1f}, "
-            f"model {rows['model'][-1]:.1f}, decode {rows['decode'][-1]:.1f} photos/s",
+            f"model {rows['model'][-1]:.1f}, decode {rows['decode'][-1]:.1f}"
+            + "".join(f", {k} {rows[k][-1]:.1f}" for k in ("both", "int8") if rows[k])
+            + " photos/s",
             file=sys.stderr,
         )
-    med = {k: float(np.median(v)) for k, v in rows.items()}
+    med = {k: float(np.median(v)) if v else 0.0 for k, v in rows.items()}
     vs_naive = np.median(np.array(rows["ours"]) / np.array(rows["naive"]))
     bound = np.minimum(rows["model"], rows["decode"])
     vs_bound = np.median(np.array(rows["ours"]) / bound)
@@ -205,6 +215,10 @@ def main() -> None:
     if args.detector:
         kept = np.median(np.array(rows["both"]) / np.array(rows["ours"]))
         print(f"scan, classifier + detector {med['both']:7.1f} photos/s")
+        print(f"  its rate / classifier-only  {kept:5.1%}   (median of per-round ratios)")
+    if args.detector and args.int8:
+        kept = np.median(np.array(rows["int8"]) / np.array(rows["ours"]))
+        print(f"scan, classifier + int8 detector {med['int8']:7.1f} photos/s")
         print(f"  its rate / classifier-only  {kept:5.1%}   (median of per-round ratios)")
 
 

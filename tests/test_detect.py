@@ -15,7 +15,7 @@ from PIL import Image
 from phototag import catalogue
 from phototag.pipeline import decode, detect, labels
 from phototag.records import Detection, Letterbox, Tag
-from tests.conftest import SHARED, exiftool_keywords, need_shared
+from tests.conftest import ROOT, SHARED, exiftool_keywords, need_shared
 
 DETECTOR = SHARED / "models" / "coco_nanodet.onnx"
 
@@ -106,9 +106,36 @@ def phototag(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture
-def detector_installed(installed_model: Path) -> Path:
-    return catalogue.import_file(need_shared(DETECTOR), "coco-nanodet").path
+@pytest.fixture(scope="session")
+def int8_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The int8 detector as models/make_nanodet_int8.py derives it (about a minute on 2 cores)."""
+    out = tmp_path_factory.mktemp("int8") / "coco_nanodet_int8.onnx"
+    make = [sys.executable, str(ROOT / "models" / "make_nanodet_int8.py")]
+    calibration = need_shared(SHARED / "coco256" / "train")
+    subprocess.run([*make, str(need_shared(DETECTOR)), str(calibration), str(out)], check=True)
+    return out
+
+
+@pytest.fixture(
+    params=["float", pytest.param("int8", marks=pytest.mark.slow)], ids=["float", "int8"]
+)
+def detector_installed(
+    request: pytest.FixtureRequest, installed_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The detector imported through the catalogue: the float file, or the derived int8 one."""
+    if request.param == "float":
+        return catalogue.import_file(need_shared(DETECTOR), "coco-nanodet").path
+    return catalogue.import_file(request.getfixturevalue("int8_detector"), "coco-nanodet").path
+
+
+@pytest.mark.slow
+def test_the_derived_int8_detector_is_the_catalogued_file_and_runs_first(
+    int8_detector: Path,
+) -> None:
+    installed = catalogue.import_file(int8_detector, "coco-nanodet")  # sha256 matched
+    assert installed.spec.ref == "coco-nanodet@g-416-int8"
+    catalogue.import_file(need_shared(DETECTOR), "coco-nanodet")
+    assert catalogue.resolve("coco-nanodet", None).spec.ref == "coco-nanodet@g-416-int8"
 
 
 @pytest.fixture
