@@ -106,6 +106,7 @@ def test_entries_are_well_formed() -> None:
         "mobilenet-v2@tf2-ptq",
         "coco-nanodet@g-416",
         "coco-nanodet@g-416-int8",
+        "efficientnet-lite0@torch-1",
         "inat-bird@coral-quant",
         "inat-insect@coral-quant",
     }
@@ -120,8 +121,9 @@ def test_entries_are_well_formed() -> None:
             assert (spec.outputs, spec.labels) == (("scores", "boxes"), "coco")
         elif spec.kind == "specialist":
             assert spec.labels == spec.file.removesuffix(".onnx")  # inat_bird -> inat_bird_tags.tsv
-        else:
-            assert (spec.outputs, spec.labels) == (("probabilities", "embedding"), "imagenet")
+        else:  # imagenet: 1001 outputs, background first; imagenet1k: the 1000 classes
+            assert spec.outputs == ("probabilities", "embedding")
+            assert spec.labels in ("imagenet", "imagenet1k")
         assert spec.licence.startswith("Apache-2.0")
 
 
@@ -166,7 +168,7 @@ def test_find() -> None:
     assert catalogue.split_ref("mobilenet-v2") == (NAME, None)
     with pytest.raises(
         CatalogueError,
-        match=r"unknown model 'resnet' \(known: coco-nanodet, inat-bird, inat-insect, mobilenet-v2\)",
+        match=r"unknown model 'resnet' \(known: coco-nanodet, efficientnet-lite0, inat-bird, inat-insect, mobilenet-v2\)",
     ):
         catalogue.find("resnet")
     with pytest.raises(CatalogueError, match=r"known: tf1-quant, tf2-ptq"):
