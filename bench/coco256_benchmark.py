@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import os
 import platform
 import time
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from phototag import catalogue
 from phototag.config import Config
 from phototag.learn import evaluate, neighbours, tagprop, train
 from phototag.learn.twopknn import twopknn_scores
@@ -215,49 +217,72 @@ def coco_columns(labelmap: labels.LabelMap, classes: list[str]) -> np.ndarray:
     return np.array([index.get(own[c], -1) for c in classes])
 
 
+def catalogued(path: Path) -> catalogue.ModelSpec:
+    """The catalogue entry of a model file, by its sha256 (its label map, its name)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return next(s for s in catalogue.entries() if s.sha256 == digest)
+
+
 def stage_scores(
-    files: list[Path], classes: list[str], model: infer.Model, detector: detect.Detector
+    files: list[Path],
+    classes: list[str],
+    models: list[tuple[Path, infer.Model]],
+    detectors: list[detect.Detector],
+    specialists: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Per COCO class scores of each stage alone and fused, through phototag's own path;
-    and each stage's ms per photo, measured in this run."""
+    and each stage's ms per photo, measured in this run. Fused: each classifier with each
+    detector, per tag the higher score (`detect.merge`)."""
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    plain = [decode.load(f, model.input_size, 200_000_000) for f in files]
+    plain = [decode.load(f, 224, 200_000_000) for f in files]
     times["decode (classifier input)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    both = [decode.load(f, model.input_size, 200_000_000, detector.input_size) for f in files]
+    both = [decode.load(f, 224, 200_000_000, 416) for f in files]
     times["decode (classifier + letterbox, one decode)"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    probabilities = np.concatenate(
-        [
-            model.run(np.stack([d.pixels for d in plain[i : i + 16]])).probabilities
-            for i in range(0, len(plain), 16)
-        ]
-    )
-    times["classifier (MobileNetV2, batch 16)"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    found: list[list] = []
-    for i in range(0, len(both), 8):
-        found += detector.run([d.letterbox for d in both[i : i + 8]])  # type: ignore[misc]
-    times["detector (NanoDet 416 + NMS, batch 8)"] = time.perf_counter() - t0
-    labelmap = labels.load("imagenet")
-    columns = coco_columns(labelmap, classes)
-    path_scores = labels.path_scores(probabilities, labelmap)
-    times.update(specialists_time(plain, path_scores, labelmap.paths, found))
-    classifier = np.where(columns >= 0, path_scores[:, np.maximum(columns, 0)], 0.0)
     coco = labels.load("coco")
     paths = detect.class_paths(coco)
-    detected = np.zeros((len(files), len(classes)))
-    for i, boxes in enumerate(found):
-        for tag in detect.detection_tags(boxes, detector.cfg.keep):
-            if tag.path in paths:
-                detected[i, classes.index(coco.labels[paths.index(tag.path)])] = tag.score
-    scores = {
-        "classifier alone (MobileNetV2, ImageNet map)": classifier,
-        "detector alone (NanoDet, max box score)": detected,
-        "fused: per tag the higher score (detect.merge)": np.maximum(classifier, detected),
-    }
-    return scores, {k: 1000 * v / len(files) for k, v in times.items()}
+    alone: dict[str, np.ndarray] = {}
+    classified, detected = {}, {}
+    boxes_of: dict[str, list[list[Detection]]] = {}
+    for path, model in models:
+        spec = catalogued(path)
+        t0 = time.perf_counter()
+        probabilities = np.concatenate(
+            [
+                model.run(np.stack([d.pixels for d in plain[i : i + 16]])).probabilities
+                for i in range(0, len(plain), 16)
+            ]
+        )
+        times[f"classifier {spec.ref} (batch 16)"] = time.perf_counter() - t0
+        labelmap = labels.load(spec.labels)
+        columns = coco_columns(labelmap, classes)
+        path_scores = labels.path_scores(probabilities, labelmap)
+        classified[spec.ref] = np.where(columns >= 0, path_scores[:, np.maximum(columns, 0)], 0.0)
+        alone[f"classifier alone ({spec.ref}, ImageNet map)"] = classified[spec.ref]
+    for detector in detectors:
+        detector.run([d.letterbox for d in both[:8]])  # type: ignore[misc]  # warm-up
+        t0 = time.perf_counter()
+        found: list[list] = []
+        for i in range(0, len(both), 8):
+            found += detector.run([d.letterbox for d in both[i : i + 8]])  # type: ignore[misc]
+        times[f"detector {detector.name} (416 + NMS, batch 8)"] = time.perf_counter() - t0
+        scores = np.zeros((len(files), len(classes)))
+        for i, boxes in enumerate(found):
+            for tag in detect.detection_tags(boxes, detector.cfg.keep):
+                if tag.path in paths:
+                    scores[i, classes.index(coco.labels[paths.index(tag.path)])] = tag.score
+        detected[detector.name] = scores
+        boxes_of.setdefault("first", found)
+        alone[f"detector alone ({detector.name}, max box score)"] = scores
+    if specialists and models and detectors:
+        labelmap = labels.load(catalogued(models[0][0]).labels)
+        probabilities = models[0][1].run(np.stack([d.pixels for d in plain])).probabilities
+        path_scores = labels.path_scores(probabilities, labelmap)
+        times.update(specialists_time(plain, path_scores, labelmap.paths, boxes_of["first"]))
+    for (c, cs), (d, ds) in product(classified.items(), detected.items()):
+        alone[f"fused: {c} + {d}, per tag the higher score (detect.merge)"] = np.maximum(cs, ds)
+    return alone, {k: 1000 * v / len(files) for k, v in times.items()}
 
 
 def specialists_time(
@@ -342,18 +367,22 @@ def stages_table(
     coco: Path,
     classes: list[str],
     labels_by_file: dict[str, list[str]],
-    model: infer.Model,
+    models: list[tuple[Path, infer.Model]],
+    detector_files: list[Path],
     fit: bool = False,
 ) -> None:
     cfg = Config()
-    detector = detect.Detector(
-        infer.session(SHARED / "models" / "coco_nanodet.onnx", "cpu"),
-        "input",
-        416,
-        detect.class_paths(labels.load("coco")),
-        "coco-nanodet@g-416",
-        cfg.detector,
-    )
+    detectors = [
+        detect.Detector(
+            infer.session(path, "cpu"),
+            "input",
+            416,
+            detect.class_paths(labels.load("coco")),
+            catalogued(path).ref,
+            cfg.detector,
+        )
+        for path in detector_files
+    ]
 
     def split(name: str) -> tuple[list[Path], np.ndarray]:
         files = sorted((coco / name).glob("*.jpg"))
@@ -364,12 +393,12 @@ def stages_table(
         return files, truth
 
     files, truth = split("val")
-    scores, ms = stage_scores(files, classes, model, detector)
+    scores, ms = stage_scores(files, classes, models, detectors)
     cv: dict[str, float] = {}
     if fit:
         train_files, train_truth = split("train")
-        fitted, _ = stage_scores(train_files, classes, model, detector)
-        sources = list(scores)[:2]  # classifier alone, detector alone
+        fitted, _ = stage_scores(train_files, classes, models[:1], detectors[:1], False)
+        sources = [next(k for k in fitted if k.startswith(w)) for w in ("classifier", "detector")]
         train = (fitted[sources[0]], fitted[sources[1]], train_truth)
         for name, (s, f1) in calibrated(train, (scores[sources[0]], scores[sources[1]])).items():
             scores[name], cv[name] = s, f1
@@ -401,6 +430,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--stages", action="store_true", help="only the classifier / detector / fused table"
     )
     parser.add_argument(
+        "--classifier",
+        type=Path,
+        action="append",
+        help="with --stages: a catalogued classifier file (repeat to compare; default --model)",
+    )
+    parser.add_argument(
+        "--detector",
+        type=Path,
+        action="append",
+        help="with --stages: a catalogued detector file (repeat to compare; default the float"
+        " coco_nanodet.onnx; the int8 one is made by models/make_nanodet_int8.py)",
+    )
+    parser.add_argument(
         "--calibrated", action="store_true", help="with --stages: calibrated fusions too"
     )
     args = parser.parse_args(argv)
@@ -412,7 +454,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         }
     model = infer.Model(args.model, "input", 224, "cpu")
     if args.stages:
-        stages_table(args.coco, classes, labels, model, args.calibrated)
+        models = [(p, infer.Model(p, "input", 224, "cpu")) for p in args.classifier or [args.model]]
+        detectors = args.detector or [SHARED / "models" / "coco_nanodet.onnx"]
+        stages_table(args.coco, classes, labels, models, detectors, args.calibrated)
         print(f"\nmachine at end: {machine()}")
         return
     t0 = time.perf_counter()

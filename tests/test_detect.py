@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from phototag import catalogue
+from phototag.config import Config
 from phototag.pipeline import decode, detect, labels
 from phototag.records import Detection, Letterbox, Tag
 from tests.conftest import ROOT, SHARED, exiftool_keywords, need_shared
@@ -129,13 +130,16 @@ def detector_installed(
 
 
 @pytest.mark.slow
-def test_the_derived_int8_detector_is_the_catalogued_file_and_runs_first(
+def test_the_derived_int8_detector_is_the_catalogued_file_and_runs_when_named(
     int8_detector: Path,
 ) -> None:
     installed = catalogue.import_file(int8_detector, "coco-nanodet")  # sha256 matched
     assert installed.spec.ref == "coco-nanodet@g-416-int8"
     catalogue.import_file(need_shared(DETECTOR), "coco-nanodet")
-    assert catalogue.resolve("coco-nanodet", None).spec.ref == "coco-nanodet@g-416-int8"
+    cfg = Config()
+    assert detect.load(cfg).ref.startswith("coco-nanodet@g-416:")  # the float one is preferred
+    cfg.detector.name = "coco-nanodet@g-416-int8"
+    assert detect.load(cfg).ref.startswith("coco-nanodet@g-416-int8:")
 
 
 @pytest.fixture

@@ -71,7 +71,9 @@ class TaggingConfig:
 @dataclass
 class DetectorConfig:
     enabled: bool = True  # run the object detector beside the classifier, when it is installed
-    name: str = "coco-nanodet"  # catalogue name of a model of kind detector
+    # catalogue name (the preferred installed version runs) or name@version of a detector;
+    # coco-nanodet@g-416-int8 halves its CPU time for a little quality (docs/benchmarks.md)
+    name: str = "coco-nanodet"
     threshold: float = 0.35  # a detected class becomes a tag at this score
     keep: float = 0.3  # boxes stored in the index from this score (refine can go this low)
     iou: float = 0.6  # non-maximum suppression: overlap at which a box of the same class goes

@@ -148,7 +148,7 @@ def load(cfg: Config) -> Detector | None:
     """
     if not cfg.detector.enabled:
         return None
-    installed = catalogue.resolve(cfg.detector.name, None)
+    installed = catalogue.resolve(*catalogue.split_ref(cfg.detector.name))
     spec = installed.spec
     if spec.kind != "detector":
         raise InferenceError(f"detector.name {spec.name!r} is a {spec.kind}, not a detector")
