@@ -363,6 +363,47 @@ def calibrated(
     return out
 
 
+def with_tagprop(
+    coco: Path,
+    classes: list[str],
+    labels_by_file: dict[str, list[str]],
+    classifier: tuple[Path, infer.Model],
+    detectors: list[detect.Detector],
+    stages: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """TagProp as `phototag train` fits it on train/'s tags (K chosen by train/ CV), alone,
+    merged with the first classifier + detector fusion by the higher score per tag, and
+    added to it with a weight w chosen on train/ (out-of-fold TagProp scores there)."""
+    method = next(m for m in methods() if m.score is product_tagprop)
+    model = classifier[1]
+    train_set = load_split(coco / "train", labels_by_file, classes, model)
+    val_set = load_split(coco / "val", labels_by_file, classes, model)
+    params, _ = choose(method, train_set)
+    learned = product_tagprop(train_set.features, train_set.labels, val_set.features, params)
+    fused_name, fused = next((k, v) for k, v in stages.items() if k.startswith("fused"))
+    oof = np.zeros(train_set.labels.shape)
+    for fit_rows, held in folds(len(train_set.names))[:FOLDS]:  # one shuffle: each photo once
+        f = train_set.features
+        oof[held] = product_tagprop(
+            f.take(fit_rows), train_set.labels[fit_rows], f.take(held), params
+        )
+    train_files = sorted((coco / "train").glob("*.jpg"))
+    train_stages, _ = stage_scores(train_files, classes, [classifier], detectors[:1], False)
+    train_fused = next(v for k, v in train_stages.items() if k.startswith("fused"))
+    weights = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+    f1 = [
+        evaluate.annotation_metrics(train_fused + w * oof, train_set.labels, N_LABELS).f1
+        for w in weights
+    ]
+    w = weights[int(np.argmax(f1))]
+    return {
+        f"TagProp alone (phototag train on train/'s tags, K={params['K']})": learned,
+        f"{fused_name} + TagProp, the higher score": np.maximum(fused, learned),
+        f"{fused_name} + w * TagProp, w={w} chosen on train/ (F1 {max(f1):.3f} there)": fused
+        + w * learned,
+    }
+
+
 def stages_table(
     coco: Path,
     classes: list[str],
@@ -370,6 +411,7 @@ def stages_table(
     models: list[tuple[Path, infer.Model]],
     detector_files: list[Path],
     fit: bool = False,
+    learned: bool = False,
 ) -> None:
     cfg = Config()
     detectors = [
@@ -402,6 +444,11 @@ def stages_table(
         train = (fitted[sources[0]], fitted[sources[1]], train_truth)
         for name, (s, f1) in calibrated(train, (scores[sources[0]], scores[sources[1]])).items():
             scores[name], cv[name] = s, f1
+    if learned:
+        for name, s in with_tagprop(
+            coco, classes, labels_by_file, models[0], detectors, scores
+        ).items():
+            scores[name] = s
     person = classes.index("person")
     print("| coco256 val, 3 tags per photo | P | R | F1 | N+ | mAP | person P | person R | CV F1 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -430,6 +477,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--stages", action="store_true", help="only the classifier / detector / fused table"
     )
     parser.add_argument(
+        "--tagprop", action="store_true", help="with --stages: TagProp learned on train/ too"
+    )
+    parser.add_argument(
         "--classifier",
         type=Path,
         action="append",
@@ -456,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.stages:
         models = [(p, infer.Model(p, "input", 224, "cpu")) for p in args.classifier or [args.model]]
         detectors = args.detector or [SHARED / "models" / "coco_nanodet.onnx"]
-        stages_table(args.coco, classes, labels, models, detectors, args.calibrated)
+        stages_table(args.coco, classes, labels, models, detectors, args.calibrated, args.tagprop)
         print(f"\nmachine at end: {machine()}")
         return
     t0 = time.perf_counter()
