@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 
@@ -66,21 +67,26 @@ def make(source: Path, calibration: Path, out: Path) -> str:
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(batches, None)
 
+    source, out, cwd = source.resolve(), out.resolve(), os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        # the graph's shapes defeat the symbolic pass; ONNX's own shape inference suffices
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(out),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["Conv"],
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=HEAD,
-        )
+        os.chdir(tmp)  # the quantiser leaves scratch files in the working folder
+        try:
+            prepared = Path(tmp) / "prepared.onnx"
+            # the graph's shapes defeat the symbolic pass; ONNX's own shape inference suffices
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared),
+                str(out),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["Conv"],
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=HEAD,
+            )
+        finally:
+            os.chdir(cwd)
     return sha256(out)
 
 
