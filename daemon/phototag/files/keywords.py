@@ -54,14 +54,17 @@ def plan(
     cur: Fields,
     other: Fields | None,
     tags: list[Tag],
-    ancestors: bool,
+    ancestors: bool | None,
     generic: Collection[str] = (),
     inherited: Iterable[str] = (),
 ) -> Fields:
     """The fields after setting our auto tags to `tags`; model version and date left to fill.
 
     `other` is the photo or sidecar that is not written (its keywords are not claimed as ours);
-    `inherited` are user keywords carried into a new sidecar from the photo's IPTC.
+    `inherited` are user keywords carried into a new sidecar from the photo's IPTC. With
+    `ancestors` None the parent levels are those the last write added: a face write
+    (files/regions.py) keeps the tagger's choice. The record's `faces` (`People|Name`) are
+    ours too, as keywords of their own without their root.
     """
     rec = cur.record or Record()
     gone = _deleted(cur, rec)
@@ -88,8 +91,8 @@ def plan(
     parents = [
         level
         for t in live
-        for level in (t.levels[:-1] if ancestors else [])
-        if level.casefold() not in skip
+        for level in (t.levels[:-1] if ancestors is not False else [])
+        if level.casefold() not in skip and (ancestors or level in rec.keywords)
     ]
     names = [t.name for t in live + faces]  # a face's `People` root is never a keyword alone
     wanted = [k for k in unique(names + parents) if k not in removed]
@@ -126,61 +129,6 @@ def plan(
             removed_paths=removed_paths,
             mirrored=mirrored,
         ),
-    )
-
-
-def with_faces(cur: Fields, other: Fields | None, faces: list[str]) -> Fields:
-    """The fields after setting our face keywords (`People|Name` paths) to `faces`.
-
-    Only face keywords change: the auto tags' keywords stay as the last `plan` left them (its
-    `ancestors` and `generic` are the tagger's business), and `plan` keeps the faces recorded
-    here, so a re-tag does not drop them. A face keyword the user has is theirs, not claimed.
-    """
-    rec = cur.record or Record()
-    gone = _deleted(cur, rec)
-    removed = unique(rec.removed + [k for k in rec.keywords if k in gone])
-    removed_paths = unique(rec.removed_paths + [p for p in rec.paths if p in gone])
-    claimed = _claimed(other) if other else set()
-    theirs = {k for k in [*flat(cur), *(flat(other) if other else [])] if k not in claimed}
-    theirs -= set(rec.keywords) | {iptc_value(k) for k in rec.keywords}
-    their_paths = set(_hierarchy(cur)) | (set(_hierarchy(other)) if other else set())
-    their_paths -= set(rec.paths) | claimed
-    auto = [t for t in rec.tags if t.name not in removed and t.path not in removed_paths]
-    auto_names = {t.name for t in auto} | {lv for t in auto for lv in t.levels}
-    old = _face_tags(rec)
-    new = [
-        t
-        for t in _face_tags(replace(rec, faces=faces))
-        if t.name not in removed and t.path not in removed_paths
-    ]
-    drop_names = {t.name for t in old} - {t.name for t in new} - auto_names
-    drop_paths = {t.path for t in old} - {t.path for t in new} - {t.path for t in auto}
-    add_names = [k for k in unique(t.name for t in new) if not {k, iptc_value(k)} & theirs]
-    add_paths = [p for p in unique(t.path for t in new) if p not in their_paths]
-    drop_names &= set(rec.keywords)
-    drop_paths &= set(rec.paths)
-    rec = replace(
-        rec,
-        keywords=_edit(rec.keywords, drop_names, add_names),
-        paths=_edit(rec.paths, drop_paths, add_paths),
-        removed=removed,
-        removed_paths=removed_paths,
-        faces=unique(faces),
-    )
-    drop_iptc = {iptc_value(k) for k in drop_names}
-    return replace(
-        cur,
-        subject=_edit(cur.subject, drop_names, add_names),
-        hierarchical=_edit(cur.hierarchical, drop_paths, add_paths),
-        tags_list=_edit(
-            cur.tags_list, {digikam(p) for p in drop_paths}, [digikam(p) for p in add_paths]
-        ),
-        iptc=(
-            _edit(cur.iptc, drop_iptc, [iptc_value(k) for k in add_names])
-            if cur.iptc_writable
-            else cur.iptc
-        ),
-        record=rec,
     )
 
 

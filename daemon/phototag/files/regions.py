@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from phototag.config import FacesConfig, WriteConfig
 from phototag.files import metadata, mwg
-from phototag.files.keywords import with_faces
+from phototag.files.keywords import Record, plan
 from phototag.files.metadata import MetadataError
 from phototag.files.mwg import Region
 from phototag.records import LEVEL_SEP
@@ -75,7 +76,9 @@ def write(
             raise MetadataError(f"{path}: {exc}; left as it is") from None
         root = LEVEL_SEP.join(p for p in prefix.split(LEVEL_SEP) if p.strip())
         paths = [f"{root}{LEVEL_SEP}{n}" if root else n for n in mwg.recorded(values)]
-        new = with_faces(doc.fields, other.fields if other else None, paths)
+        rec = doc.fields.record or Record()
+        cur = replace(doc.fields, record=replace(rec, faces=paths))
+        new = plan(cur, other.fields if other else None, rec.tags, None, (), doc.inherited)
         metadata._commit(doc, new, cfg, values)
     return dest
 
