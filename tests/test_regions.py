@@ -341,3 +341,39 @@ def test_one_region_per_name_and_numbers_cut_to_six_decimals() -> None:
     assert values[f"{mwg.LIST}[1]/mwg-rs:Area/stArea:x"] == "0.333333"
     assert f"{mwg.LIST}[2]" not in values
     assert values[mwg.R_REGIONS] == ["0.333333,0.5,0.1,0.1 Ann"]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp", ".tif"])
+def test_other_formats_in_place_and_undone(
+    tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    path = tmp_path / f"face{suffix}"
+    with Image.open(need_shared(PHOTOS) / "face.jpg") as img:
+        img.save(path)
+    exiftool(path, DIGIKAM)
+    cfg = WriteConfig()
+    assert regions.write(path, [ALICE], SIZE, cfg) == path
+    assert exif_faces(path)["RegionName"] == ["Grandma", "Alice"]
+    assert exiv2_xmp(path)[f"{mwg.LIST}[2]/mwg-rs:Name"] == "Alice"
+    status, _, err = run(capsys, "undo", str(path))
+    assert status == 0, err
+    assert exif_faces(path)["RegionName"] == ["Grandma"]
+
+
+def test_a_region_of_ours_the_user_deleted_is_not_written_again(tmp_path: Path) -> None:
+    path = photo(tmp_path)
+    cfg = WriteConfig()
+    regions.write(path, [ALICE, BOB], SIZE, cfg)
+    # In digiKam the user deletes the Alice face: its RegionInfo is written anew without it.
+    exiftool(
+        path,
+        "-RegionInfo={AppliedToDimensions={W=512,H=355,Unit=pixel},RegionList=[{Area={X=0.7,"
+        "Y=0.35,W=0.08,H=0.12,Unit=normalized},Name=Bob,Type=Face}]}",
+    )
+    regions.write(path, [ALICE, BOB], SIZE, cfg)
+    assert regions.read(path, cfg) == [replace(BOB, ours=True)]
+    assert regions.rejected(path, cfg) == ["Alice"]
+    assert exif_faces(path)["PersonInImage"] == ["Bob"]
+    assert exiftool_keywords(path)["HierarchicalSubject"] == ["People|Bob"]

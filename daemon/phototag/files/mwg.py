@@ -9,7 +9,9 @@ is after its Exif orientation; AppliedToDimensions says the size of that image i
 
 Our regions are known by our record (`phototag:Regions`, one "x,y,w,h name" item each, the
 area as written): a region the user renames or moves in another program is theirs from then on.
-`phototag:PersonInImage` lists the PersonInImage names we added.
+A region of ours the user deleted, renamed or moved names someone who is not there (or whom the
+user placed themselves): its name goes to `phototag:RemovedFaces` and is not written into that
+photo again. `phototag:PersonInImage` lists the PersonInImage names we added.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ DIMS = REGIONS + "/mwg-rs:AppliedToDimensions"
 PERSONS = "Xmp.iptcExt.PersonInImage"
 R_REGIONS = "Xmp.phototag.Regions"
 R_PERSONS = "Xmp.phototag.PersonInImage"
-ARRAY_FORMS = {PERSONS: "Bag", R_REGIONS: "Bag", R_PERSONS: "Bag"}
+R_REMOVED = "Xmp.phototag.RemovedFaces"  # names of our regions the user deleted or renamed
+ARRAY_FORMS = {PERSONS: "Bag", R_REGIONS: "Bag", R_PERSONS: "Bag", R_REMOVED: "Bag"}
 CONTAINERS = frozenset({'type="Struct"', 'type="Bag"', 'type="Seq"', 'type="Alt"'})
 _STRUCT, _BAG = 'type="Struct"', 'type="Bag"'
 _ITEM = re.compile(r"\[(\d+)\](.*)", re.DOTALL)
@@ -108,9 +111,15 @@ def plan(
     Raises Malformed when the user's RegionInfo has no room for ours.
     """
     old = items(xmp)
-    ours_record = frozenset(_as_list(xmp.get(R_REGIONS)))
-    kept = [i for i in old if _record_item(i) not in ours_record]
-    taken = {r.name for i in kept if (r := face(i)) is not None}
+    recorded = _as_list(xmp.get(R_REGIONS))
+    kept = [i for i in old if _record_item(i) not in recorded]
+    present = {_record_item(i) for i in old}
+    removed = list(
+        dict.fromkeys(
+            [*rejected(xmp), *(item.partition(" ")[2] for item in recorded if item not in present)]
+        )
+    )
+    taken = {r.name for i in kept if (r := face(i)) is not None} | set(removed)
     new = [r for r in _unique_regions(regions) if r.name not in taken]
     added = [_item(r) for r in new]
     values: dict[str, object] = {}
@@ -122,6 +131,7 @@ def plan(
     values[PERSONS] = [*theirs, *names] or None
     values[R_PERSONS] = names or None
     values[R_REGIONS] = [_record_item(i) for i in added] or None
+    values[R_REMOVED] = removed or None
     return values
 
 
@@ -157,9 +167,14 @@ def recorded(values: dict[str, object]) -> list[str]:
     return [item.partition(" ")[2] for item in _as_list(values.get(R_REGIONS))]
 
 
+def rejected(xmp: dict[str, object]) -> list[str]:
+    """Names of our regions the user deleted, renamed or moved."""
+    return _as_list(xmp.get(R_REMOVED))
+
+
 def cleared(xmp: dict[str, object]) -> dict[str, object]:
-    """The values after our regions and names are taken out (undo)."""
-    return plan(xmp, [], (0, 0))
+    """The values after our regions, names and record are taken out (undo)."""
+    return plan(xmp, [], (0, 0)) | {R_REMOVED: None}
 
 
 def changes(xmp: dict[str, object], values: dict[str, object]) -> dict[str, object]:

@@ -24,7 +24,7 @@ from phototag.files.metadata import MetadataError
 from phototag.files.mwg import Region
 from phototag.records import LEVEL_SEP
 
-__all__ = ["Region", "persons", "read", "write"]
+__all__ = ["Region", "persons", "read", "rejected", "write"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,13 @@ def persons(path: Path, cfg: WriteConfig) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def rejected(path: Path, cfg: WriteConfig) -> list[str]:
+    """Names whose region of ours the user deleted, renamed or moved on this photo: they are
+    not written there again (a negative for whoever names faces)."""
+    with metadata._open_pair(path, metadata.target(path, cfg), cfg, other=False) as (doc, _):
+        return mwg.rejected(doc.xmp)
+
+
 def write(
     path: Path,
     regions: list[Region],
@@ -62,7 +69,7 @@ def write(
     """Make our face regions, PersonInImage names and `prefix|Name` keywords `regions`.
 
     The user's regions, names and keywords stay as they are; a region of ours named as one of
-    the user's named faces is not written (theirs wins). Nothing is written when nothing would
+    the user's named faces, or once deleted by the user (`rejected`), is not written. Nothing is written when nothing would
     change. Returns the file that holds ours (the photo or its sidecar). Pass
     `cfg.faces.keyword_prefix` as `prefix`.
     """
