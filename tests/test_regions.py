@@ -271,27 +271,6 @@ def test_malformed_areas_are_skipped_with_one_line_and_kept(
     assert exif_faces(path)["RegionName"] == ["Grandma", "Alice"]
 
 
-def test_regioninfo_that_is_no_structure_refuses_with_one_line(tmp_path: Path) -> None:
-    path = photo(tmp_path)
-    packet = tmp_path / "bad.xmp"
-    packet.write_text(
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
-        '22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:mwg-rs="http://www.'
-        'metadataworkinggroup.com/schemas/regions/"><mwg-rs:Regions>Grandma at the left'
-        "</mwg-rs:Regions></rdf:Description></rdf:RDF></x:xmpmeta>"
-    )
-    exiftool(path, f"-xmp<={packet}")
-    digest = sha(path)
-    cfg = WriteConfig()
-    assert regions.read(path, cfg) == []
-    with pytest.raises(metadata.MetadataError) as err:
-        regions.write(path, [ALICE], SIZE, cfg)
-    assert str(err.value) == (
-        f"{path}: its mwg-rs:RegionInfo is not a structure with a RegionList; left as it is"
-    )
-    assert sha(path) == digest
-
-
 @pytest.mark.parametrize(
     "region, size",
     [
@@ -377,3 +356,50 @@ def test_a_region_of_ours_the_user_deleted_is_not_written_again(tmp_path: Path) 
     assert regions.rejected(path, cfg) == ["Alice"]
     assert exif_faces(path)["PersonInImage"] == ["Bob"]
     assert exiftool_keywords(path)["HierarchicalSubject"] == ["People|Bob"]
+
+
+def test_a_format_exiv2_cannot_write_gets_a_sidecar_and_undo_empties_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bird.bmp"
+    shutil.copyfile(need_shared(PHOTOS) / "bird.bmp", path)
+    digest = sha(path)
+    side = regions.write(path, [ALICE], SIZE, WriteConfig())
+    assert side == tmp_path / "bird.bmp.xmp" and sha(path) == digest
+    assert exif_faces(side)["RegionName"] == ["Alice"]
+    assert warnings(side) == set()
+    status, _, err = run(capsys, "undo", str(path))
+    assert status == 0, err
+    assert not side.exists()  # it held only ours
+
+
+@pytest.mark.parametrize(
+    "regions_xml",
+    [
+        "<mwg-rs:Regions>Grandma at the left</mwg-rs:Regions>",
+        '<mwg-rs:Regions rdf:parseType="Resource"><mwg-rs:RegionList><rdf:Bag>'
+        "<rdf:li>Grandma</rdf:li></rdf:Bag></mwg-rs:RegionList></mwg-rs:Regions>",
+    ],
+    ids=["text", "list-of-text"],
+)
+def test_regioninfo_that_is_no_structure_refuses_with_one_line(
+    tmp_path: Path, regions_xml: str
+) -> None:
+    path = photo(tmp_path)
+    packet = tmp_path / "bad.xmp"
+    packet.write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+        '22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:mwg-rs="http://www.'
+        f'metadataworkinggroup.com/schemas/regions/">{regions_xml}'
+        "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    exiftool(path, f"-xmp<={packet}")
+    digest = sha(path)
+    cfg = WriteConfig()
+    assert regions.read(path, cfg) == []
+    with pytest.raises(metadata.MetadataError) as err:
+        regions.write(path, [ALICE], SIZE, cfg)
+    assert str(err.value) == (
+        f"{path}: its mwg-rs:RegionInfo is not a structure with a RegionList; left as it is"
+    )
+    assert sha(path) == digest

@@ -321,7 +321,7 @@ def _to_pyexiv2(changes: dict[str, object]) -> dict[str, str | None]:
         if isinstance(value, list):
             out[key] = f"type={_ARRAY_FORM[key]}"
             out |= {f"{key}[{i}]": f'type="" {item}' for i, item in enumerate(value, 1)}
-        elif value is None or value in mwg.CONTAINERS:
+        elif value is None or (isinstance(value, str) and value in mwg.CONTAINERS):
             out[key] = value  # type: ignore[assignment]
         else:
             out[key] = f'type="" {value}'

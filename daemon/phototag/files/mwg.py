@@ -146,7 +146,7 @@ def _tree(
     tree = {k: v for k, v in xmp.items() if k.startswith(REGIONS)}
     want: dict[str, object] = {}
     if kept or added:
-        if tree.get(REGIONS, _STRUCT) != _STRUCT or tree.get(LIST, _BAG) not in CONTAINERS:
+        if tree.get(REGIONS, _STRUCT) != _STRUCT or not _container(tree.get(LIST, _BAG)):
             raise Malformed("its mwg-rs:RegionInfo is not a structure with a RegionList")
         want = {k: v for k, v in tree.items() if not k.startswith(LIST + "[")}
         want = {REGIONS: _STRUCT, **want, LIST: tree.get(LIST, _BAG)}
@@ -183,6 +183,10 @@ def changes(xmp: dict[str, object], values: dict[str, object]) -> dict[str, obje
     return {k: v for k, v in diff.items() if v is None} | {
         k: v for k, v in diff.items() if v is not None
     }
+
+
+def _container(value: object) -> bool:
+    return isinstance(value, str) and value in CONTAINERS
 
 
 def _item(r: Region) -> Item:
