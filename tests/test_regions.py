@@ -403,3 +403,22 @@ def test_regioninfo_that_is_no_structure_refuses_with_one_line(
         f"{path}: its mwg-rs:RegionInfo is not a structure with a RegionList; left as it is"
     )
     assert sha(path) == digest
+
+
+def test_a_users_region_after_ours_moves_up_whole_when_ours_go(tmp_path: Path) -> None:
+    path = photo(tmp_path, DIGIKAM)
+    cfg = WriteConfig()
+    regions.write(path, [ALICE], SIZE, cfg)
+    # Then digiKam adds a face after ours, with a description.
+    exiftool(
+        path,
+        "-XMP-mwg-rs:RegionList+={Area={X=0.6,Y=0.6,W=0.1,H=0.1,Unit=normalized},Name=Dora,"
+        "Type=Face,Description=at the back}",
+    )
+    regions.write(path, [], SIZE, cfg)  # nobody of ours is in it any more
+    dora = Region("Dora", 0.6, 0.6, 0.1, 0.1)
+    assert regions.read(path, cfg) == [Region("Grandma", 0.5, 0.45, 0.12, 0.18), dora]
+    xmp = exiv2_xmp(path)
+    assert xmp[f"{mwg.LIST}[2]/mwg-rs:Description"] == "at the back"
+    assert not [k for k in xmp if k.startswith(f"{mwg.LIST}[3]") or k.startswith("Xmp.phototag")]
+    assert "Alice" not in exiftool_keywords(path)["Subject"]

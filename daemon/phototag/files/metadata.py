@@ -536,13 +536,18 @@ def _verify(doc: _Doc, data: bytes, new: Fields, extra: dict[str, object]) -> bo
         raise MetadataError(
             f"{doc.path}: exiv2 wrote unreadable metadata: {_one_line(exc)}"
         ) from exc
-    if _xmp_values(got) != _xmp_values(new) or got.iptc != new.iptc:
+    if _present(_xmp_values(got)) != _present(_xmp_values(new)) or got.iptc != new.iptc:
         raise MetadataError(f"{doc.path}: exiv2 did not write the keywords as asked; left as it is")
     if any(xmp.get(k) != v for k, v in extra.items()):
         raise MetadataError(
             f"{doc.path}: exiv2 did not write the face regions as asked; left as it is"
         )
     return not xmp
+
+
+def _present(values: dict[str, list[str] | str | None]) -> dict[str, list[str] | str]:
+    """The properties there (an emptied record reads back as no record at all)."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _check_unchanged(doc: _Doc) -> None:
