@@ -12,6 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phototag.config import WriteConfig
 from phototag.files import metadata, mwg, regions
@@ -422,3 +424,54 @@ def test_a_users_region_after_ours_moves_up_whole_when_ours_go(tmp_path: Path) -
     assert xmp[f"{mwg.LIST}[2]/mwg-rs:Description"] == "at the back"
     assert not [k for k in xmp if k.startswith(f"{mwg.LIST}[3]") or k.startswith("Xmp.phototag")]
     assert "Alice" not in exiftool_keywords(path)["Subject"]
+
+
+def _apply(xmp: dict[str, object], values: dict[str, object]) -> dict[str, object]:
+    out = dict(xmp)
+    for k, v in mwg.changes(xmp, values).items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+_unit = st.floats(0, 1, allow_nan=False)
+_size = st.floats(0.001, 1, allow_nan=False)
+_names = st.text("abcÄé -'", min_size=1, max_size=6).filter(lambda s: s.strip() == s)
+_user_items = st.lists(
+    st.fixed_dictionaries(
+        {"": st.just('type="Struct"'), "/mwg-rs:Type": st.sampled_from(["Face", "Pet", "Focus"])},
+        optional={"/mwg-rs:Name": _names, "/mwg-rs:Area/stArea:x": st.sampled_from(["0.5", "x"])},
+    ),
+    max_size=4,
+)
+_ours = st.lists(st.builds(Region, _names, _unit, _unit, _size, _size), max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(user=_user_items, first=_ours, second=_ours)
+def test_plan_keeps_the_users_items_and_is_idempotent(
+    user: list[dict[str, object]], first: list[Region], second: list[Region]
+) -> None:
+    """Pure, on pyexiv2's key model: whatever the user's items, writing ours, then others,
+    then the same again keeps theirs in order, field by field; the last write changes nothing;
+    undo leaves exactly theirs."""
+    xmp: dict[str, object] = {mwg.REGIONS: 'type="Struct"', mwg.LIST: 'type="Bag"'} if user else {}
+    for n, item in enumerate(user, 1):
+        xmp |= {f"{mwg.LIST}[{n}]{k}": v for k, v in item.items()}
+    for regions_now in (first, second):
+        xmp = _apply(xmp, mwg.plan(xmp, regions_now, SIZE))
+        assert mwg.items(xmp)[: len(user)] == user
+        taken = {
+            str(i["/mwg-rs:Name"])
+            for i in user
+            if i.get("/mwg-rs:Name") and i["/mwg-rs:Type"] == "Face"
+        }
+        found = [r for r in mwg.faces(xmp)[0] if r.ours]
+        want = list(dict.fromkeys(r.name for r in regions_now if r.name not in taken))
+        assert [r.name for r in found] == [n for n in want if n not in mwg.rejected(xmp)]
+        assert mwg.changes(xmp, mwg.plan(xmp, regions_now, SIZE)) == {}
+    undone = _apply(xmp, mwg.cleared(xmp))
+    assert mwg.items(undone) == user
+    assert not [k for k in undone if k.startswith("Xmp.phototag.")]

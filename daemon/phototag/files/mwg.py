@@ -62,10 +62,17 @@ def items(xmp: dict[str, object]) -> list[Item]:
     return [found[i] for i in sorted(found)]
 
 
-def face(item: Item, ours: frozenset[str] = frozenset()) -> Region | None:
-    """The item as a named face region; None when it is another kind, unnamed or malformed."""
+def _face_name(item: Item) -> str | None:
     name = item.get("/mwg-rs:Name")
     if item.get("/mwg-rs:Type") != "Face" or not isinstance(name, str) or not name.strip():
+        return None
+    return name.strip()
+
+
+def face(item: Item, ours: frozenset[str] = frozenset()) -> Region | None:
+    """The item as a named face region; None when it is another kind, unnamed or malformed."""
+    name = _face_name(item)
+    if name is None:
         return None
     if item.get(_AREA + "unit", "normalized") != "normalized":
         return None  # MWG allows no other unit
@@ -77,7 +84,7 @@ def face(item: Item, ours: frozenset[str] = frozenset()) -> Region | None:
         return None
     if not (0 < w <= 1 and 0 < h <= 1):
         return None
-    return Region(name.strip(), x, y, w, h, _record_item(item) in ours)
+    return Region(name, x, y, w, h, _record_item(item) in ours)
 
 
 def faces(xmp: dict[str, object]) -> tuple[list[Region], int]:
@@ -88,7 +95,7 @@ def faces(xmp: dict[str, object]) -> tuple[list[Region], int]:
         region = face(item, ours)
         if region is not None:
             found.append(region)
-        elif item.get("/mwg-rs:Type") == "Face" and item.get("/mwg-rs:Name"):
+        elif _face_name(item) is not None:
             bad += 1
     return found, bad
 
@@ -119,7 +126,7 @@ def plan(
             [*rejected(xmp), *(item.partition(" ")[2] for item in recorded if item not in present)]
         )
     )
-    taken = {r.name for i in kept if (r := face(i)) is not None} | set(removed)
+    taken = {_face_name(i) for i in kept} | set(removed)  # a malformed area still names
     new = [r for r in _unique_regions(regions) if r.name not in taken]
     added = [_item(r) for r in new]
     values: dict[str, object] = {}
