@@ -475,3 +475,12 @@ def test_plan_keeps_the_users_items_and_is_idempotent(
     undone = _apply(xmp, mwg.cleared(xmp))
     assert mwg.items(undone) == user
     assert not [k for k in undone if k.startswith("Xmp.phototag.")]
+
+
+def test_ours_stay_ours_when_another_program_rewrites_the_numbers() -> None:
+    """digiKam and others re-save every region with their own number format."""
+    xmp = {k: v for k, v in mwg.plan({}, [ALICE], SIZE).items() if v is not None}
+    xmp[f"{mwg.LIST}[1]/mwg-rs:Area/stArea:x"] = "0.250000"
+    assert mwg.faces(xmp)[0] == [replace(ALICE, ours=True)]
+    after = _apply(xmp, mwg.plan(xmp, [BOB], SIZE))
+    assert mwg.faces(after)[0] == [replace(BOB, ours=True)] and mwg.rejected(after) == []

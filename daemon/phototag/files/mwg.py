@@ -89,7 +89,7 @@ def face(item: Item, ours: frozenset[str] = frozenset()) -> Region | None:
 
 def faces(xmp: dict[str, object]) -> tuple[list[Region], int]:
     """Named face regions (ours marked), and how many Face items are malformed."""
-    ours = frozenset(_as_list(xmp.get(R_REGIONS)))
+    ours = frozenset(_recorded(xmp))
     found, bad = [], 0
     for item in items(xmp):
         region = face(item, ours)
@@ -118,7 +118,7 @@ def plan(
     Raises Malformed when the user's RegionInfo has no room for ours.
     """
     old = items(xmp)
-    recorded = _as_list(xmp.get(R_REGIONS))
+    recorded = _recorded(xmp)
     kept = [i for i in old if _record_item(i) not in recorded]
     present = {_record_item(i) for i in old}
     removed = list(
@@ -211,8 +211,27 @@ def _item(r: Region) -> Item:
 
 
 def _record_item(item: Item) -> str:
-    area = ",".join(str(item.get(_AREA + k, "")) for k in "xywh")
+    """Our record's item for a region: its area, numbers as we write them, and its name (so a
+    program that rewrites "0.25" as "0.250000" leaves the region ours)."""
+    area = ",".join(_canon(item.get(_AREA + k, "")) for k in "xywh")
     return f"{area} {item.get('/mwg-rs:Name', '')}"
+
+
+def _recorded(xmp: dict[str, object]) -> list[str]:
+    """Our record's items, in `_record_item`'s form."""
+    out = []
+    for item in _as_list(xmp.get(R_REGIONS)):
+        area, _, name = item.partition(" ")
+        out.append(f"{','.join(_canon(v) for v in area.split(','))} {name}")
+    return out
+
+
+def _canon(value: object) -> str:
+    try:
+        number = float(str(value))
+    except ValueError:
+        return str(value)
+    return _num(number) if math.isfinite(number) else str(value)
 
 
 def _num(v: float) -> str:
