@@ -484,3 +484,10 @@ def test_ours_stay_ours_when_another_program_rewrites_the_numbers() -> None:
     assert mwg.faces(xmp)[0] == [replace(ALICE, ours=True)]
     after = _apply(xmp, mwg.plan(xmp, [BOB], SIZE))
     assert mwg.faces(after)[0] == [replace(BOB, ours=True)] and mwg.rejected(after) == []
+
+
+def test_no_faces_on_a_photo_we_never_wrote_changes_nothing(tmp_path: Path) -> None:
+    path = photo(tmp_path, "-XMP:Subject=beach", DIGIKAM)
+    digest = sha(path)
+    regions.write(path, [], SIZE, WriteConfig())
+    assert sha(path) == digest

@@ -83,6 +83,8 @@ def write(
             raise MetadataError(f"{path}: {exc}; left as it is") from None
         root = LEVEL_SEP.join(p for p in prefix.split(LEVEL_SEP) if p.strip())
         paths = [f"{root}{LEVEL_SEP}{n}" if root else n for n in mwg.recorded(values)]
+        if doc.fields.record is None and not paths and not mwg.changes(doc.xmp, values):
+            return dest  # nothing of ours before or after: the user's keywords stay as they are
         rec = doc.fields.record or Record()
         cur = replace(doc.fields, record=replace(rec, faces=paths))
         new = plan(cur, other.fields if other else None, rec.tags, None, (), doc.inherited)
