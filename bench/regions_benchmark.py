@@ -1,8 +1,8 @@
 """What writing named faces into a photo costs, beside the keyword write of the same photo.
 
 Run: .venv/bin/python bench/regions_benchmark.py [--photos 20]
-Copies of a 12 MP JPEG (the shared 1080p photo scaled to 4000x3000) are timed side by side in
-one run, median per photo: `metadata.write` (the auto tags, one atomic rewrite), `regions.write`
+Copies of camera-sized 12 MP JPEGs (bench/throughput.py's, with sensor-like noise and EXIF)
+are timed side by side in one run, median per photo: `metadata.write` (the auto tags, one atomic rewrite), `regions.write`
 of three faces (regions, PersonInImage, People keywords: one more rewrite), the same write
 again (nothing changes: read and compare only), and `regions.read`.
 """
@@ -10,20 +10,16 @@ again (nothing changes: read and compare only), and `regions.read`.
 from __future__ import annotations
 
 import argparse
-import shutil
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from PIL import Image
+from places_benchmark import per_photo_ms
+from throughput import fresh_copies, make_camera_photos
 
 from phototag.config import WriteConfig
 from phototag.files import metadata, regions
 from phototag.records import Tag
 
-PHOTO = Path(__file__).parents[1].parent / "shared" / "photos" / "cat_1080p.jpg"
 TAGS = [Tag("animal|mammal|cat", 0.9), Tag("object|sofa", 0.6)]
 FACES = [
     regions.Region("Alice", 0.2, 0.3, 0.08, 0.11),
@@ -33,33 +29,19 @@ FACES = [
 SIZE = (4000, 3000)
 
 
-def per_photo_ms(photos: list[Path], stage: Callable[[Path], object]) -> float:
-    times = []
-    for photo in photos:
-        start = time.perf_counter()
-        stage(photo)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=20)
     args = parser.parse_args()
     cfg = WriteConfig()
     with tempfile.TemporaryDirectory() as tmp:
-        first = Path(tmp) / "p0.jpg"
-        with Image.open(PHOTO) as img:
-            img.convert("RGB").resize(SIZE).save(first, quality=90)
-        photos = [first] + [Path(tmp) / f"p{i}.jpg" for i in range(1, args.photos)]
-        for p in photos[1:]:
-            shutil.copyfile(first, p)
-        mb = first.stat().st_size / 1e6
+        photos = fresh_copies(make_camera_photos(args.photos), Path(tmp) / "photos")
+        mb = sum(p.stat().st_size for p in photos) / len(photos) / 1e6
         tags = per_photo_ms(photos, lambda p: metadata.write(p, TAGS, "bench", cfg))
         faces = per_photo_ms(photos, lambda p: regions.write(p, FACES, SIZE, cfg))
         again = per_photo_ms(photos, lambda p: regions.write(p, FACES, SIZE, cfg))
         read = per_photo_ms(photos, lambda p: regions.read(p, cfg))
-    print(f"{args.photos} photos, 4000x3000 JPEG, {mb:.1f} MB, median ms per photo")
+    print(f"{args.photos} photos, 4000x3000 JPEG, {mb:.1f} MB on average, median ms per photo")
     print(f"metadata.write (tags)          {tags:8.2f}")
     print(
         f"regions.write (3 faces)        {faces:8.2f}   ratio to the tag write {faces / tags:.2f}"
