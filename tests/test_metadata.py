@@ -377,9 +377,11 @@ def test_file_changed_during_write_is_not_overwritten(
 ) -> None:
     verify = metadata._verify
 
-    def meanwhile(doc: metadata._Doc, data: bytes, new: keywords.Fields) -> bool:
+    def meanwhile(
+        doc: metadata._Doc, data: bytes, new: keywords.Fields, extra: dict[str, object]
+    ) -> bool:
         exiftool(grandma, "-XMP:Rating=5")  # another program saves the photo
-        return verify(doc, data, new)
+        return verify(doc, data, new, extra)
 
     monkeypatch.setattr(metadata, "_verify", meanwhile)
     with pytest.raises(MetadataError, match="changed while"):

@@ -200,6 +200,13 @@ class PlacesConfig:
 
 
 @dataclass
+class FacesConfig:
+    """Named faces written into photos as MWG regions, PersonInImage and keywords."""
+
+    keyword_prefix: str = "People"  # a named face is the keyword People|Name
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     tagging: TaggingConfig = field(default_factory=TaggingConfig)
@@ -214,6 +221,7 @@ class Config:
     tagprop: TagPropConfig = field(default_factory=TagPropConfig)
     web: WebConfig = field(default_factory=WebConfig)
     places: PlacesConfig = field(default_factory=PlacesConfig)
+    faces: FacesConfig = field(default_factory=FacesConfig)
     source: Path | None = None  # the file these settings came from, if any
 
     @property

@@ -33,6 +33,7 @@ class Record:
     removed: list[str] = field(default_factory=list)  # ours the user deleted
     removed_paths: list[str] = field(default_factory=list)
     mirrored: list[str] = field(default_factory=list)  # the user's entries at our last write
+    faces: list[str] = field(default_factory=list)  # `People|Name` of the face regions we wrote
     model_version: str | None = None
     date: str | None = None
 
@@ -53,14 +54,17 @@ def plan(
     cur: Fields,
     other: Fields | None,
     tags: list[Tag],
-    ancestors: bool,
+    ancestors: bool | None,
     generic: Collection[str] = (),
     inherited: Iterable[str] = (),
 ) -> Fields:
     """The fields after setting our auto tags to `tags`; model version and date left to fill.
 
     `other` is the photo or sidecar that is not written (its keywords are not claimed as ours);
-    `inherited` are user keywords carried into a new sidecar from the photo's IPTC.
+    `inherited` are user keywords carried into a new sidecar from the photo's IPTC. With
+    `ancestors` None the parent levels are those the last write added: a face write
+    (files/regions.py) keeps the tagger's choice. The record's `faces` (`People|Name`) are
+    ours too, as keywords of their own without their root.
     """
     rec = cur.record or Record()
     gone = _deleted(cur, rec)
@@ -82,18 +86,22 @@ def plan(
     user_flat = unique(user_flat + user_levels)
 
     live = [t for t in tags if t.name not in removed and t.path not in removed_paths]
+    faces = [t for t in _face_tags(rec) if t.name not in removed and t.path not in removed_paths]
     skip = {g.casefold() for g in generic}  # generic roots (`object`, `place`): path only
     parents = [
         level
         for t in live
-        for level in (t.levels[:-1] if ancestors else [])
-        if level.casefold() not in skip
+        for level in (t.levels[:-1] if ancestors is not False else [])
+        if level.casefold() not in skip and (ancestors or level in rec.keywords)
     ]
-    wanted = [k for k in unique([t.name for t in live] + parents) if k not in removed]
+    names = [t.name for t in live + faces]  # a face's `People` root is never a keyword alone
+    wanted = [k for k in unique(names + parents) if k not in removed]
     theirs = set(user_flat) | (set(flat(other)) - claimed if other else set())
     keywords = [k for k in wanted if k in rec.keywords or not {k, iptc_value(k)} & theirs]
     their_paths = set(user_paths) | (set(_hierarchy(other)) - claimed if other else set())
-    paths = [p for p in unique(t.path for t in live) if p in rec.paths or p not in their_paths]
+    paths = [
+        p for p in unique(t.path for t in live + faces) if p in rec.paths or p not in their_paths
+    ]
 
     flat_now = unique(user_flat + keywords)
     all_paths = unique(user_paths + paths)
@@ -122,6 +130,10 @@ def plan(
             mirrored=mirrored,
         ),
     )
+
+
+def _face_tags(rec: Record) -> list[Tag]:
+    return [Tag(p) for p in rec.faces]
 
 
 def accepted(cur: Fields, tag: Tag) -> Fields:

@@ -40,7 +40,7 @@ import pyexiv2
 from PIL import Image, PngImagePlugin
 
 from phototag.config import WriteConfig
-from phototag.files import iptcdigest, safeopen
+from phototag.files import iptcdigest, mwg, safeopen
 from phototag.files import sidecar as sidecars
 from phototag.files.fileio import TEMP_SUFFIX, fsync_dir, name_fits, temp_prefix
 from phototag.files.keywords import Fields, Record, accepted, flat, plan, removed, unique
@@ -68,6 +68,7 @@ R_PATHS = OURS + "HierarchicalKeywords"  # `|` paths we added to lr: and digiKam
 R_REMOVED = OURS + "RemovedKeywords"
 R_REMOVED_PATHS = OURS + "RemovedHierarchicalKeywords"
 R_MIRRORED = OURS + "UserKeywords"  # the user's entries at our last write
+R_FACES = OURS + "FaceKeywords"  # `People|Name` of our face regions (files/regions.py)
 R_MODEL = OURS + "ModelVersion"
 R_DATE = OURS + "Date"  # ISO 8601, UTC
 
@@ -81,6 +82,8 @@ _ARRAY_FORM = {
     R_REMOVED: "Bag",
     R_REMOVED_PATHS: "Bag",
     R_MIRRORED: "Bag",
+    R_FACES: "Bag",
+    **mwg.ARRAY_FORMS,
 }
 _XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
 # "No XMP left", in every format (deleting every property would leave a WebP's XMP as it was).
@@ -142,6 +145,7 @@ class FileKeywords:
     model_version: str | None = None
     tagged_at: str | None = None  # when we last wrote, ISO 8601
     our_paths: list[str] = field(default_factory=list)  # hierarchical paths we added, still there
+    faces: list[str] = field(default_factory=list)  # `People|Name` of our face regions
 
     @property
     def user_keywords(self) -> list[str]:
@@ -230,9 +234,14 @@ def undo(path: Path, cfg: WriteConfig) -> Path:
     dest = target(path, cfg)
     with _open_pair(path, dest, cfg, other=False) as (doc, _):
         if doc.fields.record is not None and (doc.stat is not None or not doc.sidecar):
-            new = plan(doc.fields, None, [], ancestors=False)
+            faceless = replace(doc.fields, record=replace(doc.fields.record, faces=[]))
+            new = plan(faceless, None, [], ancestors=False)
             new.record = None
-            _commit(doc, new, cfg)
+            try:
+                regions = mwg.cleared(doc.xmp)
+            except mwg.Malformed as exc:
+                raise MetadataError(f"{doc.path}: {exc}; left as it is") from None
+            _commit(doc, new, cfg, regions)
     return dest
 
 
@@ -277,6 +286,7 @@ def _summary(doc: _Doc, other: _Doc | None) -> FileKeywords:
         model_version=rec.model_version,
         tagged_at=rec.date,
         our_paths=[p for p in rec.paths if p in doc.fields.hierarchical],
+        faces=rec.faces,
     )
 
 
@@ -296,21 +306,25 @@ def _xmp_values(f: Fields) -> dict[str, list[str] | str | None]:
             R_REMOVED: rec.removed or None,
             R_REMOVED_PATHS: rec.removed_paths or None,
             R_MIRRORED: rec.mirrored or None,
+            R_FACES: rec.faces or None,
             R_MODEL: rec.model_version,
             R_DATE: rec.date,
         }
     return values
 
 
-def _to_pyexiv2(changes: dict[str, list[str] | str | None]) -> dict[str, str | None]:
-    """Arrays as exiv2 container + item keys, so each gets its proper Bag or Seq form."""
+def _to_pyexiv2(changes: dict[str, object]) -> dict[str, str | None]:
+    """Arrays as exiv2 container + item keys, so each gets its proper Bag or Seq form;
+    structures (MWG regions) as the container markers pyexiv2 reads them as."""
     out: dict[str, str | None] = {}
     for key, value in changes.items():
         if isinstance(value, list):
             out[key] = f"type={_ARRAY_FORM[key]}"
             out |= {f"{key}[{i}]": f'type="" {item}' for i, item in enumerate(value, 1)}
+        elif value is None or (isinstance(value, str) and value in mwg.CONTAINERS):
+            out[key] = value  # type: ignore[assignment]
         else:
-            out[key] = None if value is None else f'type="" {value}'
+            out[key] = f'type="" {value}'
     return out
 
 
@@ -344,6 +358,7 @@ def _record(xmp: dict[str, object]) -> Record | None:
         removed=_as_list(xmp.get(R_REMOVED)),
         removed_paths=_as_list(xmp.get(R_REMOVED_PATHS)),
         mirrored=_as_list(xmp.get(R_MIRRORED)),
+        faces=_as_list(xmp.get(R_FACES)),
         model_version=_text(xmp, R_MODEL),
         date=_text(xmp, R_DATE),
     )
@@ -462,15 +477,20 @@ def _open_pair(
 # ---- writing ----------------------------------------------------------------------------------
 
 
-def _commit(doc: _Doc, new: Fields, cfg: WriteConfig) -> bytes | None:
+def _commit(
+    doc: _Doc, new: Fields, cfg: WriteConfig, extra: dict[str, object] | None = None
+) -> bytes | None:
     """Write `new` into the doc's file, atomically, if anything but the date changes.
 
+    `extra` sets other XMP properties (as pyexiv2 reads them; None: absent), such as the face
+    regions of files/regions.py, in the same write and verified the same way.
     Returns the bytes now in the file, or None when nothing was written (or it was deleted).
     """
     old_values, new_values = _xmp_values(doc.fields), _xmp_values(new)
-    changes = {k: v for k, v in new_values.items() if old_values.get(k) != v}
+    changes: dict[str, object] = {k: v for k, v in new_values.items() if old_values.get(k) != v}
     if new.record is None:
         changes |= {k: None for k in doc.xmp if k.startswith(OURS)}
+    changes |= mwg.changes(doc.xmp, extra or {})
     iptc_changed = new.iptc_writable and new.iptc != doc.fields.iptc
     if (set(changes) <= {R_DATE} and not iptc_changed) or cfg.dry_run:
         return None
@@ -496,7 +516,7 @@ def _commit(doc: _Doc, new: Fields, cfg: WriteConfig) -> bytes | None:
                 data = iptcdigest.refresh(data)
     except (RuntimeError, ValueError) as exc:
         raise MetadataError(f"{doc.path}: cannot write metadata: {_one_line(exc)}") from exc
-    empty = _verify(doc, data, new)
+    empty = _verify(doc, data, new, extra or {})
     if doc.sidecar and empty:  # undo emptied a sidecar: it was ours alone
         if doc.stat is not None:
             _check_unchanged(doc)
@@ -506,7 +526,7 @@ def _commit(doc: _Doc, new: Fields, cfg: WriteConfig) -> bytes | None:
     return data
 
 
-def _verify(doc: _Doc, data: bytes, new: Fields) -> bool:
+def _verify(doc: _Doc, data: bytes, new: Fields, extra: dict[str, object]) -> bool:
     """Re-read what we are about to write: exiv2's muted failures show here. True: XMP empty."""
     try:
         with _open_bytes(data, doc.sidecar) as image:
@@ -516,9 +536,18 @@ def _verify(doc: _Doc, data: bytes, new: Fields) -> bool:
         raise MetadataError(
             f"{doc.path}: exiv2 wrote unreadable metadata: {_one_line(exc)}"
         ) from exc
-    if _xmp_values(got) != _xmp_values(new) or got.iptc != new.iptc:
+    if _present(_xmp_values(got)) != _present(_xmp_values(new)) or got.iptc != new.iptc:
         raise MetadataError(f"{doc.path}: exiv2 did not write the keywords as asked; left as it is")
+    if any(xmp.get(k) != v for k, v in extra.items()):
+        raise MetadataError(
+            f"{doc.path}: exiv2 did not write the face regions as asked; left as it is"
+        )
     return not xmp
+
+
+def _present(values: dict[str, list[str] | str | None]) -> dict[str, list[str] | str]:
+    """The properties there (an emptied record reads back as no record at all)."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _check_unchanged(doc: _Doc) -> None:

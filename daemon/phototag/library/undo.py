@@ -49,7 +49,13 @@ def _undo(path: Path, index: Index | None, cfg: Config, dry_run: bool) -> Undone
     if dry_run:
         return done
     filled = location.undo(path, cfg.write)  # first: metadata.undo drops our whole namespace
-    if before.model_version or before.ours or before.our_keywords or before.our_paths:
+    if (
+        before.model_version
+        or before.ours
+        or before.our_keywords
+        or before.our_paths
+        or before.faces
+    ):
         done.written_to = metadata.undo(path, cfg.write)
     done.written_to = done.written_to or filled
     if index is None:

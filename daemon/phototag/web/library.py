@@ -303,7 +303,11 @@ class WebLibrary:
         usable = folder.strip() and "\x00" not in folder  # a NUL byte is no path on any OS
         real = os.path.realpath(os.path.expanduser(folder)) if usable else ""
         for watched in self.cfg.watch.folders:
-            if real and real == os.path.realpath(os.path.expanduser(watched)) and os.path.isdir(real):
+            if (
+                real
+                and real == os.path.realpath(os.path.expanduser(watched))
+                and os.path.isdir(real)
+            ):
                 return Path(real)
         raise BadRequest(f"{folder[:200]!r}: not a watched folder (watch.folders)")
 
