@@ -109,6 +109,8 @@ def test_entries_are_well_formed() -> None:
         "efficientnet-lite0@torch-1",
         "inat-bird@coral-quant",
         "inat-insect@coral-quant",
+        "blazeface@full-range",
+        "faceres@hse-vggface2",
     }
     assert NEW.order > OLD.order
     for spec in specs:
@@ -121,10 +123,15 @@ def test_entries_are_well_formed() -> None:
             assert (spec.outputs, spec.labels) == (("scores", "boxes"), "coco")
         elif spec.kind == "specialist":
             assert spec.labels == spec.file.removesuffix(".onnx")  # inat_bird -> inat_bird_tags.tsv
+        elif spec.kind.startswith("face-"):
+            assert spec.labels == "none"
         else:  # imagenet: 1001 outputs, background first; imagenet1k: the 1000 classes
             assert spec.outputs == ("probabilities", "embedding")
             assert spec.labels in ("imagenet", "imagenet1k")
-        assert spec.licence.startswith("Apache-2.0")
+        if spec.kind == "face-embedder":  # research-only weights: said plainly, first
+            assert spec.licence.startswith("RESEARCH USE ONLY")
+        else:
+            assert spec.licence.startswith("Apache-2.0")
 
 
 def shipped_entry() -> dict:
@@ -168,7 +175,8 @@ def test_find() -> None:
     assert catalogue.split_ref("mobilenet-v2") == (NAME, None)
     with pytest.raises(
         CatalogueError,
-        match=r"unknown model 'resnet' \(known: coco-nanodet, efficientnet-lite0, inat-bird, inat-insect, mobilenet-v2\)",
+        match=r"unknown model 'resnet' \(known: blazeface, coco-nanodet, efficientnet-lite0, "
+        r"faceres, inat-bird, inat-insect, mobilenet-v2\)",
     ):
         catalogue.find("resnet")
     with pytest.raises(CatalogueError, match=r"known: tf1-quant, tf2-ptq"):

@@ -36,7 +36,7 @@ Dtype = Literal["uint8", "float32"]
 Layout = Literal["NHWC", "NCHW"]
 Colour = Literal["RGB", "BGR"]
 Kind = Literal[
-    "classifier", "detector", "specialist"
+    "classifier", "detector", "specialist", "face-detector", "face-embedder"
 ]  # what a model's outputs mean, so the pipeline knows its stage
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 P = ParamSpec("P")

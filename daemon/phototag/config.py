@@ -201,8 +201,18 @@ class PlacesConfig:
 
 @dataclass
 class FacesConfig:
-    """Named faces written into photos as MWG regions, PersonInImage and keywords."""
+    """Faces found, grouped and named (pipeline/faces.py, library/people.py, `phototag faces`).
 
+    Off by default: a face descriptor is biometric data, and the shared embedder's weights are
+    for research use only (its catalogue entry); the user opts in, and nothing else needs it.
+    """
+
+    enabled: bool = False
+    min_score: float = field(default=0.75, metadata=between(0.0, 1.0))  # animal faces score less
+    group_similarity: float = field(  # cosine at which an unnamed face joins a group
+        default=0.6, metadata=between(0.0, 1.0)
+    )
+    picture_px: int = field(default=1600, metadata=between(256, 10_000))  # decode side for faces
     keyword_prefix: str = "People"  # a named face is the keyword People|Name
 
 
