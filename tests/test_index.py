@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 import os
 import signal
 import sqlite3
@@ -9,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototag.library.index import IndexUnavailable, PhotoRecord, VectorStore, open_index
+from phototag.library.index import (
+    FaceRecord,
+    IndexUnavailable,
+    PhotoRecord,
+    VectorStore,
+    open_index,
+)
 from phototag.records import PhotoFile, Tag
 
 
@@ -54,6 +61,41 @@ def test_move_keeps_tags_and_vectors_and_hash_lookup(backend: str, tmp_path: Pat
         assert [r.path for r in index.with_sha("f" * 64)] == ["/q/b.jpg"]
         index.remove("/q/b.jpg")
         assert len(index) == 0 and index.with_sha("f" * 64) == []
+
+
+def face(photo: str, number: int, name: str = "") -> FaceRecord:
+    marks = ((0.3, 0.4), (0.5, 0.4), (0.4, 0.5), (0.4, 0.6), (0.2, 0.45), (0.6, 0.45))
+    return FaceRecord(photo, number, 0.9, (0.1, 0.2, 0.7, 0.8), marks, "m", "faces-x", name=name)
+
+
+def test_faces_are_stored_named_moved_and_forgotten(backend: str, tmp_path: Path) -> None:
+    vectors = np.random.default_rng(1).random((2, 1024)).astype(np.float32)
+    with open_index(tmp_path, backend) as index:
+        index.put(record("/p/a.jpg", "f" * 64))
+        index.put(record("/p/b.jpg"))
+        stored = index.put_faces("/p/a.jpg", [face("/p/a.jpg", 1), face("/p/a.jpg", 2)], vectors)
+        assert [f.row for f in stored] == [0, 1] and len({f.id for f in stored}) == 2
+        index.put(record("/p/a.jpg", "f" * 64))  # re-tagging the photo keeps its faces
+        named = [
+            replace(stored[0], name="Ann", source="user", group=3),
+            replace(stored[1], not_names=["Ann"]),
+        ]
+        index.update_faces(named)
+    with open_index(tmp_path, backend) as index:
+        got = index.faces("/p/a.jpg")
+        assert got == named and index.faces("/p/b.jpg") == []
+        np.testing.assert_allclose(index.face_vectors(got, 1024), vectors, rtol=1e-3)
+        index.move("/p/a.jpg", PhotoFile(Path("/q/a.jpg"), 10, 7))
+        assert [(f.photo, f.name, f.row) for f in index.faces()] == [
+            ("/q/a.jpg", "Ann", 0),
+            ("/q/a.jpg", "", 1),
+        ]
+        index.put_faces("/p/b.jpg", [face("/p/b.jpg", 1, "Bob")], vectors[:1])
+        index.remove("/q/a.jpg")  # a photo's faces go with it
+        assert [f.name for f in index.faces()] == ["Bob"]
+        assert index.forget_faces() == 1 and index.faces() == []
+        with pytest.raises(KeyError):
+            index.put_faces("/p/none.jpg", [face("/p/none.jpg", 1)])
 
 
 def test_replacing_a_record_does_not_duplicate(backend: str, tmp_path: Path) -> None:
@@ -153,3 +195,20 @@ def test_a_new_record_field_gets_its_column_on_open(tmp_path: Path) -> None:
     with open_index(tmp_path, readonly=True) as index:
         again = index.get("/p/a.jpg")
         assert again is not None and again.tagged_at == 12.5
+
+
+def test_a_version_1_index_gets_the_faces_schema(tmp_path: Path) -> None:
+    from phototag.library import sqlindex
+
+    db = sqlite3.connect(tmp_path / "index.sqlite")
+    for statement in sqlindex.MIGRATIONS[1]:
+        db.execute(statement)
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with open_index(tmp_path, "sqlite") as index:
+        index.put(record("/p/a.jpg"))
+        index.put_faces("/p/a.jpg", [face("/p/a.jpg", 1, "Ann")], np.ones((1, 8), np.float32))
+        assert [f.name for f in index.faces()] == ["Ann"]
+    db = sqlite3.connect(tmp_path / "index.sqlite")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == sqlindex.SCHEMA_VERSION == 2

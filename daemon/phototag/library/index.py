@@ -14,7 +14,7 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -25,6 +25,11 @@ from phototag.library.tagindex import Filter
 from phototag.records import Detection, PhotoFile, Position, Tag
 
 Backend = Literal["sqlite", "tinydb"]
+
+
+# Who named a face: the user through phototag, the user in another program (an MWG region
+# read from the file), or our vote (learn/faces.py); "" while nobody has.
+FaceSource = Literal["", "user", "file", "propagated"]
 
 
 class IndexUnavailable(Exception):
@@ -70,6 +75,40 @@ class PhotoRecord:
             for d in doc.get("detections", [])
         ]
         values["position"] = Position(**doc["position"]) if doc.get("position") else None
+        return cls(**values)
+
+
+@dataclass
+class FaceRecord:
+    """One face in one photo: where it is, its embedding's row, and who it is (if known).
+
+    `number` counts a photo's faces from 1 in the detector's order (best score first), as
+    `--face N` names them; `id` is the index's own and is set by `put_faces`.
+    """
+
+    photo: str
+    number: int
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 as fractions of width, height
+    landmarks: tuple[tuple[float, float], ...]  # eyes, nose, mouth, ears as fractions
+    model: str  # the face models' refs and sha256[:12]
+    store: str = ""  # the vector store of its embedding, and the row there
+    row: int = -1
+    name: str = ""
+    source: FaceSource = ""
+    similarity: float = 0.0  # a propagated name: similarity to the nearest face of that name
+    not_names: list[str] = field(default_factory=list)  # names the user said it is not
+    group: int = 0  # its group of similar unnamed faces; 0: not grouped yet
+    id: int = 0
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> FaceRecord:
+        values = dict(doc)
+        values["box"] = tuple(doc["box"])
+        values["landmarks"] = tuple(tuple(p) for p in doc["landmarks"])
         return cls(**values)
 
 
@@ -203,6 +242,22 @@ class Index(abc.ABC):
         """Whether any photo is found by this one term (for "no photo is tagged ..." hints)."""
 
     @abc.abstractmethod
+    def faces(self, path: Path | str | None = None) -> list[FaceRecord]:
+        """The faces of one photo (by number), or of every photo (None)."""
+
+    @abc.abstractmethod
+    def _replace_faces(self, path: str, faces: list[FaceRecord]) -> list[FaceRecord]:
+        """Make `faces` the photo's faces (none: it has none), returning them with their ids."""
+
+    @abc.abstractmethod
+    def update_faces(self, faces: list[FaceRecord]) -> None:
+        """Store the names, negatives, similarity and group of faces already indexed (by id)."""
+
+    @abc.abstractmethod
+    def forget_faces(self) -> int:
+        """Remove every face record; returns how many there were."""
+
+    @abc.abstractmethod
     def flush(self) -> None:
         """Make every write so far durable for other processes."""
 
@@ -216,15 +271,35 @@ class Index(abc.ABC):
 
     @locked
     def move(self, old: str, new: PhotoFile, written_to: str | None = None) -> PhotoRecord:
-        """Re-point a record at its new path; tags and vectors come along, no inference."""
+        """Re-point a record at its new path; tags, vectors and faces come along, no inference."""
         record = self.get(old)
         if record is None:
             raise KeyError(old)
+        faces = self.faces(old)
         self.remove(old)
         record.path, record.size, record.mtime_ns = str(new.path), new.size, new.mtime_ns
         record.written_to = written_to
         self.put(record)
+        if faces:
+            self.put_faces(record.path, [replace(f, photo=record.path) for f in faces])
         return record
+
+    @locked
+    def put_faces(
+        self, path: str, faces: list[FaceRecord], embeddings: np.ndarray | None = None
+    ) -> list[FaceRecord]:
+        """Replace the faces of an indexed photo; `embeddings` (one row each) go to `store`."""
+        if embeddings is not None and len(faces):
+            first = self.store(faces[0].store, embeddings.shape[-1]).append(embeddings)
+            faces = [replace(f, row=first + i) for i, f in enumerate(faces)]
+        return self._replace_faces(path, faces)
+
+    @locked
+    def face_vectors(self, faces: list[FaceRecord], dim: int) -> np.ndarray:
+        """The embeddings of faces (of one store), float32 [len(faces), dim]."""
+        if not faces:
+            return np.zeros((0, dim), np.float32)
+        return self.store(faces[0].store, dim).get([f.row for f in faces])
 
     def _append_vectors(
         self, records: list[PhotoRecord], vectors: list[dict[str, np.ndarray]] | None

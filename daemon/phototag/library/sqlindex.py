@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from phototag.library.index import Index, IndexUnavailable, PhotoRecord, locked
+from phototag.library.index import FaceRecord, Index, IndexUnavailable, PhotoRecord, locked
 from phototag.library.query import And, Node, Not, Or, Term
 from phototag.library.tagindex import _SOURCES, Filter, _one_date, path_keys, term_keys
 from phototag.records import Detection, PhotoFile, Tag
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = [
     """CREATE TABLE photos (id INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE,
         folder BLOB NOT NULL, taken_s INTEGER)""",
@@ -67,8 +67,26 @@ _SCHEMA = [
         path BLOB NOT NULL, written_to BLOB, model_version TEXT, tags TEXT)""",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
+# Version 2: faces get their score, model, name (with its source), negatives and group.
+# Version 1's faces table was never filled (no face model then), so it is made anew.
+_FACES_V2 = [
+    "DROP TABLE faces",
+    """CREATE TABLE faces (id INTEGER PRIMARY KEY,
+        photo INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE, number INTEGER NOT NULL,
+        score REAL NOT NULL, x1 REAL, y1 REAL, x2 REAL, y2 REAL, landmarks TEXT NOT NULL,
+        model TEXT NOT NULL, store TEXT NOT NULL, row INTEGER NOT NULL,
+        name TEXT NOT NULL DEFAULT '', source TEXT NOT NULL DEFAULT '',
+        similarity REAL NOT NULL DEFAULT 0, not_names TEXT NOT NULL DEFAULT '[]',
+        grp INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX faces_photo ON faces(photo)",
+    "CREATE INDEX faces_name ON faces(name)",
+]
 # Schema steps by the version they lead to; version 1 is the schema above.
-MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA}
+MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA, 2: _FACES_V2}
+_FACE_COLUMNS = (
+    "faces.id, photos.path, number, score, x1, y1, x2, y2, landmarks, model, store, row, "
+    "name, source, similarity, not_names, grp"
+)
 _CHILDREN = ("tags", "terms", "negatives", "detections", "vectors")
 _LISTS = {"auto", "user", "negatives", "vectors", "detections"}  # kept in child tables
 
@@ -342,6 +360,65 @@ class SqliteIndex(Index):
         return record
 
     @locked
+    def faces(self, path: Path | str | None = None) -> list[FaceRecord]:
+        where, params = (
+            ("WHERE photos.path = ?", (_b(str(path)),)) if path is not None else ("", ())
+        )
+        sql = (
+            f"SELECT {_FACE_COLUMNS} FROM faces JOIN photos ON photos.id = faces.photo "
+            f"{where} ORDER BY photos.path, number"
+        )
+        return [_face(row) for row in self.db.execute(sql, params)]
+
+    def _replace_faces(self, path: str, faces: list[FaceRecord]) -> list[FaceRecord]:
+        out = []
+        with self.transaction() as db:
+            row = db.execute("SELECT id FROM photos WHERE path = ?", (_b(path),)).fetchone()
+            if row is None:
+                raise KeyError(path)
+            db.execute("DELETE FROM faces WHERE photo = ?", (row[0],))
+            for f in faces:
+                (face_id,) = db.execute(
+                    "INSERT INTO faces (photo, number, score, x1, y1, x2, y2, landmarks, model, "
+                    "store, row, name, source, similarity, not_names, grp) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (
+                        row[0],
+                        f.number,
+                        f.score,
+                        *f.box,
+                        json.dumps(f.landmarks),
+                        f.model,
+                        f.store,
+                        f.row,
+                        f.name,
+                        f.source,
+                        f.similarity,
+                        json.dumps(f.not_names),
+                        f.group,
+                    ),
+                ).fetchone()
+                out.append(dataclasses.replace(f, photo=path, id=face_id))
+        return out
+
+    @locked
+    def update_faces(self, faces: list[FaceRecord]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE faces SET name = ?, source = ?, similarity = ?, not_names = ?, grp = ? "
+                "WHERE id = ?",
+                [
+                    (f.name, f.source, f.similarity, json.dumps(f.not_names), f.group, f.id)
+                    for f in faces
+                ],
+            )
+
+    @locked
+    def forget_faces(self) -> int:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM faces").rowcount
+
+    @locked
     def search(self, query: Node | None, flt: Filter | None = None) -> list[str]:
         """One SQL query: the boolean query as compound SELECTs on `terms`, filters as WHERE."""
         params: list[Any] = []
@@ -387,6 +464,27 @@ class SqliteIndex(Index):
     @locked
     def close(self) -> None:
         self.db.close()
+
+
+def _face(row: tuple[Any, ...]) -> FaceRecord:
+    face_id, path, number, score, x1, y1, x2, y2, marks, model, store, vec, *rest = row
+    name, source, similarity, not_names, group = rest
+    return FaceRecord(
+        _s(path),  # type: ignore[arg-type]
+        number,
+        score,
+        (x1, y1, x2, y2),
+        tuple(tuple(p) for p in json.loads(marks)),
+        model,
+        store,
+        vec,
+        name,
+        source,
+        similarity,
+        json.loads(not_names),
+        group,
+        face_id,
+    )
 
 
 def _where(query: Node | None, flt: Filter, params: list[Any]) -> str:

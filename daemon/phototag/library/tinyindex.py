@@ -22,9 +22,10 @@ import numpy as np
 from tinydb import TinyDB
 from tinydb.middlewares import CachingMiddleware
 from tinydb.storages import Storage
+from tinydb.table import Table
 
 from phototag.files.fileio import atomic_write
-from phototag.library.index import Index, IndexUnavailable, PhotoRecord, locked
+from phototag.library.index import FaceRecord, Index, IndexUnavailable, PhotoRecord, locked
 from phototag.library.query import Node, Term
 from phototag.library.tagindex import Entry, Filter, TagIndex
 from phototag.records import PhotoFile, Tag
@@ -193,7 +194,47 @@ class TinyDBIndex(Index):
             self.db.remove(doc_ids=[doc_id])
             if self._tags is not None:
                 self._tags.remove(doc_id)
+            self._faces().remove(doc_ids=self._face_ids(record.path))
         return record
+
+    def _faces(self) -> Table:
+        """Faces in their own table of the same file, one document each."""
+        return self.db.table("faces")
+
+    def _face_ids(self, path: str) -> list[int]:
+        return [f.doc_id for f in self._faces().all() if f["photo"] == path]
+
+    @locked
+    def faces(self, path: Path | str | None = None) -> list[FaceRecord]:
+        found = [
+            FaceRecord.from_doc({**doc, "id": doc.doc_id})
+            for doc in self._faces().all()
+            if path is None or doc["photo"] == str(path)
+        ]
+        return sorted(found, key=lambda f: (f.photo, f.number))
+
+    def _replace_faces(self, path: str, faces: list[FaceRecord]) -> list[FaceRecord]:
+        if path not in self._by_path:
+            raise KeyError(path)
+        table = self._faces()
+        table.remove(doc_ids=self._face_ids(path))
+        docs = [{**f.to_doc(), "photo": path, "id": 0} for f in faces]
+        ids = table.insert_multiple(docs)
+        return [FaceRecord.from_doc({**d, "id": i}) for d, i in zip(docs, ids, strict=True)]
+
+    @locked
+    def update_faces(self, faces: list[FaceRecord]) -> None:
+        table = self._faces()
+        for f in faces:
+            fields = {"name": f.name, "source": f.source, "similarity": f.similarity}
+            table.update(fields | {"not_names": f.not_names, "group": f.group}, doc_ids=[f.id])
+
+    @locked
+    def forget_faces(self) -> int:
+        table = self._faces()
+        count = len(table)
+        table.truncate()
+        return count
 
     @locked
     def tag_index(self) -> TagIndex:
