@@ -1,10 +1,10 @@
 import json
-from dataclasses import replace
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
