@@ -82,3 +82,9 @@ def test_caret_points_at_the_mistake() -> None:
     with pytest.raises(QueryError) as caught:
         parse("cat AND (beach")
     assert caught.value.caret == "cat AND (beach\n        ^"
+
+
+def test_person_prefix_is_the_people_keyword_path() -> None:
+    assert parse("person:Grandma AND beach") == And((t("people|grandma"), t("beach")))
+    assert parse('"person:Aunt  Jo"') == t("people|aunt jo")
+    assert parse("person:") == t("people")

@@ -4,7 +4,8 @@ Terms are tag names or hierarchy paths (`animal|bird`), compared case-insensitiv
 `"hot dog"` quotes a multi-word tag. Operators: `OR`, `AND` (also implied between two
 terms), `NOT` or a leading `-`, and parentheses; NOT binds tighter than AND, AND tighter
 than OR. Operator words are recognised in any case; quote them (`"or"`) to search for a
-tag with that name. `place:Lisbon` finds Lisbon among the place keywords. Parsing is separate from evaluation (`tagindex.py`) so the CLI can
+tag with that name. `place:Lisbon` finds Lisbon among the place keywords, `person:Ann`
+the person named Ann on faces (the keyword `People|Ann`). Parsing is separate from evaluation (`tagindex.py`) so the CLI can
 report a mistake with its column before touching the index.
 """
 
@@ -57,6 +58,8 @@ Node = Term | Not | And | Or
 _SPACE = re.compile(r"\s+")
 PLACE = "place:"  # the search prefix for places
 PLACES_ROOT = "places"  # the default root of place keywords (config.PlacesConfig.root)
+PERSON = "person:"  # the search prefix for people named on faces
+PEOPLE_ROOT = "people"  # the default root of their keywords, People|Name
 
 
 def normalise(text: str) -> str:
@@ -198,6 +201,8 @@ class _Parser:
         if token.kind == "not":
             return Not(self.parse_unary())
         if token.kind == "term":
+            if token.text.startswith(PERSON):
+                return person(token.text)
             return place(token.text) if token.text.startswith(PLACE) else Term(token.text)
         if token.kind == "(":
             node = self.parse_or()
@@ -224,6 +229,13 @@ def place(text: str) -> Node:
     named Berlin. Place keywords under a root other than the default are found by name alone."""
     name = text.removeprefix(PLACE)
     return And((Term(PLACES_ROOT), Term(name))) if name else Term(PLACES_ROOT)
+
+
+def person(text: str) -> Node:
+    """`person:Grandma`: the keyword `People|Grandma` of a named face, not any tag Grandma
+    (plain `Grandma` finds both)."""
+    name = text.removeprefix(PERSON)
+    return Term(f"{PEOPLE_ROOT}{LEVEL_SEP}{name}" if name else PEOPLE_ROOT)
 
 
 def parse(query: str) -> Node:
