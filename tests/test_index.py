@@ -10,14 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototag.library.index import (
-    FaceRecord,
-    IndexUnavailable,
-    PhotoRecord,
-    VectorStore,
-    open_index,
-)
-from phototag.records import PhotoFile, Tag
+from phototag.library.index import IndexUnavailable, PhotoRecord, VectorStore, open_index
+from phototag.records import FaceRecord, PhotoFile, Tag
 
 
 def record(path: str, sha: str = "a" * 64) -> PhotoRecord:

@@ -6,12 +6,13 @@ Each stage takes and returns these, never dicts of dicts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from PIL import Image
 
 Source = Literal["user", "auto"]
 # What bringing a photo's auto-tags up to the current model version costs.
@@ -71,6 +72,7 @@ class Decoded:
     height: int
     taken: str | None = None  # EXIF DateTimeOriginal as ISO 8601, when present
     letterbox: Letterbox | None = None  # the detector's input, from the same decode
+    picture: Image.Image | None = None  # the decoded photo itself, upright, when faces are on
 
 
 @dataclass
@@ -186,6 +188,45 @@ class ModelVersion:
 _VERSION_PARTS = {"labels", "tagprop", "thr", "det", "spc"}
 
 
+# Who named a face: the user through phototag, the user in another program (an MWG region
+# read from the file), or our vote (learn/faces.py); "" while nobody has.
+FaceSource = Literal["", "user", "file", "propagated"]
+
+
+@dataclass
+class FaceRecord:
+    """One face in one photo: where it is, its embedding's row, and who it is (if known).
+
+    `number` counts a photo's faces from 1 in the detector's order (best score first), as
+    `--face N` names them; `id` is the index's own and is set by `put_faces`.
+    """
+
+    photo: str
+    number: int
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 as fractions of width, height
+    landmarks: tuple[tuple[float, float], ...]  # eyes, nose, mouth, ears as fractions
+    model: str  # the face models' refs and sha256[:12]
+    store: str = ""  # the vector store of its embedding, and the row there
+    row: int = -1
+    name: str = ""
+    source: FaceSource = ""
+    similarity: float = 0.0  # a propagated name: similarity to the nearest face of that name
+    not_names: list[str] = field(default_factory=list)  # names the user said it is not
+    group: int = 0  # its group of similar unnamed faces; 0: not grouped yet
+    id: int = 0
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> FaceRecord:
+        values = dict(doc)
+        values["box"] = tuple(doc["box"])
+        values["landmarks"] = tuple(tuple(p) for p in doc["landmarks"])
+        return cls(**values)
+
+
 @dataclass
 class Outcome:
     """The result of running one photo through the pipeline, for reporting."""
@@ -193,6 +234,7 @@ class Outcome:
     path: Path
     tags: list[Tag] = field(default_factory=list)
     detections: list[Detection] = field(default_factory=list)
+    faces: list[FaceRecord] = field(default_factory=list)  # when faces are on
     written_to: Path | None = None  # the file or sidecar that received the keywords
     skipped: str | None = None  # why nothing was done (unchanged, dry run)
     error: str | None = None  # one line, for stderr

@@ -22,14 +22,9 @@ import numpy as np
 
 from phototag.library.query import Node
 from phototag.library.tagindex import Filter
-from phototag.records import Detection, PhotoFile, Position, Tag
+from phototag.records import Detection, FaceRecord, PhotoFile, Position, Tag
 
 Backend = Literal["sqlite", "tinydb"]
-
-
-# Who named a face: the user through phototag, the user in another program (an MWG region
-# read from the file), or our vote (learn/faces.py); "" while nobody has.
-FaceSource = Literal["", "user", "file", "propagated"]
 
 
 class IndexUnavailable(Exception):
@@ -75,40 +70,6 @@ class PhotoRecord:
             for d in doc.get("detections", [])
         ]
         values["position"] = Position(**doc["position"]) if doc.get("position") else None
-        return cls(**values)
-
-
-@dataclass
-class FaceRecord:
-    """One face in one photo: where it is, its embedding's row, and who it is (if known).
-
-    `number` counts a photo's faces from 1 in the detector's order (best score first), as
-    `--face N` names them; `id` is the index's own and is set by `put_faces`.
-    """
-
-    photo: str
-    number: int
-    score: float
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 as fractions of width, height
-    landmarks: tuple[tuple[float, float], ...]  # eyes, nose, mouth, ears as fractions
-    model: str  # the face models' refs and sha256[:12]
-    store: str = ""  # the vector store of its embedding, and the row there
-    row: int = -1
-    name: str = ""
-    source: FaceSource = ""
-    similarity: float = 0.0  # a propagated name: similarity to the nearest face of that name
-    not_names: list[str] = field(default_factory=list)  # names the user said it is not
-    group: int = 0  # its group of similar unnamed faces; 0: not grouped yet
-    id: int = 0
-
-    def to_doc(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> FaceRecord:
-        values = dict(doc)
-        values["box"] = tuple(doc["box"])
-        values["landmarks"] = tuple(tuple(p) for p in doc["landmarks"])
         return cls(**values)
 
 

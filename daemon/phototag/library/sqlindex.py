@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from phototag.library.index import FaceRecord, Index, IndexUnavailable, PhotoRecord, locked
+from phototag.library.index import Index, IndexUnavailable, PhotoRecord, locked
 from phototag.library.query import And, Node, Not, Or, Term
 from phototag.library.tagindex import _SOURCES, Filter, _one_date, path_keys, term_keys
-from phototag.records import Detection, PhotoFile, Tag
+from phototag.records import Detection, FaceRecord, PhotoFile, Tag
 
 SCHEMA_VERSION = 2
 _SCHEMA = [

@@ -25,10 +25,10 @@ from tinydb.storages import Storage
 from tinydb.table import Table
 
 from phototag.files.fileio import atomic_write
-from phototag.library.index import FaceRecord, Index, IndexUnavailable, PhotoRecord, locked
+from phototag.library.index import Index, IndexUnavailable, PhotoRecord, locked
 from phototag.library.query import Node, Term
 from phototag.library.tagindex import Entry, Filter, TagIndex
-from phototag.records import PhotoFile, Tag
+from phototag.records import FaceRecord, PhotoFile, Tag
 
 
 def search_entry(doc_id: int, doc: dict[str, Any]) -> Entry:
