@@ -120,3 +120,22 @@ def test_calibration_falls_back_without_both_kinds_of_pair() -> None:
     one = np.eye(3)
     assert naming.calibrate(one, ["a", "b", "c"]) == naming.DEFAULT_THRESHOLD
     assert naming.calibrate(one[:2], ["a", "a"]) == naming.DEFAULT_THRESHOLD
+
+
+def test_groups_grow_incrementally_and_new_people_start_new_groups() -> None:
+    a, b, c = np.eye(3)
+    near = lambda v, w: naming.unit(v + 0.2 * w)  # noqa: E731
+    first = naming.assign_groups(np.stack([a, near(a, b), b]), np.zeros((0, 3)), 0.8)
+    assert first.tolist() == [0, 0, 1]
+    centroids = np.stack([a + near(a, b), b])  # the two groups so far (sums: means scaled)
+    second = naming.assign_groups(np.stack([near(b, c), c, near(c, a), a]), centroids, 0.8)
+    assert second.tolist() == [1, 2, 2, 0]  # joins b's group; c starts group 2, its twin joins
+    assert naming.assign_groups(np.zeros((0, 3)), centroids, 0.8).size == 0
+
+
+def test_a_name_the_photo_already_has_is_not_proposed_again() -> None:
+    named, names = np.eye(2), ["Ann", "Bob"]
+    face = naming.unit(np.array([[1.0, 0.1]]))
+    assert naming.propose(face, named, names, 0.6, photos=["p"])[0].name == "Ann"
+    taken = {("p", "Ann")}
+    assert naming.propose(face, named, names, 0.6, photos=["p"], taken=taken)[0].name is None

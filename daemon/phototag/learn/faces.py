@@ -8,7 +8,7 @@ name at most once per photo (one person is not twice in one picture).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,14 +46,16 @@ def propose(
     named: np.ndarray,
     names: Sequence[str],
     threshold: float,
-    not_names: Sequence[set[str]] = (),
+    not_names: Sequence[Collection[str]] = (),
     photos: Sequence[str] = (),
+    taken: Collection[tuple[str, str]] = (),
 ) -> list[Proposal]:
     """A name (or None) for each row of `faces` [M, D] from the named faces [N, D].
 
     The K nearest named faces above `threshold` vote with their similarity; `not_names[i]`
     are names face i is not (the user's negatives). `photos[i]` is face i's photo: within a
-    photo a name goes to the face that matches it best, the others get their next choice.
+    photo a name goes to the face that matches it best, the others get their next choice;
+    `taken` (photo, name) pairs are names a photo already has on another face.
     """
     if not len(names) or not len(faces):
         return [Proposal(None, 0.0) for _ in range(len(faces))]
@@ -70,11 +72,13 @@ def propose(
             total, best = votes.get(labels[j], (0.0, 0.0))
             votes[labels[j]] = (total + float(row[j]), max(best, float(row[j])))
         choices.append(sorted(((v, n, b) for n, (v, b) in votes.items()), reverse=True))
-    return _one_per_photo(choices, photos)
+    return _one_per_photo(choices, photos, taken)
 
 
 def _one_per_photo(
-    choices: list[list[tuple[float, str, float]]], photos: Sequence[str]
+    choices: list[list[tuple[float, str, float]]],
+    photos: Sequence[str],
+    already: Collection[tuple[str, str]],
 ) -> list[Proposal]:
     """Greedy: the strongest (face, name) pairs first; a name is used once per photo."""
     pairs = sorted(
@@ -82,10 +86,43 @@ def _one_per_photo(
         reverse=True,
     )
     result = [Proposal(None, 0.0) for _ in choices]
-    taken: set[tuple[str, str]] = set()
+    taken = set(already)
     for _, i, name, best in pairs:
         photo = photos[i] if i < len(photos) else str(i)
         if result[i].name is None and (photo, name) not in taken:
             result[i] = Proposal(name, best)
             taken.add((photo, name))
     return result
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def assign_groups(faces: np.ndarray, centroids: np.ndarray, threshold: float) -> np.ndarray:
+    """The group of each new face [M, D]: a row of `centroids` [G, D] (< G) or a new one (>= G).
+
+    Incremental: the groups made so far stay; a new face joins the existing group whose mean
+    is most similar when that passes `threshold` (one product with G means, however many
+    faces the library holds); the others form new groups among themselves, leader-style, in
+    order, each joining the first similar enough new group's running mean.
+    """
+    labels = np.full(len(faces), -1, np.int64)
+    if len(centroids) and len(faces):
+        sims = faces @ unit(centroids).T
+        best = sims.argmax(axis=1)
+        joined = sims[np.arange(len(faces)), best] >= threshold
+        labels[joined] = best[joined]
+    sums: list[np.ndarray] = []
+    for i in np.flatnonzero(labels < 0):
+        if sums:
+            sims = unit(np.stack(sums)) @ faces[i]
+            j = int(sims.argmax())
+            if sims[j] >= threshold:
+                labels[i] = len(centroids) + j
+                sums[j] = sums[j] + faces[i]
+                continue
+        labels[i] = len(centroids) + len(sums)
+        sums.append(faces[i].astype(np.float64))
+    return labels
