@@ -64,16 +64,18 @@ def decode(
     max_pixels: int,
     letterbox: int = 0,
     fast: bool = False,
+    picture: int = 0,
 ) -> Decoded:
     """Turn a photo's bytes into a `size` x `size` RGB array (bilinear, no crop, as the model expects).
 
     With `letterbox` > 0 the same decode also yields the detector's input: the photo scaled
     to fit a `letterbox`-pixel square, centred on black. One draft-mode decode at the larger
     of the two sizes serves both. `fast`: a JPEG's embedded preview stands in for it when big
-    enough for both (pipeline/preview.py).
+    enough for both (pipeline/preview.py). `picture` > 0: the decode is at least that large
+    and the upright picture itself comes along (faces are cut from it, not from the copies).
     """
     if file.path.suffix.lower() in RAW_EXTENSIONS:
-        return _decode_raw(file, data, sha256, size, letterbox)
+        return _decode_raw(file, data, sha256, size, letterbox, picture)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about odd EXIF; errors still raise
@@ -88,7 +90,7 @@ def decode(
             taken = _date_taken(exif)
             if exif.get(0x0112) in (5, 6, 7, 8):  # rotated 90°: people see it the other way up
                 width, height = height, width
-            side = max(size, letterbox)
+            side = max(size, letterbox, picture)
             small = preview.embedded(img, data, side, exif.get(0x0112)) if fast else None
             if small is not None:
                 img = small
@@ -106,7 +108,10 @@ def decode(
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DecodeError(f"corrupt image: {message}") from None
-    return Decoded(file, sha256, pixels, colour_histogram(pixels), width, height, taken, boxed)
+    kept = img if picture else None
+    return Decoded(
+        file, sha256, pixels, colour_histogram(pixels), width, height, taken, boxed, kept
+    )
 
 
 def letterboxed(img: Image.Image, side: int) -> Letterbox:
@@ -119,16 +124,19 @@ def letterboxed(img: Image.Image, side: int) -> Letterbox:
     return Letterbox(canvas, x0, y0, w, h)
 
 
-def _decode_raw(file: PhotoFile, data: bytes, sha256: str, size: int, letterbox: int) -> Decoded:
+def _decode_raw(
+    file: PhotoFile, data: bytes, sha256: str, size: int, letterbox: int, keep: int
+) -> Decoded:
     """A RAW through its embedded preview or a half-size demosaic (pipeline/raw.py)."""
     try:
-        picture = raw.picture(file.path, data, max(size, letterbox))
+        picture = raw.picture(file.path, data, max(size, letterbox, keep))
     except raw.RawError as exc:
         raise DecodeError(str(exc)) from None
     pixels = np.asarray(picture.image.resize((size, size), Image.Resampling.BILINEAR))
     boxed = letterboxed(picture.image, letterbox) if letterbox else None
     width, height = picture.image.size
-    return Decoded(file, sha256, pixels, colour_histogram(pixels), width, height, None, boxed)
+    kept = picture.image if keep else None
+    return Decoded(file, sha256, pixels, colour_histogram(pixels), width, height, None, boxed, kept)
 
 
 def load(
@@ -138,6 +146,7 @@ def load(
     letterbox: int = 0,
     fast: bool = False,
     max_bytes: int = safeopen.DEFAULT_MAX_BYTES,
+    picture: int = 0,
 ) -> Decoded:
     """Stat, read and decode one path: the decode stage for one photo."""
     try:
@@ -147,7 +156,7 @@ def load(
     except OSError as exc:
         raise DecodeError(f"cannot stat: {exc.strerror or exc}") from None
     data, sha256 = read(file, max_bytes)
-    return decode(file, data, sha256, size, max_pixels, letterbox, fast)
+    return decode(file, data, sha256, size, max_pixels, letterbox, fast, picture)
 
 
 def colour_histogram(pixels: np.ndarray) -> np.ndarray:

@@ -17,12 +17,18 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from phototag import catalogue
+from phototag.config import Config
 from phototag.pipeline.decode import letterboxed
 from phototag.pipeline.detect import iou_matrix
 from phototag.pipeline.infer import session
+from phototag.records import FaceRecord
 
 DETECT_SIZE = 256
 EMBED_SIZE = 224
+EMBED_DIM = 1024
+DETECTOR, EMBEDDER = "blazeface", "faceres"  # catalogue names
+CARRY_IOU = 0.5  # a face found again where it was keeps what the user said of it
 MIN_SCORE = 0.75  # the README's measured threshold: animal faces stay below it
 MIN_FACE_PX = 24  # smaller faces (in the photo's pixels) are too blurred to recognise
 NMS_IOU = 0.3
@@ -89,13 +95,24 @@ def aligned_crop(image: Image.Image, points: np.ndarray) -> np.ndarray:
 
 
 class FaceModels:
-    """The face detector and embedder, each one ONNX Runtime session, loaded once."""
+    """The face detector and embedder, each one ONNX Runtime session, loaded once.
+
+    `ref` names both (catalogue refs and sha256[:12]), stored with every face; `store` is the
+    vector store of its embeddings, one per embedder, since another's vectors do not compare.
+    """
 
     def __init__(
-        self, detector: Path, embedder: Path, providers: Literal["auto", "cpu", "cuda"] = "auto"
+        self,
+        detector: Path,
+        embedder: Path,
+        providers: Literal["auto", "cpu", "cuda"] = "auto",
+        ref: str = "",
+        store: str = "faces",
     ) -> None:
         self.detector = session(detector, providers)
         self.embedder = session(embedder, providers)
+        self.ref = ref
+        self.store = store
 
     def find(self, image: Image.Image, min_score: float = MIN_SCORE) -> list[Face]:
         """Every face in `image` (EXIF orientation already applied) scoring at least `min_score`."""
@@ -129,3 +146,46 @@ class FaceModels:
             )
             for (score, box_px, kps_px), vec in zip(kept, vectors, strict=True)
         ]
+
+
+def load(cfg: Config) -> FaceModels | None:
+    """The installed face models when `faces.enabled`, else None.
+
+    Raises catalogue.ModelMissing when faces are on but a model is not installed; the caller
+    says so in one line and tags without faces.
+    """
+    if not cfg.faces.enabled:
+        return None
+    detector, embedder = catalogue.resolve(DETECTOR, None), catalogue.resolve(EMBEDDER, None)
+    ref = "+".join(f"{m.spec.ref}:{m.spec.sha256[:12]}" for m in (detector, embedder))
+    return FaceModels(
+        detector.path,
+        embedder.path,
+        cfg.model.providers,
+        ref,
+        f"faces-{embedder.spec.sha256[:12]}",
+    )
+
+
+def records(
+    photo: str, found: list[Face], models: FaceModels, old: list[FaceRecord]
+) -> list[FaceRecord]:
+    """Index records of the faces just found in a photo, numbered from 1.
+
+    A face found again where one was (IoU >= CARRY_IOU with an old box) keeps its name, the
+    name's source and the user's negatives, so re-tagging never loses a naming.
+    """
+    out = []
+    boxes = np.array([f.box for f in old]) if old else np.zeros((0, 4))
+    for number, face in enumerate(found, 1):
+        new = FaceRecord(
+            photo, number, round(face.score, 4), face.box, face.landmarks, models.ref, models.store
+        )
+        if len(boxes):
+            overlap = iou_matrix(np.vstack([np.array(face.box), boxes]))[0, 1:]
+            j = int(overlap.argmax())
+            if overlap[j] >= CARRY_IOU:
+                new.name, new.source = old[j].name, old[j].source
+                new.similarity, new.not_names = old[j].similarity, old[j].not_names
+        out.append(new)
+    return out

@@ -20,6 +20,7 @@ from phototag import catalogue
 from phototag.config import (
     Config,
     DetectorConfig,
+    FacesConfig,
     PlacesConfig,
     SpecialistsConfig,
     TaggingConfig,
@@ -28,6 +29,8 @@ from phototag.config import (
 from phototag.learn import train
 from phototag.library.index import PhotoRecord
 from phototag.pipeline import detect, labels, specialist, vocabulary
+from phototag.pipeline import faces as face_stage
+from phototag.pipeline.faces import Face, FaceModels
 from phototag.pipeline.infer import Batch, InferenceError, Model
 from phototag.records import Decoded, Detection, ModelVersion, Tag
 
@@ -105,6 +108,7 @@ class Analysis:
     batch: Batch
     detections: list[list[Detection]]
     tags: list[list[Tag]]
+    faces: list[list[Face]] = field(default_factory=list)  # when faces are on
 
 
 @dataclass
@@ -123,6 +127,8 @@ class Tagger:
     places_cfg: PlacesConfig | None = None  # part of the version (refine re-decides places)
     specialists: list[specialist.Specialist] = field(default_factory=list)
     specialists_cfg: SpecialistsConfig = field(default_factory=SpecialistsConfig)
+    faces: FaceModels | None = None  # faces.enabled and the face models installed
+    faces_cfg: FacesConfig = field(default_factory=FacesConfig)
 
     @property
     def embedding_store(self) -> str:
@@ -185,6 +191,11 @@ class Tagger:
         """The detector's input side, for decode to prepare beside the classifier's; 0: none."""
         return self.detector.input_size if self.detector is not None else 0
 
+    @property
+    def picture(self) -> int:
+        """The side of the picture decode keeps for the face stage; 0: no face stage."""
+        return self.faces_cfg.picture_px if self.faces is not None else 0
+
     def analyse(
         self, photos: Sequence[Decoded], records: Sequence[PhotoRecord | None] = ()
     ) -> Analysis:
@@ -206,7 +217,13 @@ class Tagger:
             for s, gate in zip(self.specialists, gates, strict=True):
                 for row, found in zip(boxes, s.run(pixels, gate, cfg.keep), strict=True):
                     row.extend(found)
-        return Analysis(batch, boxes, self.tags(batch, colours, records, boxes))
+        found = [
+            self.faces.find(d.picture, self.faces_cfg.min_score)
+            if self.faces is not None and d.picture is not None
+            else []
+            for d in photos
+        ]
+        return Analysis(batch, boxes, self.tags(batch, colours, records, boxes), found)
 
     def use(self, digest: str, learned: train.Learned | None) -> None:
         """Tag with this learned model from now on (None: the CNN alone)."""
@@ -248,6 +265,11 @@ def load(cfg: Config) -> Tagger:
         detector = None
         log.info("no object detection: %s", exc)
     try:
+        face_models = face_stage.load(cfg)
+    except catalogue.ModelMissing as exc:  # switched on, not installed: say so, tag without
+        face_models = None
+        log.warning("faces are on but not found: %s", exc)
+    try:
         vocab = vocabulary.Vocabulary.load(cfg.tags)
     except vocabulary.VocabularyError as exc:
         raise InferenceError(str(exc)) from None
@@ -272,6 +294,8 @@ def load(cfg: Config) -> Tagger:
         cfg.places,
         specialists,
         cfg.specialists,
+        face_models,
+        cfg.faces,
     )
     tagger.use(*(train.active(stores.backbone) or ("", None)))
     return tagger
