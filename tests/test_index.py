@@ -206,3 +206,16 @@ def test_a_version_1_index_gets_the_faces_schema(tmp_path: Path) -> None:
         assert [f.name for f in index.faces()] == ["Ann"]
     db = sqlite3.connect(tmp_path / "index.sqlite")
     assert db.execute("PRAGMA user_version").fetchone()[0] == sqlindex.SCHEMA_VERSION == 2
+
+
+def test_names_on_faces_are_found_by_search(backend: str, tmp_path: Path) -> None:
+    from phototag.library.query import parse
+
+    with open_index(tmp_path, backend) as index:
+        index.put(replace(record("/p/a.jpg"), people=["Aunt Jo"]))
+        index.put(record("/p/b.jpg"))
+        for query in ('"person:Aunt Jo"', '"aunt jo"', '"person:aunt jo" AND cat'):
+            assert index.search(parse(query)) == ["/p/a.jpg"]
+        assert index.search(parse("person:Grandma")) == []
+        got = index.get("/p/a.jpg")
+        assert got is not None and got.people == ["Aunt Jo"] and got.user == ["Grandma"]

@@ -55,6 +55,7 @@ class PhotoRecord:
     vectors: dict[str, int] = field(default_factory=dict)  # vector store name -> row
     detections: list[Detection] = field(default_factory=list)  # boxes the detector found
     position: Position | None = None  # GPS, so refine re-decides the place without reading
+    people: list[str] = field(default_factory=list)  # names on its faces: search finds them
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from phototag.library.index import Index, IndexUnavailable, PhotoRecord, locked
-from phototag.library.query import And, Node, Not, Or, Term
+from phototag.library.query import PEOPLE_ROOT, And, Node, Not, Or, Term
 from phototag.library.tagindex import _SOURCES, Filter, _one_date, path_keys, term_keys
-from phototag.records import Detection, FaceRecord, PhotoFile, Tag
+from phototag.records import LEVEL_SEP, Detection, FaceRecord, PhotoFile, Tag
 
 SCHEMA_VERSION = 2
 _SCHEMA = [
@@ -87,8 +87,9 @@ _FACE_COLUMNS = (
     "faces.id, photos.path, number, score, x1, y1, x2, y2, landmarks, model, store, row, "
     "name, source, similarity, not_names, grp"
 )
+PERSON_SOURCE = "person"  # a name on the photo's faces, in `tags` beside the keywords
 _CHILDREN = ("tags", "terms", "negatives", "detections", "vectors")
-_LISTS = {"auto", "user", "negatives", "vectors", "detections"}  # kept in child tables
+_LISTS = {"auto", "user", "negatives", "vectors", "detections", "people"}  # in child tables
 
 
 def _scalars() -> dict[str, dataclasses.Field[Any]]:
@@ -140,6 +141,7 @@ def _terms(photo: int, record: PhotoRecord) -> Iterator[tuple[str, str, int, flo
     best: dict[tuple[str, str], float] = {}
     tags = [(t.path, "auto", t.score) for t in record.auto]
     tags += [(keyword, "user", 1.0) for keyword in record.user]
+    tags += [(f"{PEOPLE_ROOT}{LEVEL_SEP}{name}", "auto", 1.0) for name in record.people]
     for path, source, score in tags:
         for term in term_keys(path):
             key = (term, source)
@@ -275,8 +277,9 @@ class SqliteIndex(Index):
                     for name, v in zip(self._columns, values, strict=True)
                 }
             )
-            record.auto = [Tag(p, s, "auto") for p, src, s in tags[photo] if src != "user"]
+            record.auto = [Tag(p, s, "auto") for p, src, s in tags[photo] if src == "auto"]
             record.user = [p for p, src, _ in tags[photo] if src == "user"]
+            record.people = [p for p, src, _ in tags[photo] if src == PERSON_SOURCE]
             record.negatives = [p for (p,) in children["negatives"][photo]]
             record.detections = [
                 Detection(p, s, (x1, y1, x2, y2), m)
@@ -331,7 +334,8 @@ class SqliteIndex(Index):
             db.executemany(
                 "INSERT INTO tags VALUES (?, ?, ?, ?, ?, ?)",
                 [(photo, i, t.path, "auto", t.score, r.model_version) for i, t in enumerate(r.auto)]
-                + [(photo, i, k, "user", 1.0, "") for i, k in enumerate(r.user)],
+                + [(photo, i, k, "user", 1.0, "") for i, k in enumerate(r.user)]
+                + [(photo, i, n, PERSON_SOURCE, 1.0, "") for i, n in enumerate(r.people)],
             )
             db.executemany("INSERT INTO terms VALUES (?, ?, ?, ?)", _terms(photo, r))
             db.executemany(
@@ -442,7 +446,10 @@ class SqliteIndex(Index):
             f"({', '.join('?' * len(sources))}) AND photo IN (SELECT id FROM photos WHERE {where}) "
             "GROUP BY term ORDER BY n DESC, term"
         )
-        paths = {row[0] for row in self.db.execute("SELECT DISTINCT path FROM tags")}
+        paths = {
+            row[0]
+            for row in self.db.execute("SELECT DISTINCT path FROM tags WHERE source != 'person'")
+        }
         names = {name for path in paths for name in path_keys(path)}
         counted = ((term, int(n)) for term, n in self.db.execute(sql, params) if term in names)
         return list(itertools.islice(counted, limit))

@@ -26,9 +26,9 @@ from tinydb.table import Table
 
 from phototag.files.fileio import atomic_write
 from phototag.library.index import Index, IndexUnavailable, PhotoRecord, locked
-from phototag.library.query import Node, Term
+from phototag.library.query import PEOPLE_ROOT, Node, Term
 from phototag.library.tagindex import Entry, Filter, TagIndex
-from phototag.records import FaceRecord, PhotoFile, Tag
+from phototag.records import LEVEL_SEP, FaceRecord, PhotoFile, Tag
 
 
 def search_entry(doc_id: int, doc: dict[str, Any]) -> Entry:
@@ -37,6 +37,7 @@ def search_entry(doc_id: int, doc: dict[str, Any]) -> Entry:
     of the rest, and making records costs 0.7 s per 100 000 photos (docs/benchmarks.md)."""
     tags = [Tag(path, score, "auto") for path, score in doc.get("auto", [])]
     tags += [Tag(keyword, 1.0, "user") for keyword in doc.get("user", [])]
+    tags += [Tag(f"{PEOPLE_ROOT}{LEVEL_SEP}{n}", 1.0, "auto") for n in doc.get("people", [])]
     return Entry(doc_id, tuple(tags), doc.get("taken"), os.path.dirname(doc["path"]))
 
 
