@@ -67,7 +67,7 @@ def print_tagged(label: str, outcome: Outcome, as_json: bool) -> None:
         return
     elsewhere = outcome.written_to is not None and outcome.written_to != outcome.path
     where = f"  -> {show(outcome.written_to)}" if elsewhere else ""  # type: ignore[arg-type]
-    emit(f"{label}: {format_tags(outcome)}{where}{format_boxes(outcome)}")
+    emit(f"{label}: {format_tags(outcome)}{where}{format_boxes(outcome)}{format_faces(outcome)}")
 
 
 @dataclass
@@ -140,6 +140,13 @@ def format_boxes(outcome: Outcome) -> str:
     return "\n  seen: " + ", ".join(f"{n} {name}" if n > 1 else name for name, n in counts.items())
 
 
+def format_faces(outcome: Outcome) -> str:
+    """The faces on their own line: `faces: 1 Ann, 2 ?` (numbers as `--face N` takes them)."""
+    if not outcome.faces:
+        return ""
+    return "\n  faces: " + ", ".join(f"{f.number} {f.name or '?'}" for f in outcome.faces)
+
+
 def outcome_json(outcome: Outcome) -> dict[str, object]:
     return {
         "path": show(outcome.path),
@@ -147,6 +154,16 @@ def outcome_json(outcome: Outcome) -> dict[str, object]:
         "detections": [
             {"tag": d.path, "score": d.score, "box": list(d.box), "model": d.model}
             for d in outcome.detections
+        ],
+        "faces": [
+            {
+                "face": f.number,
+                "score": f.score,
+                "box": list(f.box),
+                "name": f.name or None,
+                "source": f.source or None,
+            }
+            for f in outcome.faces
         ],
         "written_to": show(outcome.written_to) if outcome.written_to else None,
         "skipped": outcome.skipped,

@@ -12,23 +12,27 @@ import functools
 import hashlib
 import os
 import platform
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from phototag.config import Config, ScanConfig, WriteConfig
-from phototag.files import fileio, location, metadata, sidecar
+from phototag.files import fileio, location, metadata, regions, sidecar
 from phototag.learn.train import COLOUR_STORE
+from phototag.library import people
 from phototag.library.index import Index, PhotoRecord
 from phototag.pipeline import decode, pairs, places
+from phototag.pipeline import faces as face_stage
+from phototag.pipeline.faces import Face
 from phototag.pipeline.tagger import Analysis, Tagger
-from phototag.records import Decoded, Outcome, PhotoFile, Tag
+from phototag.records import Decoded, FaceRecord, Outcome, PhotoFile, Tag
 from phototag.service import moves
 
 
@@ -89,6 +93,8 @@ class Pipeline:
     dry_run: bool = False
     force: bool = False  # re-tag even when the index says the file is unchanged
     flush: bool = True  # flush the index when a run ends; the service flushes on its own clock
+    _known: people.Known | None = field(default=None, init=False)  # named faces, once per run
+    _new_faces: int = field(default=0, init=False)
 
     def run(
         self, paths: Iterable[Path], on_done: Callable[[Outcome], None] | None = None
@@ -132,6 +138,10 @@ class Pipeline:
                 written.append(writer.submit(self._finish, batch, self._infer(batch)))
             while written:
                 yield from written.popleft().result()
+        if self._new_faces and self.index is not None and self.tagger.faces is not None:
+            # Names the user gave in other programs, found in this run, vote on every face.
+            for line in people.refresh(self.index, self.cfg, self.tagger.faces.store):
+                print(f"phototag: {line}", file=sys.stderr)
         if self.index is not None and self.flush and not self.dry_run:
             self.index.flush()
 
@@ -139,7 +149,11 @@ class Pipeline:
         self, paths: Iterable[Path], pool: ThreadPoolExecutor, window: int
     ) -> Iterator[Decoded | Outcome]:
         """Decoded photos in order, with up to `window` decodes in flight ahead of the consumer."""
-        size, letterbox = self.tagger.model.input_size, self.tagger.letterbox
+        size, letterbox, picture = (
+            self.tagger.model.input_size,
+            self.tagger.letterbox,
+            self.tagger.picture,
+        )
         max_pixels, max_bytes = self.cfg.scan.max_pixels, self.cfg.scan.max_file_bytes
         fast = self.cfg.scan.jpeg_preview
         pending: deque[tuple[Path, Future[Decoded]]] = deque()
@@ -154,7 +168,9 @@ class Pipeline:
             pending.append(
                 (
                     item,
-                    pool.submit(decode.load, item, size, max_pixels, letterbox, fast, max_bytes),
+                    pool.submit(
+                        decode.load, item, size, max_pixels, letterbox, fast, max_bytes, picture
+                    ),
                 )
             )
             if len(pending) >= window:
@@ -203,16 +219,19 @@ class Pipeline:
         """Write one inferred batch's keywords, then its index records in one go (writer thread)."""
         outputs, tags = inferred.batch, inferred.tags
         done: list[tuple[PhotoRecord, dict[str, np.ndarray]]] = []
+        found: list[tuple[Outcome, np.ndarray]] = []  # photos with faces: their embeddings
         outcomes = []
         try:
             with fileio.folder_syncs_batched():  # renames are durable before the index says so
                 for i, decoded in enumerate(batch):
                     outcome = Outcome(decoded.file.path, tags[i], inferred.detections[i])
                     outcomes.append(outcome)
-                    if self.dry_run:
-                        outcome.skipped = "dry run"
-                        continue
                     try:
+                        faces = inferred.faces[i] if inferred.faces else []
+                        outcome.faces = self._named(decoded, faces) if faces else []
+                        if self.dry_run:
+                            outcome.skipped = "dry run"
+                            continue
                         record = self._write(decoded, outcome)
                     except (metadata.MetadataError, OSError) as exc:
                         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -224,10 +243,37 @@ class Pipeline:
                         COLOUR_STORE: decoded.colour,
                     }
                     done.append((record, vectors))
+                    if faces or (self.tagger.faces is not None and self._had_faces(record.path)):
+                        found.append((outcome, _embeddings(faces)))
         finally:  # one index write per batch (see Index.put_many), even when interrupted
             if self.index is not None and done:
                 self.index.put_many([r for r, _ in done], [v for _, v in done])
+                for outcome, embeddings in found:
+                    outcome.faces = self.index.put_faces(
+                        str(outcome.path), outcome.faces, embeddings
+                    )
+                    self._new_faces += len(outcome.faces)
         return outcomes
+
+    def _had_faces(self, path: str) -> bool:
+        return self.index is not None and bool(self.index.faces(path))
+
+    def _named(self, decoded: Decoded, found: list[Face]) -> list[FaceRecord]:
+        """The faces found in a photo as index records, named where we know who they are:
+        as before (found again in the same place), by the user's own regions in the file, or
+        by the vote of the faces the user named (loaded once a run)."""
+        assert self.tagger.faces is not None
+        path = str(decoded.file.path)
+        old = self.index.faces(path) if self.index is not None else []
+        faces = face_stage.records(path, found, self.tagger.faces, old)
+        faces = people.from_file(faces, regions.read(decoded.file.path, self.cfg.write))
+        if self._known is None:
+            self._known = (
+                people.Known.load(self.index, self.tagger.faces.store)
+                if self.index is not None
+                else people.Known(np.zeros((0, people.EMBED_DIM), np.float32), [], 0.0)
+            )
+        return self._known.name(faces, _embeddings(found))
 
     def _write(self, decoded: Decoded, outcome: Outcome) -> PhotoRecord:
         """Write, then report what the file holds: a tag the user deleted is not in it.
@@ -249,10 +295,24 @@ class Pipeline:
                 self.cfg.tagging.ancestors,
                 self.cfg.tags.generic,
             )
+        if self.tagger.faces is not None:  # our regions for the named faces, after the keywords
+            size = (decoded.width, decoded.height)
+            regions.write(
+                decoded.file.path,
+                people.ours(outcome.faces),
+                size,
+                self.cfg.write,
+                self.cfg.faces.keyword_prefix,
+            )
+            record = replace(on_disk(record, self.cfg.write), people=people.names(outcome.faces))
         outcome.tags = record.auto  # what the file holds now, not what was proposed
         written = Path(record.written_to or decoded.file.path)
         outcome.written_to = written if _signature(written) != before or written != target else None
         return record
+
+
+def _embeddings(faces: list[Face]) -> np.ndarray:
+    return np.stack([f.embedding for f in faces]) if faces else np.zeros((0, people.EMBED_DIM))
 
 
 def _signature(path: Path) -> PhotoFile | None:
