@@ -14,14 +14,26 @@ import sys
 from collections.abc import Sequence
 
 from phototag import __version__, catalogue, config
-from phototag.cli import backfill, learn, models, review, search, service, tag, tags, web
+from phototag.cli import backfill, faces, learn, models, review, search, service, tag, tags, web
 from phototag.cli import show as show_command
 from phototag.cli.common import UserError, global_options, show
 from phototag.learn import train
 from phototag.library.index import IndexUnavailable
 from phototag.service.daemon import ServiceError
 
-COMMAND_GROUPS = (tag, show_command, tags, review, learn, search, models, service, backfill, web)
+COMMAND_GROUPS = (
+    tag,
+    show_command,
+    tags,
+    review,
+    learn,
+    search,
+    faces,
+    models,
+    service,
+    backfill,
+    web,
+)
 
 EPILOG = """\
 first steps:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phototag.cli import faces
 from phototag.cli.common import (
     Subparsers,
     UserError,
@@ -88,6 +89,8 @@ def _date(option: str, text: str | None, end: bool = False) -> np.datetime64 | N
 def cmd_similar(args: argparse.Namespace, cfg: Config) -> int:
     if args.k < 1:
         raise UserError(f"-k {args.k}: ask for at least one photo")
+    if args.face is not None:
+        return faces.similar(args, cfg)
     tagger = load_tagger(cfg)
     photo = Path(os.path.abspath(args.photo))
     try:
@@ -241,6 +244,14 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("photo", type=Path, metavar="PHOTO")
     p.add_argument("-k", type=int, default=10, help="how many photos (default: %(default)s)")
+    p.add_argument(
+        "--face",
+        type=int,
+        nargs="?",
+        const=1,
+        metavar="N",
+        help="compare face N of PHOTO (default 1; an indexed photo) with every indexed face",
+    )
 
     p = command(
         sub,

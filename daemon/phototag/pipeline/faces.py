@@ -163,8 +163,18 @@ def load(cfg: Config) -> FaceModels | None:
         embedder.path,
         cfg.model.providers,
         ref,
-        f"faces-{embedder.spec.sha256[:12]}",
+        store_of(embedder),
     )
+
+
+def store_of(embedder: catalogue.InstalledModel) -> str:
+    """The vector store of one embedder's descriptors (another's do not compare)."""
+    return f"faces-{embedder.spec.sha256[:12]}"
+
+
+def installed_store() -> str:
+    """The store of the installed embedder, for commands that read faces without finding any."""
+    return store_of(catalogue.resolve(EMBEDDER, None))
 
 
 def records(
