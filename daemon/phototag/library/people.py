@@ -73,9 +73,13 @@ def ours(faces: Iterable[FaceRecord]) -> list[Region]:
     ]
 
 
-def from_file(faces: list[FaceRecord], theirs: Iterable[Region]) -> list[FaceRecord]:
+def from_file(
+    faces: list[FaceRecord], theirs: Iterable[Region], persons: Iterable[str] = ()
+) -> list[FaceRecord]:
     """Faces named by the user's own regions (another program's): the region's centre lies in
-    the face's box, the nearest face centre winning; such a face is the user's naming."""
+    the face's box, the nearest face centre winning; such a face is the user's naming. A name
+    in the user's PersonInImage without a region names the photo's face only when it is the
+    one name left and the one face left (anything else would be a guess)."""
     out = list(faces)
     for region in theirs:
         if region.ours:
@@ -90,6 +94,10 @@ def from_file(faces: list[FaceRecord], theirs: Iterable[Region]) -> list[FaceRec
                 inside, key=lambda i: np.hypot(*np.subtract(area(out[i])[:2], (region.x, region.y)))
             )
             out[i] = replace(out[i], name=region.name, source="file", similarity=1.0)
+    left = [n for n in dict.fromkeys(persons) if n not in {f.name for f in out}]
+    nameless = [i for i, f in enumerate(out) if not f.name]
+    if len(left) == 1 and len(nameless) == 1:
+        out[nameless[0]] = replace(out[nameless[0]], name=left[0], source="file", similarity=1.0)
     return out
 
 

@@ -266,7 +266,9 @@ class Pipeline:
         path = str(decoded.file.path)
         old = self.index.faces(path) if self.index is not None else []
         faces = face_stage.records(path, found, self.tagger.faces, old)
-        faces = people.from_file(faces, regions.read(decoded.file.path, self.cfg.write))
+        path_ = decoded.file.path
+        theirs = regions.read(path_, self.cfg.write)
+        faces = people.from_file(faces, theirs, regions.persons(path_, self.cfg.write))
         if self._known is None:
             self._known = (
                 people.Known.load(self.index, self.tagger.faces.store)
