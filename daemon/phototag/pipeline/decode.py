@@ -95,7 +95,7 @@ def decode(
             if small is not None:
                 img = small
             else:
-                img.draft("RGB", (side, side))  # JPEG only: decode at the smallest scale >= side
+                img.draft("RGB", _draft_size(img.size, side, picture))  # JPEG only
                 img = ImageOps.exif_transpose(img)
             if img.mode != "RGB":
                 img = _to_rgb(img)
@@ -111,6 +111,16 @@ def decode(
     kept = img if picture else None
     return Decoded(
         file, sha256, pixels, colour_histogram(pixels), width, height, taken, boxed, kept
+    )
+
+
+def _draft_size(size: tuple[int, int], side: int, picture: int) -> tuple[int, int]:
+    """What JPEG draft mode must keep: `side` both ways (the models' inputs), and `picture`
+    on the long side (faces), so a 4000x3000 photo decodes at 2000x1500 for 1600, not whole."""
+    long = max(size)
+    return (
+        max(side, -(-picture * size[0] // long)),
+        max(side, -(-picture * size[1] // long)),
     )
 
 

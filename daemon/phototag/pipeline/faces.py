@@ -85,10 +85,11 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def aligned_crop(image: Image.Image, points: np.ndarray) -> np.ndarray:
-    """The face whose eyes, nose and mouth are `points` (photo pixels), aligned, 224x224 RGB."""
+    """The face whose eyes, nose and mouth are `points` (pixels of the RGB `image`), aligned,
+    224x224."""
     forward = np.vstack([similarity_transform(points[:4], TEMPLATE), [0, 0, 1]])
     inverse = np.linalg.inv(forward)[:2].ravel()  # PIL maps output pixels back to input ones
-    crop = image.convert("RGB").transform(
+    crop = image.transform(
         (EMBED_SIZE, EMBED_SIZE), Image.Transform.AFFINE, tuple(inverse), Image.Resampling.BILINEAR
     )
     return np.asarray(crop)
@@ -116,7 +117,9 @@ class FaceModels:
 
     def find(self, image: Image.Image, min_score: float = MIN_SCORE) -> list[Face]:
         """Every face in `image` (EXIF orientation already applied) scoring at least `min_score`."""
-        box = letterboxed(image.convert("RGB"), DETECT_SIZE)
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        # A box filter first: resizing a 12 MP picture straight to 256 px costs 100 ms.
+        box = letterboxed(image.reduce(max(1, max(image.size) // (2 * DETECT_SIZE))), DETECT_SIZE)
         scale = box.width / image.width
         scores, boxes, points = self.detector.run(
             ["scores", "boxes", "keypoints"], {"input": box.pixels[None]}
