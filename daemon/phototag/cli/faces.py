@@ -71,6 +71,13 @@ def _photo_faces(index: Index, photo: Path, number: int | None) -> list[FaceReco
     return chosen
 
 
+def _checked(name: str) -> str:
+    try:
+        return people.check_name(name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _report(errors: list[str]) -> int:
     for line in errors:
         print(f"phototag: {line}", file=sys.stderr)
@@ -121,10 +128,7 @@ def cmd_name(args: argparse.Namespace, cfg: Config) -> int:
                 raise UserError(f"no group {args.target} of unnamed faces (see `phototag faces`)")
         else:
             chosen = _photo_faces(index, Path(args.target), args.face)
-        try:
-            errors = people.name(index, chosen, args.name, cfg, store)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        errors = people.name(index, chosen, _checked(args.name), cfg, store)
         print(f"named {len(chosen)} face{'s' * (len(chosen) > 1)} {args.name!r}")
     return _report(errors)
 
@@ -133,10 +137,7 @@ def cmd_not(args: argparse.Namespace, cfg: Config) -> int:
     store = _store()
     with open_index(cfg, dry_run=False) as index:
         (face,) = _photo_faces(index, args.photo, args.face)
-        try:
-            errors = people.refuse(index, face, args.name, cfg, store)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        errors = people.refuse(index, face, _checked(args.name), cfg, store)
         print(f"face {face.number} of {show(args.photo)} is not {args.name!r}")
     return _report(errors)
 

@@ -125,6 +125,7 @@ def classifier_only(cfg: Config) -> Config:
         cfg,
         detector=dataclasses.replace(cfg.detector, enabled=False),
         specialists=dataclasses.replace(cfg.specialists, enabled=False),
+        faces=dataclasses.replace(cfg.faces, enabled=False),  # no picture in its decode tasks
     )
 
 
