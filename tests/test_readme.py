@@ -53,7 +53,7 @@ EXPECTED = [
     (0, "{home}/Archive/owl.jpg: "),
     (0, "{home}/Pictures/cat.jpg"),
     (0, "     1  Brasil"),
-    (0, "coco-nanodet@g-416-int8      available"),
+    (0, "blazeface@full-range         available"),  # the catalogue, by name
     (0, "usage: phototag [-h] [--version] [-c CONFIG] [-q] [-v] [--json] COMMAND ..."),
     (0, "0 photos need re-analysis with mobilenet-v2@tf2-ptq (decode + infer), 0 need only"),
     (0, "0 photos need re-analysis with mobilenet-v2@tf2-ptq (decode + infer), 0 need only"),
