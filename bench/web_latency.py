@@ -2,6 +2,7 @@
 synthetic library, a facet clicked with a date range, thumbnails.
 
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/web_latency.py [--photos 100000]
+[--backend sqlite tinydb] (both by default, side by side in one run).
 Server time is measured in process (Starlette's test client: routing, session check, search,
 template), without a network between; prints markdown for docs/benchmarks.md ("Web app").
 The library is built through the real Index API (tests/synthetic_library.py); thumbnails are
@@ -11,6 +12,7 @@ made from a real photo in ../shared when present.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -25,7 +27,9 @@ import synthetic_library
 from fastapi.testclient import TestClient
 
 from phototag import config
-from phototag.library.index import open_index
+from phototag.library.index import Index, PhotoRecord, open_index
+from phototag.library.sqlindex import SqliteIndex
+from phototag.records import Tag
 from phototag.web import auth, thumbs
 from phototag.web.app import create_app
 
@@ -51,17 +55,44 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--backend", nargs="+", default=["sqlite", "tinydb"])
     args = parser.parse_args()
+    records = synthetic_library.photo_records(synthetic_library.library(args.photos, dim=0))
+    measured = {backend: measure(backend, records, args.requests) for backend in args.backend}
+    print(f"{args.photos} photos; first page after start (caches built): ", end="")
+    print(", ".join(f"{b} {first * 1e3:.0f} ms" for b, (first, _) in measured.items()) + "\n")
+    print("| request | " + " | ".join(f"{b} p50 ms | {b} p95 ms" for b in measured) + " |")
+    print("| --- |" + " ---: | ---: |" * len(measured))
+    for at, (name, _) in enumerate(next(iter(measured.values()))[1]):
+        cells = " | ".join(p50_p95(rows[at][1]) for _, rows in measured.values())
+        print(f"| {name} | {cells} |")
+    photo = ROOT.parent / "shared" / "photos" / "cat_1080p.jpg"
+    if photo.exists():
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["XDG_CACHE_HOME"] = cache  # never the user's cache
+            made = min(_once(photo, fresh=True) for _ in range(5))
+            cached = min(_once(photo, fresh=False) for _ in range(5))
+        print(
+            f"\nthumbnail of {photo.name}: made {made * 1e3:.1f} ms, cached {cached * 1e3:.2f} ms "
+            f"({made / cached:.0f}x)"
+        )
+
+
+def measure(
+    backend: str, records: list[PhotoRecord], requests: int
+) -> tuple[float, list[tuple[str, list[float]]]]:
+    """The time of the first page, and of each kind of request, on a fresh library."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config.Config()
         cfg.index.path = str(Path(tmp) / "index")
-        records = synthetic_library.photo_records(synthetic_library.library(args.photos, dim=0))
+        cfg.index.backend = backend  # type: ignore[assignment]
         start = time.perf_counter()
         with open_index(cfg.index_dir, cfg.index.backend) as index:
             for i in range(0, len(records), 10_000):
                 index.put_many(records[i : i + 10_000])
             print(
-                f"built {len(index)} photos in {time.perf_counter() - start:.1f} s", file=sys.stderr
+                f"{backend}: built {len(index)} photos in {time.perf_counter() - start:.1f} s",
+                file=sys.stderr,
             )
             stored = auth.hash_password("benchmark")
             app = create_app(cfg, index, lambda: None, users=lambda: {"me": stored})  # type: ignore[arg-type, return-value]
@@ -69,16 +100,18 @@ def main() -> None:
             token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
             assert token
             client.post(
-                "/login", data={"username": "me", "password": "benchmark", "csrf": token[1]}
+                "/login",
+                data={"username": "me", "password": "benchmark", "csrf": token[1]},
+                follow_redirects=False,  # so the first page below is the first one served
             )
-            first = timed_gets(client, ["/"])[0]  # builds the tag index, once per process
+            first = timed_gets(client, ["/"])[0]  # builds the caches, once per process
             rng = np.random.default_rng(0)
-            pages = [f"/?page={int(p)}" for p in rng.integers(1, 1600, size=args.requests)]
+            pages = [f"/?page={int(p)}" for p in rng.integers(1, 1600, size=requests)]
             words = [
                 leaf.split("|")[int(rng.integers(3))] for leaf in synthetic_library.vocabulary()
             ]
             queries = []
-            for _ in range(args.requests):
+            for _ in range(requests):
                 a, b, c = (words[int(i)] for i in synthetic_library.zipf_choice(rng, len(words), 3))
                 queries.append(rng.choice([a, f"{a} AND {b}", f"({a} OR {b}) AND NOT {c}"]))
             searches = [f"/?q={q.replace(' ', '+')}" for q in queries]
@@ -95,21 +128,33 @@ def main() -> None:
                     "/api/photos (query mix)",
                     timed_gets(client, [f"/api/photos?q={q.replace(' ', '+')}" for q in queries]),
                 ),
+                (
+                    "library page right after a write (SQLite: by another connection)",
+                    after_writes(client, index, cfg, records[: requests // 4], pages),
+                ),
             ]
-    print(f"{args.photos} photos; first page after start (tag index built): {first * 1e3:.0f} ms\n")
-    print("| request | p50 ms | p95 ms |\n| --- | ---: | ---: |")
-    for name, times in rows:
-        print(f"| {name} | {p50_p95(times)} |")
-    photo = ROOT.parent / "shared" / "photos" / "cat_1080p.jpg"
-    if photo.exists():
-        with tempfile.TemporaryDirectory() as cache:
-            os.environ["XDG_CACHE_HOME"] = cache  # never the user's cache
-            made = min(_once(photo, fresh=True) for _ in range(5))
-            cached = min(_once(photo, fresh=False) for _ in range(5))
-        print(
-            f"\nthumbnail of {photo.name}: made {made * 1e3:.1f} ms, cached {cached * 1e3:.2f} ms "
-            f"({made / cached:.0f}x)"
-        )
+    return first, rows
+
+
+def after_writes(
+    client: TestClient,
+    index: Index,
+    cfg: config.Config,
+    changed: list[PhotoRecord],
+    pages: list[str],
+) -> list[float]:
+    """A page after each of a few one-photo writes, as the service makes them while it runs;
+    SQLite's writes come from a second connection, as the service's do."""
+    writer = open_index(cfg.index_dir, "sqlite") if isinstance(index, SqliteIndex) else index
+    out = []
+    try:
+        for record, url in zip(changed, pages, strict=False):
+            writer.put(dataclasses.replace(record, auto=[*record.auto, Tag("r0|m0|new", 0.5)]))
+            out += timed_gets(client, [url])
+    finally:
+        if writer is not index:
+            writer.close()
+    return out
 
 
 def _once(photo: Path, fresh: bool) -> float:

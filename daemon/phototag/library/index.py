@@ -74,6 +74,15 @@ class PhotoRecord:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class ResultPage:
+    """How many photos a search finds, some of their paths (sorted), and its facets."""
+
+    total: int
+    paths: list[str]
+    facets: list[tuple[str, int]]  # as `Index.facets`
+
+
 def under(records: Iterable[PhotoRecord], roots: Sequence[Path]) -> list[PhotoRecord]:
     """The records of photos at or below `roots` (files or folders); all of them when no roots."""
     if not roots:
@@ -191,6 +200,20 @@ class Index(abc.ABC):
     @abc.abstractmethod
     def search(self, query: Node | None, flt: Filter | None = None) -> list[str]:
         """Paths of the photos matching a parsed query (None: all) and the filter, sorted."""
+
+    def browse(
+        self,
+        query: Node | None,
+        flt: Filter | None = None,
+        offset: int = 0,
+        limit: int = 60,
+        facets: int = 40,
+    ) -> ResultPage:
+        """A page of a search (what a library page shows): `limit` paths from `offset` on."""
+        found = self.search(query, flt)
+        return ResultPage(
+            len(found), found[offset : offset + limit], self.facets(query, flt, facets)
+        )
 
     @abc.abstractmethod
     def facets(

@@ -2,8 +2,10 @@
 
 WAL lets readers run beside one writer; each `put_many` is one `BEGIN IMMEDIATE` transaction,
 so a killed process loses at most the batch it had not committed, and a busy timeout makes a
-second writer wait its turn instead of refusing. Nothing is held in memory across calls:
-every process sees the others' commits on its next query.
+second writer wait its turn instead of refusing. Every process sees the others' commits on
+its next query: the one cache, `browse`'s path order and facet table, is checked against the
+index's version in the page's read transaction, and patched from the `changes` log that
+triggers keep, whoever writes.
 
 The scalar fields of `PhotoRecord` map to `photos` columns by name; a field added to the
 dataclass gets its column on the next open (`ALTER TABLE ADD COLUMN`, NULL reads back as the
@@ -16,7 +18,6 @@ photo, as `tagindex` files them.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
 import sqlite3
@@ -26,14 +27,23 @@ import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from phototag.library.index import Index, IndexUnavailable, PhotoRecord, locked
+from phototag.library.index import Index, IndexUnavailable, PhotoRecord, ResultPage, locked
 from phototag.library.query import PEOPLE_ROOT, And, Node, Not, Or, Term
-from phototag.library.tagindex import _SOURCES, Filter, _one_date, path_keys, term_keys
+from phototag.library.tagindex import (
+    _SOURCES,
+    FacetTable,
+    Filter,
+    SourceFilter,
+    _one_date,
+    path_keys,
+    term_keys,
+)
 from phototag.records import LEVEL_SEP, Detection, FaceRecord, PhotoFile, Tag
 
 SCHEMA_VERSION = 2
@@ -88,6 +98,24 @@ _FACE_COLUMNS = (
     "name, source, similarity, not_names, grp"
 )
 PERSON_SOURCE = "person"  # a name on the photo's faces, in `tags` beside the keywords
+# The photos each commit changed, kept by triggers (whoever writes), so a process's cache is
+# patched with what others changed; created on open when missing, so no schema step.
+_CHANGE_LOG = [
+    "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "photo INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS tags_path ON tags(path)",
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS photos_{name} AFTER {event} ON photos "
+        f"BEGIN INSERT INTO changes (photo) VALUES ({row}.id); END"
+        for name, event, row in (
+            ("added", "INSERT", "NEW"),
+            ("changed", "UPDATE", "NEW"),
+            ("removed", "DELETE", "OLD"),
+        )
+    ),
+]
+KEEP_CHANGES = 100_000  # rows of the log kept; a cache older than them is rebuilt
+PATCH_AT_MOST = 2_000  # changed photos a cache is patched with; more: rebuilt
 _CHILDREN = ("tags", "terms", "negatives", "detections", "vectors")
 _LISTS = {"auto", "user", "negatives", "vectors", "detections", "people"}  # in child tables
 
@@ -150,6 +178,28 @@ def _terms(photo: int, record: PhotoRecord) -> Iterator[tuple[str, str, int, flo
         yield term, source, photo, score
 
 
+@dataclass
+class _Cache:
+    """What pages need of one version of the index, as arrays: the order of paths, and the
+    (name, photo) tables of facets by source (built on first need)."""
+
+    version: tuple[int, int]  # (PRAGMA data_version, total_changes) when made
+    seq: int  # the last `changes` row it holds
+    names: list[str]  # every hierarchical name, sorted
+    paths: list[bytes]  # every path, sorted (as SQLite sorts BLOBs)
+    by_path: np.ndarray  # photo ids, in path order
+    rank: np.ndarray  # by photo id: its place in path order
+    facets: dict[SourceFilter, FacetTable] = dataclasses.field(default_factory=dict)
+
+
+def _ordered(rows: list[tuple[int, bytes]]) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Paths, ids and ranks by id of (id, path) rows sorted by path."""
+    by_path = np.array([i for i, _ in rows], np.int64)
+    rank = np.zeros(int(by_path.max(initial=-1)) + 1, np.int64)
+    rank[by_path] = np.arange(len(by_path))
+    return [path for _, path in rows], by_path, rank
+
+
 class SqliteIndex(Index):
     """The photo index as one SQLite database (`index.sqlite`) in WAL mode."""
 
@@ -170,6 +220,7 @@ class SqliteIndex(Index):
             self.db.execute("PRAGMA foreign_keys=ON")
             self._upgrade()
             self._columns = list(SCALARS)
+            self._cached: _Cache | None = None
             from phototag.library.migrate import migrate_tinydb
 
             migrate_tinydb(self, log)
@@ -212,6 +263,8 @@ class SqliteIndex(Index):
                 for statement in MIGRATIONS[step]:
                     db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            for statement in _CHANGE_LOG:
+                db.execute(statement)
             have = {row[1] for row in db.execute("PRAGMA table_info(photos)")}
             for name in SCALARS:
                 if name not in have:
@@ -300,6 +353,10 @@ class SqliteIndex(Index):
         latest = list({r.path: r for r in records}.values())
         with self.transaction() as db:
             self.write_records(db, latest)
+            db.execute(
+                "DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?",
+                (KEEP_CHANGES,),
+            )
             db.executemany(
                 "INSERT INTO history (at, action, path, written_to, model_version, tags) "
                 "VALUES (?, 'tagged', ?, ?, ?, ?)",
@@ -432,27 +489,141 @@ class SqliteIndex(Index):
         return [_s(path) for (path,) in self.db.execute(sql, params)]  # type: ignore[misc]
 
     @locked
+    def browse(
+        self,
+        query: Node | None,
+        flt: Filter | None = None,
+        offset: int = 0,
+        limit: int = 60,
+        facets: int = 40,
+    ) -> ResultPage:
+        """The search's ids from SQL, then numpy on a cached `_Cache`, in one snapshot: sorted
+        by path rank, not by path, and the facets one `bincount` over the (name, photo) table.
+
+        A `GROUP BY` on `terms` for the facets cost 700 ms a page at 100 000 photos, sorting
+        every path 80 ms; cached, the library page costs ~25 ms (bench/web_latency.py).
+        """
+        flt = flt or Filter()
+        with self._snapshot():
+            cache = self._cache()
+            table = cache.facets.get(flt.source)
+            if table is None:
+                table = cache.facets[flt.source] = self._facet_table(flt.source, cache.names)
+            if query is None and flt.taken_from is flt.taken_before is flt.folder is None:
+                ordered, found = cache.by_path, None  # every photo
+            else:
+                params: list[Any] = []
+                if flt.taken_from is flt.taken_before is flt.folder is None and query is not None:
+                    # the query's rows as they come: half the time of `photos WHERE id IN`
+                    sql = f"SELECT group_concat(id) FROM ({_compile(query, flt, params)})"
+                else:
+                    sql = f"SELECT group_concat(id) FROM photos WHERE {_where(query, flt, params)}"
+                found = np.unique(_ids(self.db.execute(sql, params).fetchone()[0]))
+                ordered = found[np.argsort(cache.rank[found], kind="stable")]
+            chosen = ordered[offset : offset + limit].tolist()
+            rows = self.db.execute(
+                f"SELECT id, path FROM photos WHERE id IN ({', '.join('?' * len(chosen))})",
+                chosen,
+            )
+            path_of = {i: _s(path) for i, path in rows}
+            paths = [path_of[i] for i in chosen]
+            return ResultPage(len(ordered), paths, table.count(found, facets))  # type: ignore[arg-type]
+
+    @locked
     def facets(
         self, query: Node | None, flt: Filter | None = None, limit: int = 40
     ) -> list[tuple[str, int]]:
-        """Terms counted over the search's photos in SQL; only hierarchical names (prefixes of
-        a tag path from the root, `tagindex.path_keys`) are kept, not mid-level names."""
-        flt = flt or Filter()
-        sources = _SOURCES[flt.source]
-        params: list[Any] = [*sources]
-        where = _where(query, flt, params)
-        sql = (
-            f"SELECT term, COUNT(DISTINCT photo) AS n FROM terms WHERE source IN "
-            f"({', '.join('?' * len(sources))}) AND photo IN (SELECT id FROM photos WHERE {where}) "
-            "GROUP BY term ORDER BY n DESC, term"
+        return self.browse(query, flt, 0, 0, limit).facets
+
+    def _cache(self) -> _Cache:
+        """The cache of this snapshot of the index, kept while the index is unchanged, which
+        `PRAGMA data_version` (moves when another connection commits) and the connection's
+        `total_changes` (when this one writes) tell. After a change it is patched with the
+        photos the `changes` log names, or rebuilt (~1 s at 100 000 photos) when new tag
+        names came or went, or too many photos changed."""
+        version = (self.db.execute("PRAGMA data_version").fetchone()[0], self.db.total_changes)
+        cache = self._cached
+        if cache is None or cache.version != version:
+            seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
+            names = self._names()
+            cache = (cache and self._patched(cache, seq, names)) or self._built(seq, names)
+            cache.version = version
+            self._cached = cache
+        return cache
+
+    def _names(self) -> list[str]:
+        """Every hierarchical name of the keywords (not the names on faces, as `facets` has it):
+        one seek per distinct tag path on `tags_path` (a skip scan),
+        not a scan of every tag."""
+        rows = self.db.execute(
+            "WITH RECURSIVE held(path) AS (SELECT min(path) FROM tags WHERE source != ? "
+            "UNION ALL SELECT (SELECT min(path) FROM tags WHERE path > held.path AND source != ?) "
+            "FROM held WHERE held.path IS NOT NULL) SELECT path FROM held WHERE path IS NOT NULL",
+            (PERSON_SOURCE, PERSON_SOURCE),
         )
-        paths = {
-            row[0]
-            for row in self.db.execute("SELECT DISTINCT path FROM tags WHERE source != 'person'")
-        }
-        names = {name for path in paths for name in path_keys(path)}
-        counted = ((term, int(n)) for term, n in self.db.execute(sql, params) if term in names)
-        return list(itertools.islice(counted, limit))
+        return sorted({name for (path,) in rows for name in path_keys(path)})
+
+    def _built(self, seq: int, names: list[str]) -> _Cache:
+        rows = self.db.execute("SELECT id, path FROM photos ORDER BY path").fetchall()
+        return _Cache((0, 0), seq, names, *_ordered(rows))
+
+    def _patched(self, cache: _Cache, seq: int, names: list[str]) -> _Cache | None:
+        """The cache with the photos changed since it was made read again; None when that
+        cannot be done (names changed, too many photos, log rows pruned before it read them)."""
+        if names != cache.names or seq - cache.seq > PATCH_AT_MOST:
+            return None
+        if seq == cache.seq:
+            return cache  # other tables changed, not photos
+        oldest = self.db.execute("SELECT min(seq) FROM changes").fetchone()[0]
+        if oldest is None or oldest > cache.seq + 1:
+            return None
+        rows = self.db.execute("SELECT DISTINCT photo FROM changes WHERE seq > ?", (cache.seq,))
+        changed = sorted(photo for (photo,) in rows)
+        marks = ", ".join("?" * len(changed))
+        now = self.db.execute(f"SELECT id, path FROM photos WHERE id IN ({marks})", changed)
+        gone = np.array(changed, np.int64)
+        keep = (~np.isin(cache.by_path, gone)).tolist()
+        ids = cache.by_path.tolist()
+        kept = [(i, path) for i, path, k in zip(ids, cache.paths, keep, strict=True) if k]
+        order = sorted(kept + now.fetchall(), key=lambda row: row[1])  # two sorted runs merged
+        code = {name: i for i, name in enumerate(names)}
+        facets = {}
+        for source, table in cache.facets.items():
+            sources = _SOURCES[source]
+            pairs = [
+                (code[term], photo)
+                for term, photo in self.db.execute(
+                    f"SELECT DISTINCT term, photo FROM terms WHERE photo IN ({marks}) "
+                    f"AND source IN ({', '.join('?' * len(sources))})",
+                    [*changed, *sources],
+                )
+                if term in code
+            ]
+            held = np.array(pairs, np.int64).reshape(-1, 2)
+            facets[source] = table.replaced(gone, held[:, 0], held[:, 1])
+        return _Cache(cache.version, seq, names, *_ordered(order), facets)
+
+    def _facet_table(self, source: SourceFilter, names: list[str]) -> FacetTable:
+        """Each hierarchical name's photos (a prefix of a tag path from the root,
+        `tagindex.path_keys`; not mid-level names), one `group_concat` per name."""
+        sources = _SOURCES[source]
+        rows = dict(
+            self.db.execute(
+                "SELECT term, group_concat(DISTINCT photo) FROM terms "
+                f"WHERE source IN ({', '.join('?' * len(sources))}) GROUP BY term",
+                sources,
+            ).fetchall()
+        )
+        return FacetTable.of(names, [_ids(rows.get(name)) for name in names])
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction: the queries inside see the same commits of other processes."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")  # nothing was written: this only ends the read
 
     @locked
     def tagged(self, term: str) -> bool:
@@ -494,6 +665,11 @@ def _face(row: tuple[Any, ...]) -> FaceRecord:
     )
 
 
+def _ids(joined: str | None) -> np.ndarray:
+    """Photo ids from a `group_concat` (None when no row matched)."""
+    return np.fromstring(joined, np.int64, sep=",") if joined else np.empty(0, np.int64)
+
+
 def _where(query: Node | None, flt: Filter, params: list[Any]) -> str:
     """The WHERE clause on `photos` for a query and filter; appends its parameters."""
     where = ["1"] if query is None else [f"id IN ({_compile(query, flt, params)})"]
@@ -516,7 +692,9 @@ def _compile(node: Node, flt: Filter, params: list[Any]) -> str:
         sources = _SOURCES[flt.source]
         params += [node.text, *sources, flt.min_score]
         marks = ", ".join("?" * len(sources))
-        return f"SELECT photo FROM terms WHERE term = ? AND source IN ({marks}) AND score >= ?"
+        return (
+            f"SELECT photo AS id FROM terms WHERE term = ? AND source IN ({marks}) AND score >= ?"
+        )
     if isinstance(node, Not):
         return f"SELECT id FROM photos EXCEPT {_wrap(node.operand, flt, params)}"
     if isinstance(node, Or):

@@ -190,12 +190,13 @@ class WebLibrary:
             raise BadRequest(f"search: {exc}") from None
         except (ValueError, OverflowError) as exc:
             raise BadRequest(str(exc)) from None
-        found = self.index.search(node, flt)
-        pages = max(1, -(-len(found) // PAGE_SIZE))
-        page = min(max(page, 1), pages)
-        start = (page - 1) * PAGE_SIZE
-        facets = self.index.facets(node, flt, FACETS)
-        return Page(text, len(found), page, pages, found[start : start + PAGE_SIZE], facets)
+        page = max(page, 1)
+        found = self.index.browse(node, flt, (page - 1) * PAGE_SIZE, PAGE_SIZE, FACETS)
+        pages = max(1, -(-found.total // PAGE_SIZE))
+        if page > pages:  # past the end: the last page
+            page = pages
+            found = self.index.browse(node, flt, (page - 1) * PAGE_SIZE, PAGE_SIZE, FACETS)
+        return Page(text, found.total, page, pages, found.paths, found.facets)
 
     def record(self, path: str) -> PhotoRecord:
         """The index record of a photo the app may serve; NotServed otherwise."""
