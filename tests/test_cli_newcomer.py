@@ -6,6 +6,9 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -274,3 +277,67 @@ def test_status_json_and_iso_dates(capsys: pytest.CaptureFixture[str]) -> None:
     assert f"(last seen {local_time(1.7e9 + 60)})" in text
     assert f"  {local_time(1.7e9 + 30)} /p/x.jpg: not an image" in text
     assert datetime.fromisoformat(local_time(1.7e9)).timestamp() == 1.7e9  # offset included
+
+
+def test_service_status_counts_photos_and_gives_up_on_a_non_image_at_once(
+    album: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 13, with the real service: a photo is one done (not its own write's event too), a
+    text file named .jpg fails once and for good with its reason, `idle` means nothing waits,
+    and every date (status, JSON, log) is ISO 8601 in local time."""
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"watch:\n  folders: [{watched}]\n  settle_s: 0.5\nweb:\n  enabled: false\n")
+    log = tmp_path / "service.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "phototag", "--config", str(config), "watch"],
+            stderr=err,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def status() -> dict | None:
+        rc, out, _ = run(capsys, "status", "--json")
+        doc = json.loads(out)["service"]
+        assert proc.poll() is None, log.read_text()
+        return doc if rc == 0 and doc["pid"] == proc.pid else None
+
+    def until(check: Callable[[dict], bool], what: str) -> dict:
+        deadline = time.monotonic() + 90
+        while (doc := status()) is None or not check(doc):
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {doc}"
+            time.sleep(0.1)
+        return doc
+
+    try:
+        until(lambda d: d["state"] == "idle", "the service to start")
+        shutil.copyfile(album / "cat_720p.jpg", watched / "cat.jpg")
+        (watched / "notes.jpg").write_text("a shopping list, not a photo\n")
+        doc = until(lambda d: d["done"] + d["failed"] == 2 and d["state"] == "idle", "both")
+        time.sleep(1.5)  # longer than settle_s: our own write's event has come back
+        doc = until(lambda d: d["state"] == "idle", "idle again")
+        rc, text, _ = run(capsys, "status")
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, log.read_text()
+    assert (doc["done"], doc["failed"], doc["retried"], doc["queued"]) == (1, 1, 0, 0)
+    assert doc["unchanged"] >= 1  # the event of our own keyword write, not counted as done
+    (error,) = doc["errors"]
+    assert error["path"] == str(watched / "notes.jpg") and error["final"] is True
+    assert error["message"] == "not an image Pillow can read (unknown or fake format)"
+    for when in (doc["started"], doc["updated"], error["at"]):
+        assert datetime.fromisoformat(when).utcoffset() is not None, when
+    assert rc == 0
+    assert text.splitlines()[0] == (
+        f"phototag service: running (pid {proc.pid}, since {doc['started']}), idle"
+    )
+    assert "1 photos done, 1 failed, 0 retries" in text
+    assert f"  {error['at']} {watched / 'notes.jpg'}: not an image" in text
+    lines = log.read_text().splitlines()
+    assert [line for line in lines if "notes.jpg" in line] == [
+        next(line for line in lines if "notes.jpg: not an image" in line)
+    ]
+    assert "(giving up)" in next(line for line in lines if "notes.jpg" in line)
+    for line in lines:  # each log line starts with its ISO 8601 local time
+        assert datetime.fromisoformat(line.split(" ", 1)[0]).utcoffset() is not None, line

@@ -196,7 +196,7 @@ class Pipeline:
         try:
             decoded = future.result()
         except decode.DecodeError as exc:
-            return Outcome(path, error=str(exc))
+            return Outcome(path, error=str(exc), permanent=isinstance(exc, decode.NotAnImage))
         moved = self._moved_from(decoded)
         if moved is None:
             return decoded
