@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from phototag.cli.common import (
@@ -17,16 +19,23 @@ from phototag.config import Config
 from phototag.learn import train
 
 
-def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
-    tagger = load_tagger(cfg)
+def stages(args: argparse.Namespace) -> Callable[[str], None]:
+    """A line on stderr per stage, after the seconds since the start (none with -q): both
+    commands run for minutes and must not look hung."""
+    start = time.monotonic()
 
     def progress(message: str) -> None:
         if not args.quiet:
-            print(message, file=sys.stderr, flush=True)
+            print(f"{time.monotonic() - start:6.1f} s  {message}", file=sys.stderr, flush=True)
 
+    return progress
+
+
+def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
+    tagger = load_tagger(cfg)
     # Read-only: training only reads the index, so it may run beside the service.
     with open_index(cfg, dry_run=True) as index:
-        trained = train.train(index, tagger.stores, cfg.tagprop, progress)
+        trained = train.train(index, tagger.stores, cfg.tagprop, stages(args))
     print(train.format_report(trained.report))
     data = trained.data
     if data.too_rare:
@@ -51,7 +60,7 @@ def cmd_eval(args: argparse.Namespace, cfg: Config) -> int:
     from phototag.learn import arff, evaluate
 
     try:
-        results = evaluate.evaluate_dataset(args.dataset)
+        results = evaluate.evaluate_dataset(args.dataset, progress=stages(args))
     except arff.ArffError as exc:
         raise UserError(str(exc).splitlines()[0]) from None
     print(evaluate.format_table(results))
