@@ -341,3 +341,45 @@ def test_service_status_counts_photos_and_gives_up_on_a_non_image_at_once(
     assert "(giving up)" in next(line for line in lines if "notes.jpg" in line)
     for line in lines:  # each log line starts with its ISO 8601 local time
         assert datetime.fromisoformat(line.split(" ", 1)[0]).utcoffset() is not None, line
+
+
+def test_refine_and_undo_speak_json(album: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Item 9: `refine --json` and `undo --json` are JSON lines (a photo each, failures with
+    their `error`), then one summary line; the exit status is what it is without --json."""
+    from phototag import catalogue
+    from tests.conftest import MODEL_V2, need_shared
+
+    cat, parrot = album / "cat_720p.jpg", album / "parrot.jpg"
+    assert run(capsys, "-q", "scan", str(album))[0] == 0
+    catalogue.import_file(need_shared(MODEL_V2))  # a newer version: both need re-analysis
+    rc, out, _ = run(capsys, "refine", "-n", "--json")
+    assert rc == 0 and [json.loads(line) for line in out.splitlines()] == [
+        {"summary": {"reanalyse": 2, "rescore": 0, "current": 0}
+         | {"changed": 0, "failed": 0, "dry_run": True}}
+    ]  # fmt: skip
+    rc, out, _ = run(capsys, "-q", "refine", "--json")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0 and lines[-1]["summary"]["reanalyse"] == 2
+    changed = lines[:-1]
+    assert lines[-1]["summary"]["changed"] == len(changed) and lines[-1]["summary"]["failed"] == 0
+    for doc in changed:
+        assert set(doc) == {"path", "added", "removed", "written_to", "error"}
+        assert doc["added"] or doc["removed"]
+        assert doc["error"] is None and doc["written_to"] == doc["path"]
+
+    ours = {p: exiftool_keywords(p)["Subject"] for p in (cat, parrot)}
+    rc, out, err = run(capsys, "undo", "--json", str(cat), str(album / "gone.jpg"))
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert rc == 1 and "gone.jpg: no such file" in err
+    gone, undone, summary = lines
+    assert gone["path"] == str(album / "gone.jpg") and gone["error"].startswith("no such file")
+    assert undone["path"] == str(cat) and undone["error"] is None
+    assert undone["written_to"] == str(cat) and undone["dry_run"] is False
+    assert set(undone["removed"]) >= set(ours[cat])  # every keyword it had was ours
+    assert exiftool_keywords(cat)["Subject"] == []
+    assert summary == {"summary": {"undone": 1, "failed": 1, "dry_run": False}}
+    rc, out, _ = run(capsys, "undo", "-n", "--json", str(parrot))
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0 and lines[0]["dry_run"] is True and set(lines[0]["removed"]) >= set(ours[parrot])
+    assert lines[-1] == {"summary": {"undone": 1, "failed": 0, "dry_run": True}}
+    assert exiftool_keywords(parrot)["Subject"] == ours[parrot]  # a dry run changes nothing
