@@ -282,7 +282,9 @@ def test_cluster_auto_and_bad_k(
     clusters = [json.loads(line) for line in out.splitlines()]
     assert 1 <= len(clusters) <= 13
     assert sum(len(c["photos"]) for c in clusters) == 14
-    assert err == f"{len(clusters)} groups (chosen by silhouette) among 14 photos (nothing changed)\n"
+    assert (
+        err == f"{len(clusters)} groups (chosen by silhouette) among 14 photos (nothing changed)\n"
+    )
     code, _, err = run(capsys, library, "cluster", "-k", "15")
     assert code == 2 and "between 1 and the number of photos (14)" in err
 
