@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from phototag import cli
@@ -132,6 +133,82 @@ def test_scan_and_undo_remove_our_stale_temp_files_only(
         assert cli.main([*command, str(album)]) == 0, capsys.readouterr().err
         assert not stale.exists() and live.exists()
         live.unlink()
+
+
+def vector_stores(index: SqliteIndex) -> dict[str, tuple[int, int]]:
+    """Each vector store the records use: its row width and the rows its file holds."""
+    dims = {n: int(index.meta(f"dim:{n}") or 0) for r in index.records() for n in r.vectors}
+    return {n: (d, index._store_path(n).stat().st_size // (2 * d)) for n, d in dims.items()}
+
+
+def test_orphaned_vector_rows_are_compacted_after_kills(
+    tmp_path: Path,
+    photos: Path,
+    installed_model: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """3: rows of killed scans (and of re-tags) pile up; the next writer alone drops them."""
+    from phototag.config import Config
+    from phototag.library import compact
+
+    album = tmp_path / "album"
+    album.mkdir()
+    for i in range(16):
+        shutil.copyfile(photos / ("cat_720p.jpg", "parrot.jpg")[i % 2], album / f"p{i:02d}.jpg")
+    cfg = config_file(album, "model:\n  batch_size: 2\n")
+    kills = 0
+    for _ in range(3):  # kill -9 once photos come out: their batch's rows are not committed
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "phototag", "-q", "-c", cfg, "scan", str(album)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        proc.kill()
+        kills += proc.wait() == -9
+    assert kills >= 1
+    # A forced re-tag leaves every photo's old rows behind too; no compaction while another
+    # has the index open (here a reader, as a running service would).
+    index_dir = Config().index_dir
+    with SqliteIndex(index_dir, readonly=True):
+        assert cli.main(["-q", "-c", cfg, "scan", "--force", str(album)]) == 0
+    with SqliteIndex(index_dir, readonly=True) as index:
+        stores = vector_stores(index)
+        records = {r.path: r for r in index.records()}
+        vectors = {
+            (r.path, n): index.store(n, stores[n][0]).get([row])
+            for r in records.values()
+            for n, row in r.vectors.items()
+        }
+    assert len(records) == 16 and all(rows > 16 for _, rows in stores.values()), stores
+
+    monkeypatch.setattr(compact, "ORPHAN_SHARE", 0.0)  # any orphan (the share: a unit test)
+    capsys.readouterr()
+    assert cli.main(["-q", "-c", cfg, "scan", str(album)]) == 0  # alone: compacts at open
+    err = capsys.readouterr().err
+    for name, (_, rows) in stores.items():
+        assert f"index: dropped {rows - 16} of {rows} {name} rows no photo uses" in err
+    with SqliteIndex(index_dir, readonly=True) as index:
+        assert vector_stores(index) == {
+            n: (d, 16) for n, (d, _) in stores.items()
+        }  # rows == records
+        after = {r.path: r for r in index.records()}
+        assert after.keys() == records.keys()
+        for (path, name), vector in vectors.items():  # every photo keeps its own vectors
+            got = index.store(name, stores[name][0]).get([after[path].vectors[name]])
+            np.testing.assert_array_equal(got, vector)
+    assert sorted(p.name for p in index_dir.glob("*.f16")) == sorted(
+        f"{n}.1.f16" for n in stores
+    )  # the old files are gone, no temp file is left
+
+
+def test_a_store_is_rewritten_from_a_quarter_of_orphans() -> None:
+    from phototag.library.compact import worth_it
+
+    assert not worth_it(100, 100) and not worth_it(76, 100) and worth_it(75, 100)
+    assert worth_it(0, 3)
 
 
 # ---- 4: index write errors ------------------------------------------------------------------

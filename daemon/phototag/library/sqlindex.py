@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from phototag.library import compact
 from phototag.library.index import Index, IndexUnavailable, PhotoRecord, locked
 from phototag.library.query import PEOPLE_ROOT, And, Node, Not, Or, Term
 from phototag.library.tagindex import _SOURCES, Filter, _one_date, path_keys, term_keys
@@ -173,10 +174,22 @@ class SqliteIndex(Index):
             from phototag.library.migrate import migrate_tinydb
 
             migrate_tinydb(self, log)
+            self._lock, alone = compact.hold(folder, readonly)
+            if alone:
+                for done in compact.compact(self.db, folder):
+                    log(
+                        f"index: dropped {done.before - done.after} of {done.before} "
+                        f"{done.store} rows no photo uses"
+                    )
+            if self._lock is not None:
+                compact.share(self._lock)
             if readonly:
                 self.db.execute("PRAGMA query_only=ON")
         except (OSError, sqlite3.Error) as exc:
             raise IndexUnavailable(f"{folder}: cannot open index: {exc}") from None
+
+    def _store_path(self, name: str) -> Path:
+        return compact.store_path(self.folder, name, self.meta(f"file:{name}"))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -300,6 +313,14 @@ class SqliteIndex(Index):
         latest = list({r.path: r for r in records}.values())
         with self.transaction() as db:
             self.write_records(db, latest)
+            # a store's row width, so compaction can read it without the model
+            db.executemany(
+                "INSERT OR IGNORE INTO meta VALUES (?, ?)",
+                [
+                    (f"dim:{n}", str(self._stores[n].dim))
+                    for n in {n for v in vectors or [] for n in v}
+                ],
+            )
             db.executemany(
                 "INSERT INTO history (at, action, path, written_to, model_version, tags) "
                 "VALUES (?, 'tagged', ?, ?, ?, ?)",
@@ -471,6 +492,9 @@ class SqliteIndex(Index):
     @locked
     def close(self) -> None:
         self.db.close()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
 def _face(row: tuple[Any, ...]) -> FaceRecord:
