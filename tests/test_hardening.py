@@ -245,6 +245,54 @@ def test_bad_setting_stops_every_command_with_one_line(
     assert errors == [f"phototag: {cfg}: scan.workers must be between 0 and 256, not -3"]
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("model:\n  name: ' '", "model.name: ' ' must not be empty"),
+        ("detector:\n  threshold: 1.5", "detector.threshold must be between 0 and 1, not 1.5"),
+        ("detector:\n  iou: -0.1", "detector.iou must be between 0 and 1, not -0.1"),
+        ("specialists:\n  gate: 2", "specialists.gate must be between 0 and 1, not 2.0"),
+        ("specialists:\n  names: ['']", "specialists.names: '' must not be empty"),
+        ("tags:\n  thresholds: {kite: 5}", "tags.thresholds.kite must be between 0 and 1, not 5.0"),
+        (
+            "tags:\n  rename: {'a||b': c}",
+            "tags.rename: 'a||b' must be a tag or a path such as animal|bird, without an empty level",
+        ),
+        ("tags:\n  thresholds: {kite: .nan}", "tags.thresholds.kite must be a number, not nan"),
+        ("index:\n  path: ''", "index.path: '' must not be empty"),
+        ("watch:\n  include: ['']", "watch.include: '' must not be empty"),
+        (
+            "web:\n  listen: localhost",
+            "web.listen: 'localhost' must be host:port with a port from 1 to 65535, e.g. "
+            "127.0.0.1:8765",
+        ),
+        (
+            "web:\n  listen: '127.0.0.1:70000'",
+            "web.listen: '127.0.0.1:70000' must be host:port with a port from 1 to 65535, e.g. "
+            "127.0.0.1:8765",
+        ),
+        ("web:\n  login_attempts: 0", "web.login_attempts must be between 1 and 10000, not 0"),
+        ("web:\n  max_upload_bytes: -1", "web.max_upload_bytes must be at least 1, not -1"),
+        ("web:\n  session_hours: 0", "web.session_hours must be between 0.01 and 8784, not 0.0"),
+        (
+            "places:\n  root: 'a|b'",
+            "places.root: 'a|b' must be one tag level, not empty and without |",
+        ),
+        ("places:\n  max_km: -1", "places.max_km must be between 0.01 and 20000, not -1.0"),
+        ("places:\n  city_population: -5", "places.city_population must be at least 0, not -5"),
+    ],
+)
+def test_each_section_checks_its_values_with_one_line_naming_the_key(
+    tmp_path: Path, setting: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(setting + "\n")
+    assert cli.main(["--config", str(bad), "status"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and one_line_errors(err) == [f"phototag: {bad}: {message}"]
+    assert err.count("\n") == 1
+
+
 # ---- 6: 255-byte names ----------------------------------------------------------------------
 
 
