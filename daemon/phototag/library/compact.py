@@ -15,6 +15,7 @@ store's rows are orphans: rewriting costs about the store's size in I/O (docs/be
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 from collections import defaultdict
@@ -25,6 +26,8 @@ import numpy as np
 
 from phototag.files import fileio
 from phototag.library.index import VectorStore
+
+log = logging.getLogger("phototag.index")  # the service's log; a command's with -v
 
 ORPHAN_SHARE = 0.25
 LOCK_FILE = "compact.lock"

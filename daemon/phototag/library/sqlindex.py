@@ -177,9 +177,11 @@ class SqliteIndex(Index):
             self._lock, alone = compact.hold(folder, readonly)
             if alone:
                 for done in compact.compact(self.db, folder):
-                    log(
-                        f"index: dropped {done.before - done.after} of {done.before} "
-                        f"{done.store} rows no photo uses"
+                    compact.log.info(
+                        "index: dropped %d of %d %s rows no photo uses",
+                        done.before - done.after,
+                        done.before,
+                        done.store,
                     )
             if self._lock is not None:
                 compact.share(self._lock)
