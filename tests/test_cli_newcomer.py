@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -289,18 +288,15 @@ def test_service_status_counts_photos_and_gives_up_on_a_non_image_at_once(
     watched.mkdir()
     config = tmp_path / "config.yaml"
     config.write_text(f"watch:\n  folders: [{watched}]\n  settle_s: 0.5\nweb:\n  enabled: false\n")
-    log = tmp_path / "service.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "phototag", "--config", str(config), "watch"],
-            stderr=err,
-            stdout=subprocess.DEVNULL,
-        )
+    from tests.test_service_e2e import ServiceProcess
+
+    service = ServiceProcess(config, tmp_path / "service.log")
+    proc, log = service.proc, service.log
 
     def status() -> dict | None:
         rc, out, _ = run(capsys, "status", "--json")
         doc = json.loads(out)["service"]
-        assert proc.poll() is None, log.read_text()
+        assert service.alive()
         return doc if rc == 0 and doc["pid"] == proc.pid else None
 
     def until(check: Callable[[dict], bool], what: str) -> dict:
@@ -319,8 +315,7 @@ def test_service_status_counts_photos_and_gives_up_on_a_non_image_at_once(
         doc = until(lambda d: d["state"] == "idle", "idle again")
         rc, text, _ = run(capsys, "status")
     finally:
-        proc.terminate()
-        assert proc.wait(30) == 0, log.read_text()
+        service.stop()
     assert (doc["done"], doc["failed"], doc["retried"], doc["queued"]) == (1, 1, 0, 0)
     assert doc["unchanged"] >= 1  # the event of our own keyword write, not counted as done
     (error,) = doc["errors"]

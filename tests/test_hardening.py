@@ -366,6 +366,50 @@ def test_file_symlink_below_a_root_is_not_followed_by_default(
     assert digest(outside / "parrot.jpg") != before
 
 
+def test_the_watcher_follows_symlinks_as_scan_does(
+    tmp_path: Path, photos: Path, installed_model: Path
+) -> None:
+    """7: `phototag watch` walks with scan's symlink rule: by default a file or folder link
+    below a watched folder is left alone (nothing outside is written); followed when asked,
+    each real folder once (a link loop ends)."""
+    from phototag.config import Config
+    from phototag.library.index import open_index
+    from tests.test_service_e2e import ServiceProcess
+
+    watched, outside = tmp_path / "watched", tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    watched.mkdir()
+    shutil.copyfile(photos / "cat_720p.jpg", watched / "real.jpg")
+    shutil.copyfile(photos / "owl.jpg", outside / "owl.jpg")
+    shutil.copyfile(photos / "parrot.jpg", outside / "folder" / "parrot.jpg")
+    (watched / "link.jpg").symlink_to(outside / "owl.jpg")
+    (watched / "linked").symlink_to(outside / "folder")
+    (watched / "loop").symlink_to(watched)
+    before = {p: digest(p) for p in (outside / "owl.jpg", outside / "folder" / "parrot.jpg")}
+
+    def serve(follow: bool, photos: int) -> set[str]:
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(
+            f"watch:\n  folders: [{watched}]\n  settle_s: 0.5\nweb:\n  enabled: false\n"
+            f"scan:\n  follow_symlinks: {str(follow).lower()}\n"
+        )
+        service = ServiceProcess(cfg, tmp_path / "service.log")
+        try:
+            service.wait_started()
+            deadline = time.monotonic() + 90
+            while not (service.idle() and service.status().done >= photos):  # type: ignore[union-attr]
+                assert service.alive() and time.monotonic() < deadline, service.text()
+                time.sleep(0.1)
+        finally:
+            service.stop()
+        with open_index(Config().index_dir, readonly=True) as index:
+            return {os.path.relpath(p, watched) for p in index.paths()}
+
+    assert serve(False, 1) == {"real.jpg"}
+    assert {p: digest(p) for p in before} == before  # nothing outside was written
+    assert serve(True, 3) == {"real.jpg", "link.jpg", "linked/parrot.jpg"}
+
+
 def _xmp_segment(keyword: str) -> bytes:
     packet = (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
