@@ -121,6 +121,25 @@ def test_file_over_max_file_bytes_is_refused_and_the_others_are_tagged(
 # ---- 3 (our part): stale temp files ---------------------------------------------------------
 
 
+def test_the_file_tag_layer_keeps_to_the_configured_max_file_bytes(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2: `show`, `undo` and `suggest --accept` read keywords under scan.max_file_bytes too."""
+    cat = album / "cat_720p.jpg"
+    assert cli.main(["-q", "scan", str(album)]) == 0
+    size = cat.stat().st_size
+    small = config_file(album, f"scan:\n  max_file_bytes: {size - 1}\n")
+    tagged = digest(cat)
+    reason = f"file too large ({size:,} bytes, limit scan.max_file_bytes {size - 1:,}); not read"
+    for command in (["show"], ["undo"], ["suggest", "--accept", "Grandma"]):
+        capsys.readouterr()
+        assert cli.main(["-c", small, *command, str(cat)]) != 0, command
+        errors = one_line_errors(capsys.readouterr().err)
+        assert len(errors) == 1 and errors[0].endswith(reason), (command, errors)
+        assert digest(cat) == tagged  # refused unread, nothing written
+    assert cli.main(["-c", config_file(album, ""), "show", str(cat)]) == 0  # the default reads it
+
+
 def test_scan_and_undo_remove_our_stale_temp_files_only(
     album: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -104,7 +104,7 @@ def cmd_suggest(args: argparse.Namespace, cfg: Config) -> int:
                 file=sys.stderr,
             )
         found = suggest.suggest(
-            suggest.from_files(scored, cfg.write),
+            suggest.from_files(scored, cfg.write, cfg.scan.max_file_bytes),
             suggest.learned_scores(index, tagger),
             args.missing_above,
             args.imprecise_below,
@@ -130,7 +130,7 @@ def _accept(args: argparse.Namespace, cfg: Config) -> int:
     with open_index(cfg, dry_run=False) as index:
         for path in args.paths:
             try:
-                written = suggest.accept(path, tag, index, cfg.write)
+                written = suggest.accept(path, tag, index, cfg.write, cfg.scan.max_file_bytes)
             except (MetadataError, OSError) as exc:
                 failed += 1
                 error(path, str(exc).splitlines()[0])
