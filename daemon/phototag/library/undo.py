@@ -48,7 +48,8 @@ def _undo(path: Path, index: Index | None, cfg: Config, dry_run: bool) -> Undone
     done = Undone(path, before.our_keywords, before.our_paths)
     if dry_run:
         return done
-    filled = location.undo(path, cfg.write)  # first: metadata.undo drops our whole namespace
+    # first: metadata.undo drops our whole namespace
+    filled = location.undo(path, cfg.write, cfg.scan.max_file_bytes)
     if (
         before.model_version
         or before.ours

@@ -350,7 +350,11 @@ def base_record(decoded: Decoded, cfg: Config) -> PhotoRecord:
     Its GPS position too (read from the file's metadata, not the decoded pixels), so refine
     can re-decide its place from the index.
     """
-    position = location.read(decoded.file.path, cfg.write) if cfg.places.enabled else None
+    position = (
+        location.read(decoded.file.path, cfg.write, cfg.scan.max_file_bytes)
+        if cfg.places.enabled
+        else None
+    )
     return PhotoRecord(
         path=str(decoded.file.path),
         size=decoded.file.size,
@@ -383,7 +387,11 @@ def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) ->
         cfg.tags.generic,
         cfg.scan.max_file_bytes,
     )
-    if place and cfg.places.fill_location and location.fill(path, place, cfg.write) == path:
+    if (
+        place
+        and cfg.places.fill_location
+        and location.fill(path, place, cfg.write, cfg.scan.max_file_bytes) == path
+    ):
         written = replace(written, photo_sha256=None)  # the photo changed again: hash it anew
     return replace(
         on_disk(base, cfg.write, written),
