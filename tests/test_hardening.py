@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import shutil
 import subprocess
@@ -165,7 +164,7 @@ def test_orphaned_vector_rows_are_compacted_after_kills(
     tmp_path: Path,
     photos: Path,
     installed_model: Path,
-    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """3: rows of killed scans (and of re-tags) pile up; the next writer alone drops them."""
@@ -205,10 +204,11 @@ def test_orphaned_vector_rows_are_compacted_after_kills(
     assert len(records) == 16 and all(rows > 16 for _, rows in stores.values()), stores
 
     monkeypatch.setattr(compact, "ORPHAN_SHARE", 0.0)  # any orphan (the share: a unit test)
-    with caplog.at_level(logging.INFO, "phototag.index"):
-        assert cli.main(["-q", "-c", cfg, "scan", str(album)]) == 0  # alone: compacts at open
-    for name, (_, rows) in stores.items():
-        assert f"index: dropped {rows - 16} of {rows} {name} rows no photo uses" in caplog.text
+    capsys.readouterr()
+    assert cli.main(["-q", "-v", "-c", cfg, "scan", str(album)]) == 0  # alone: compacts at open
+    err = capsys.readouterr().err
+    for name, (_, rows) in stores.items():  # said with -v (and in the service's log)
+        assert f"phototag: index: dropped {rows - 16} of {rows} {name} rows no photo uses" in err
     with SqliteIndex(index_dir, readonly=True) as index:
         assert vector_stores(index) == {
             n: (d, 16) for n, (d, _) in stores.items()
