@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -274,3 +276,105 @@ def test_status_json_and_iso_dates(capsys: pytest.CaptureFixture[str]) -> None:
     assert f"(last seen {local_time(1.7e9 + 60)})" in text
     assert f"  {local_time(1.7e9 + 30)} /p/x.jpg: not an image" in text
     assert datetime.fromisoformat(local_time(1.7e9)).timestamp() == 1.7e9  # offset included
+
+
+def test_service_status_counts_photos_and_gives_up_on_a_non_image_at_once(
+    album: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 13, with the real service: a photo is one done (not its own write's event too), a
+    text file named .jpg fails once and for good with its reason, `idle` means nothing waits,
+    and every date (status, JSON, log) is ISO 8601 in local time."""
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"watch:\n  folders: [{watched}]\n  settle_s: 0.5\nweb:\n  enabled: false\n")
+    from tests.test_service_e2e import ServiceProcess
+
+    service = ServiceProcess(config, tmp_path / "service.log")
+    proc, log = service.proc, service.log
+
+    def status() -> dict | None:
+        rc, out, _ = run(capsys, "status", "--json")
+        doc = json.loads(out)["service"]
+        assert service.alive()
+        return doc if rc == 0 and doc["pid"] == proc.pid else None
+
+    def until(check: Callable[[dict], bool], what: str) -> dict:
+        deadline = time.monotonic() + 90
+        while (doc := status()) is None or not check(doc):
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {doc}"
+            time.sleep(0.1)
+        return doc
+
+    try:
+        until(lambda d: d["state"] == "idle", "the service to start")
+        shutil.copyfile(album / "cat_720p.jpg", watched / "cat.jpg")
+        (watched / "notes.jpg").write_text("a shopping list, not a photo\n")
+        doc = until(lambda d: d["done"] + d["failed"] == 2 and d["state"] == "idle", "both")
+        time.sleep(1.5)  # longer than settle_s: our own write's event has come back
+        doc = until(lambda d: d["state"] == "idle", "idle again")
+        rc, text, _ = run(capsys, "status")
+    finally:
+        service.stop()
+    assert (doc["done"], doc["failed"], doc["retried"], doc["queued"]) == (1, 1, 0, 0)
+    assert doc["unchanged"] >= 1  # the event of our own keyword write, not counted as done
+    (error,) = doc["errors"]
+    assert error["path"] == str(watched / "notes.jpg") and error["final"] is True
+    assert error["message"] == "not an image Pillow can read (unknown or fake format)"
+    for when in (doc["started"], doc["updated"], error["at"]):
+        assert datetime.fromisoformat(when).utcoffset() is not None, when
+    assert rc == 0
+    assert text.splitlines()[0] == (
+        f"phototag service: running (pid {proc.pid}, since {doc['started']}), idle"
+    )
+    assert "1 photos done, 1 failed, 0 retries" in text
+    assert f"  {error['at']} {watched / 'notes.jpg'}: not an image" in text
+    lines = log.read_text().splitlines()
+    assert [line for line in lines if "notes.jpg" in line] == [
+        next(line for line in lines if "notes.jpg: not an image" in line)
+    ]
+    assert "(giving up)" in next(line for line in lines if "notes.jpg" in line)
+    for line in lines:  # each log line starts with its ISO 8601 local time
+        assert datetime.fromisoformat(line.split(" ", 1)[0]).utcoffset() is not None, line
+
+
+def test_refine_and_undo_speak_json(album: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Item 9: `refine --json` and `undo --json` are JSON lines (a photo each, failures with
+    their `error`), then one summary line; the exit status is what it is without --json."""
+    from phototag import catalogue
+    from tests.conftest import MODEL_V2, need_shared
+
+    cat, parrot = album / "cat_720p.jpg", album / "parrot.jpg"
+    assert run(capsys, "-q", "scan", str(album))[0] == 0
+    catalogue.import_file(need_shared(MODEL_V2))  # a newer version: both need re-analysis
+    rc, out, _ = run(capsys, "refine", "-n", "--json")
+    assert rc == 0 and [json.loads(line) for line in out.splitlines()] == [
+        {"summary": {"reanalyse": 2, "rescore": 0, "current": 0}
+         | {"changed": 0, "failed": 0, "dry_run": True}}
+    ]  # fmt: skip
+    rc, out, _ = run(capsys, "-q", "refine", "--json")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0 and lines[-1]["summary"]["reanalyse"] == 2
+    changed = lines[:-1]
+    assert lines[-1]["summary"]["changed"] == len(changed) and lines[-1]["summary"]["failed"] == 0
+    for doc in changed:
+        assert set(doc) == {"path", "added", "removed", "written_to", "error"}
+        assert doc["added"] or doc["removed"]
+        assert doc["error"] is None and doc["written_to"] == doc["path"]
+
+    ours = {p: exiftool_keywords(p)["Subject"] for p in (cat, parrot)}
+    rc, out, err = run(capsys, "undo", "--json", str(cat), str(album / "gone.jpg"))
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert rc == 1 and "gone.jpg: no such file" in err
+    gone, undone, summary = lines
+    assert gone["path"] == str(album / "gone.jpg") and gone["error"].startswith("no such file")
+    assert undone["path"] == str(cat) and undone["error"] is None
+    assert undone["written_to"] == str(cat) and undone["dry_run"] is False
+    assert set(undone["removed"]) >= set(ours[cat])  # every keyword it had was ours
+    assert exiftool_keywords(cat)["Subject"] == []
+    assert summary == {"summary": {"undone": 1, "failed": 1, "dry_run": False}}
+    rc, out, _ = run(capsys, "undo", "-n", "--json", str(parrot))
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0 and lines[0]["dry_run"] is True and set(lines[0]["removed"]) >= set(ours[parrot])
+    assert lines[-1] == {"summary": {"undone": 1, "failed": 0, "dry_run": True}}
+    assert exiftool_keywords(parrot)["Subject"] == ours[parrot]  # a dry run changes nothing

@@ -187,3 +187,30 @@ def test_channels_add_the_tag_regression_from_training_labels_only() -> None:
     # The query side depends on the training labels, never on anything of the queries'.
     again = evaluate.make_channels(train, labels, query[::-1])[1]
     assert np.allclose(again.arrays[2], queries.arrays[2][::-1])
+
+
+def test_eval_shows_a_line_per_stage_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16 item 15: `phototag eval` is not silent for minutes; -q keeps it quiet."""
+    from phototag import cli
+
+    folder = _toy_benchmark(tmp_path / "toy")
+    assert cli.main(["eval", str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 4 + 2  # the table: a header, a rule and a row per method
+    stages = [line.split(" s  ", 1)[1] for line in err.splitlines()]
+    assert stages[0] == f"loaded {folder}: 80 training and 30 test images, 2 tags"
+    assert stages[1] == "method 1/4: TagProp rank"
+    assert stages[2].startswith("TagProp rank: validating 1/")
+    assert [s for s in stages if s.startswith("method ")] == [
+        "method 1/4: TagProp rank",
+        "method 2/4: TagProp distance σML",  # noqa: RUF001
+        "method 3/4: 2PKNN",
+        "method 4/4: k-NN vote",
+    ]
+    assert stages[-1].startswith("k-NN vote: scoring the test set with K=")
+    times = [float(line.split(" s  ", 1)[0]) for line in err.splitlines()]
+    assert times == sorted(times)  # seconds since the start, so a slow stage shows
+    assert cli.main(["eval", "-q", str(folder)]) == 0
+    assert capsys.readouterr().err == ""

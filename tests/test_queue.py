@@ -96,6 +96,23 @@ def test_failures_retry_with_backoff_then_give_up(queue: Queue) -> None:
     ]
 
 
+def test_a_permanent_failure_is_given_up_at_once(queue: Queue) -> None:
+    queue.put(A, "tag")
+    (job,) = queue.take(1)
+    assert not queue.failed(job, "not an image", permanent=True)
+    assert len(queue) == 0
+    stats = queue.stats()
+    assert (stats.failed, stats.retried) == (1, 0)
+    assert [(e.message, e.final) for e in stats.errors] == [("not an image", True)]
+
+
+def test_done_counts_photos_and_unchanged_events_apart(queue: Queue) -> None:
+    queue.put(A, "tag")
+    queue.put(B, "tag")
+    queue.done(queue.take(2), unchanged=1)
+    assert (queue.stats().done, queue.stats().unchanged) == (1, 1)
+
+
 def test_a_newer_request_replaces_a_failed_retry(queue: Queue) -> None:
     queue.put(A, "tag")
     (job,) = queue.take(1)

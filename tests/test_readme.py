@@ -55,6 +55,8 @@ EXPECTED = [
     (0, "     1  Brasil"),
     (0, "blazeface@full-range         available"),  # the catalogue, by name
     (0, "usage: phototag [-h] [--version] [-c CONFIG] [-q] [-v] [--json] COMMAND ..."),
+    (0, '{{"summary": {{"reanalyse": 0, "rescore": 0, "current": 4, "changed": 0, "failed": 0'),
+    (0, '{{"path": "{home}/Pictures/2019/parrot.jpg", "removed": ["'),
     (0, "0 photos need re-analysis with mobilenet-v2@tf2-ptq (decode + infer), 0 need only"),
     (0, "0 photos need re-analysis with mobilenet-v2@tf2-ptq (decode + infer), 0 need only"),
     (0, "{home}/Pictures/2019/parrot.jpg: likely missing: animal|bird|parrot"),

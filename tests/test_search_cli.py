@@ -270,7 +270,8 @@ def test_cluster_names_groups_by_tags(
 
     code, out, _ = run(capsys, library, "cluster", "-k", "3")
     headings = [line for line in out.splitlines() if line and not line.startswith("  ")]
-    assert headings == [f"{', '.join(c['tags'])} ({len(c['photos'])} photos)" for c in clusters]
+    assert headings == [f"{c['name']} ({len(c['photos'])} photos)" for c in clusters]
+    assert [c["name"] for c in clusters] == [", ".join(c["tags"]) for c in clusters]
 
 
 def test_cluster_auto_and_bad_k(
@@ -281,6 +282,9 @@ def test_cluster_auto_and_bad_k(
     clusters = [json.loads(line) for line in out.splitlines()]
     assert 1 <= len(clusters) <= 13
     assert sum(len(c["photos"]) for c in clusters) == 14
+    assert (
+        err == f"{len(clusters)} groups (chosen by silhouette) among 14 photos (nothing changed)\n"
+    )
     code, _, err = run(capsys, library, "cluster", "-k", "15")
     assert code == 2 and "between 1 and the number of photos (14)" in err
 
@@ -293,3 +297,19 @@ def test_embedding_commands_on_an_empty_index(
     assert cli.main(["search", "cat"]) == 1  # no match
     out, err = capsys.readouterr()
     assert out == "" and "is empty" in err
+
+
+def test_cluster_never_names_two_groups_the_same(
+    capsys: pytest.CaptureFixture[str], library: Library, installed_model: Path
+) -> None:
+    """Issue 16 item 15: one group a photo, so the two cats and the three pets copies share
+    their top tags: each group takes more of its tags, or a number, until the names differ."""
+    code, out, err = run(capsys, library, "cluster", "-k", "14", "--json")
+    assert code == 0, err
+    clusters = [json.loads(line) for line in out.splitlines()]
+    names = [c["name"] for c in clusters]
+    assert len(clusters) == 14 and len(set(names)) == 14, names
+    assert err == "14 groups (as asked) among 14 photos (nothing changed)\n"
+    code, out, _ = run(capsys, library, "cluster", "-k", "14")
+    headings = [line for line in out.splitlines() if line and not line.startswith("  ")]
+    assert headings == [f"{name} (1 photo)" for name in names]

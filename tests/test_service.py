@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from phototag import paths
+from phototag import cli, paths
 from phototag.config import Config, ConfigError
 from phototag.library.index import Index, open_index
 from phototag.service import daemon as service
-from phototag.service.queue import Queue
+from phototag.service.queue import Queue, QueueStats
 from tests.conftest import ROOT
 from tests.fakes import FakeProcessor, factory
 
@@ -116,6 +116,10 @@ def test_journald_gets_plain_lines_with_priorities(
 # --- the service loop, in a thread --------------------------------------------------
 
 
+def finished(stats: QueueStats) -> int:
+    return stats.done + stats.unchanged
+
+
 class Running:
     """A service in a thread of this process, with its fake processor."""
 
@@ -140,9 +144,10 @@ class Running:
         return self.service._queue.stats()
 
     def settled(self, done: int) -> None:
-        """Wait until `done` jobs are done and nothing is pending or in flight."""
+        """Wait until `done` jobs are finished (photos done or events with nothing to do) and
+        nothing is pending or in flight."""
         wait_until(
-            lambda: self.stats().done >= done and len(self.service._queue) == 0,
+            lambda: finished(self.stats()) >= done and len(self.service._queue) == 0,
             what=f"{done} jobs done",
         )
 
@@ -164,12 +169,15 @@ def test_our_own_keyword_write_does_not_tag_the_photo_again(album: Path) -> None
         time.sleep(1.0)  # twice settle_s: no event of ours comes back late
         assert running.processors[0].calls == [[photo]]
         assert photo.read_bytes() == b"pixels<keywords>"
-        assert running.stats().done == 2
+        # done counts the photo once; the event of our own write had nothing to do
+        assert (running.stats().done, running.stats().unchanged) == (1, 1)
     finally:
         running.stop()
 
 
-def test_photos_are_tagged_moved_and_forgotten(album: Path) -> None:
+def test_photos_are_tagged_moved_and_forgotten(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     running = Running(settings(album))
     try:
         a, b = album / "a.jpg", album / "b.jpg"
@@ -183,11 +191,15 @@ def test_photos_are_tagged_moved_and_forgotten(album: Path) -> None:
 
         (album / "bad.jpg").write_bytes(b"trunc")
         wait_until(lambda: running.stats().retried == 1, what="a retry")
+        # a job backing off before its retry waits: the service is not idle
+        wait_until(lambda: running.state() == "waiting to retry", what="waiting to retry")
+        assert cli.main(["status"]) == 0
+        assert capsys.readouterr().out.splitlines()[0].endswith("), waiting to retry")
     finally:
         assert running.stop() == 0
     st = service.status()
     assert st is not None and not st.running and st.state == "stopped"
-    assert (st.done, st.failed, st.retried, st.queued) == (4, 0, 1, 1)
+    assert (st.done, st.unchanged, st.failed, st.retried, st.queued) == (3, 1, 0, 1, 1)
     assert st.model_version == "fake-model@1" and st.folders == [str(album)]
     assert [(e.path.name, e.message, e.final) for e in st.errors] == [
         ("bad.jpg", "cannot decode: truncated JPEG", False)
@@ -365,7 +377,7 @@ def test_a_busy_service_writes_its_index_on_a_clock(
     def counted(self: service.Service) -> None:
         if self._unflushed:
             flushes.append(len(self._unflushed))
-            assert self._queue.stats().done == sum(flushes[:-1])  # nothing done before
+            assert finished(self._queue.stats()) == sum(flushes[:-1])  # nothing done before
         original(self)
 
     monkeypatch.setattr(service.Service, "_flush", counted)

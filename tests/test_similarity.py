@@ -11,6 +11,7 @@ from phototag.library.similarity import (
     connected_components,
     duplicate_pairs,
     duplicates,
+    labels_for,
     nearest,
     normalise_rows,
     silhouette,
@@ -178,6 +179,25 @@ def test_characteristic_tags_prefer_what_sets_a_cluster_apart() -> None:
     ]
     names = characteristic_tags(labels, tags, top=2)
     assert names == [("cat", "sofa"), ("dog", "beach"), ()]  # `animal` is everywhere
+
+
+def test_clusters_with_the_same_top_tags_take_more_until_they_differ() -> None:
+    labels = np.array([0, 0, 1, 1, *[2] * 4, *[3] * 4])
+    tags = [{"cat", "sofa"}] * 2 + [{"cat", "rug"}] * 2 + [{"sofa", "rug", "tree"}] * 8
+    names = characteristic_tags(labels, tags, top=1)
+    assert names == [
+        ("cat", "sofa"),
+        ("cat", "rug"),
+        ("tree", "rug", "sofa"),
+        ("tree", "rug", "sofa"),
+    ]
+    assert labels_for([*names, ()]) == [
+        "cat, sofa",
+        "cat, rug",
+        "tree, rug, sofa #1",
+        "tree, rug, sofa #2",
+        "(no characteristic tags)",
+    ]
 
 
 def test_cluster_names_planted_groups() -> None:

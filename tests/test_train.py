@@ -342,6 +342,14 @@ def test_learns_the_users_keywords_and_proposes_them_for_near_duplicates_only(
     assert table["Grandma"][0] == table["ourcat"][0] == "5"  # photos
     assert float(table["Grandma"][2]) == float(table["ourcat"][2]) == 1.0  # leave-one-out recall
     assert "learned 2 keywords from 10 photos" in err
+    status, out, _ = run(capsys, "-c", str(cfg), "train", "--json")  # one document, same table
+    doc = json.loads(out)
+    assert status == 0 and (doc["learned"], doc["photos"]) == (2, 10)
+    assert {k["keyword"]: (k["photos"], k["recall"]) for k in doc["keywords"]} == {
+        "Grandma": (5, 1.0),
+        "ourcat": (5, 1.0),
+    }
+    assert doc["model"] == train.active(tagger.load(Config()).stores.backbone)[0]
 
     status, out, _ = run(capsys, "suggest", str(album / "face-5.jpg"), str(album / "owl-0.jpg"))
     assert status == 0

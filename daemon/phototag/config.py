@@ -11,6 +11,7 @@ import dataclasses
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -44,15 +45,50 @@ class ConfigError(ValueError):
     """A setting is missing, misspelt or of the wrong type."""
 
 
-def between(low: float | None = None, high: float | None = None) -> Any:
-    """Field metadata: the range a number must lie in (checked at load, see `_check_range`)."""
-    return {"range": (low, high)}
+def between(low: float | None = None, high: float | None = None, **more: Any) -> Any:
+    """Field metadata: the range a number (each of a list's or mapping's values) must lie in,
+    checked at load (`_check_range`)."""
+    return {"range": (low, high), **more}
+
+
+Format = Callable[[str], "str | None"]  # a value's problem, or None when it is fine
+
+
+def formatted(check: Format) -> Any:
+    """Field metadata: a check of a string (of each item of a list, key and string value of a
+    mapping) at load, naming what the value must be (`_check_format`)."""
+    return {"format": check}
+
+
+def _not_empty(text: str) -> str | None:
+    return "must not be empty" if not text.strip() else None
+
+
+def _tag_path(text: str) -> str | None:
+    if any(not level.strip() for level in text.split("|")):
+        return "must be a tag or a path such as animal|bird, without an empty level"
+    return None
+
+
+def _one_level(text: str) -> str | None:
+    return (
+        "must be one tag level, not empty and without |" if _tag_path(text) or "|" in text else None
+    )
+
+
+def _host_port(text: str) -> str | None:
+    """host:port or [v6]:port, as the web server reads it."""
+    host, sep, port = text.rpartition(":")
+    if sep and host.strip("[]") and port.isdigit() and 0 < int(port) < 65536:
+        return None
+    return "must be host:port with a port from 1 to 65535, e.g. 127.0.0.1:8765"
 
 
 @dataclass
 class ModelConfig:
-    name: str = "mobilenet-v2"  # catalogue name
-    version: str | None = None  # None: the newest installed version of that name
+    name: str = field(default="mobilenet-v2", metadata=formatted(_not_empty))  # catalogue name
+    # None: the newest installed version of that name
+    version: str | None = field(default=None, metadata=formatted(_not_empty))
     providers: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = field(default=16, metadata=between(1, 1024))
 
@@ -73,10 +109,13 @@ class DetectorConfig:
     enabled: bool = True  # run the object detector beside the classifier, when it is installed
     # catalogue name (the preferred installed version runs) or name@version of a detector;
     # coco-nanodet@g-416-int8 halves its CPU time for a little quality (docs/benchmarks.md)
-    name: str = "coco-nanodet"
-    threshold: float = 0.35  # a detected class becomes a tag at this score
-    keep: float = 0.3  # boxes stored in the index from this score (refine can go this low)
-    iou: float = 0.6  # non-maximum suppression: overlap at which a box of the same class goes
+    name: str = field(default="coco-nanodet", metadata=formatted(_not_empty))
+    # a detected class becomes a tag at this score
+    threshold: float = field(default=0.35, metadata=between(0, 1))
+    # boxes stored in the index from this score (refine can go this low)
+    keep: float = field(default=0.3, metadata=between(0, 1))
+    # non-maximum suppression: overlap at which a box of the same class goes
+    iou: float = field(default=0.6, metadata=between(0, 1))
 
 
 @dataclass
@@ -84,22 +123,35 @@ class SpecialistsConfig:
     """Species classifiers that run only on photos the general models call a bird or insect."""
 
     enabled: bool = True  # run the installed ones (phototag models pull inat-bird, inat-insect)
-    names: list[str] = field(default_factory=lambda: ["inat-bird", "inat-insect"])
-    gate: float = 0.3  # a photo's bird (insect) score, classifier or detector, that runs one
-    threshold: float = 0.5  # a species becomes a tag at this score, and overrules other birds
-    keep: float = 0.1  # species stored in the index from this score (refine can go this low)
+    names: list[str] = field(
+        default_factory=lambda: ["inat-bird", "inat-insect"], metadata=formatted(_not_empty)
+    )
+    # a photo's bird (insect) score, classifier or detector, that runs one
+    gate: float = field(default=0.3, metadata=between(0, 1))
+    # a species becomes a tag at this score, and overrules other birds
+    threshold: float = field(default=0.5, metadata=between(0, 1))
+    # species stored in the index from this score (refine can go this low)
+    keep: float = field(default=0.1, metadata=between(0, 1))
 
 
 @dataclass
 class TagsConfig:
     """The vocabulary the user controls; applied last, to every source of auto tags."""
 
-    exclude: list[str] = field(default_factory=list)  # tags or subtrees never written
+    # tags or subtrees never written
+    exclude: list[str] = field(default_factory=list, metadata=formatted(_tag_path))
     # broad roots not written as keywords of their own (alone or as a parent); paths keep them
-    generic: list[str] = field(default_factory=lambda: ["object", "place", "clothing"])
-    rename: dict[str, str] = field(default_factory=dict)  # tag or path -> the user's path
-    thresholds: dict[str, float] = field(default_factory=dict)  # tag -> its own minimum score
-    translations: str | None = None  # TSV file: word<TAB>word in your language, one a line
+    generic: list[str] = field(
+        default_factory=lambda: ["object", "place", "clothing"], metadata=formatted(_tag_path)
+    )
+    # tag or path -> the user's path
+    rename: dict[str, str] = field(default_factory=dict, metadata=formatted(_tag_path))
+    # tag -> its own minimum score
+    thresholds: dict[str, float] = field(
+        default_factory=dict, metadata=between(0, 1, format=_tag_path)
+    )
+    # TSV file: word<TAB>word in your language, one a line
+    translations: str | None = field(default=None, metadata=formatted(_not_empty))
 
 
 @dataclass
@@ -124,7 +176,8 @@ class ScanConfig:
 
 @dataclass
 class IndexConfig:
-    path: str | None = None  # None: $XDG_STATE_HOME/phototag/index
+    # None: $XDG_STATE_HOME/phototag/index
+    path: str | None = field(default=None, metadata=formatted(_not_empty))
     backend: Literal["sqlite", "tinydb"] = "sqlite"  # tinydb: one JSON file, one writer at a time
 
 
@@ -137,10 +190,10 @@ class FetchConfig:
 
 @dataclass
 class WatchConfig:
-    folders: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list, metadata=formatted(_not_empty))
     recursive: bool = True
-    include: list[str] = field(default_factory=lambda: ["*"])
-    exclude: list[str] = field(default_factory=list)
+    include: list[str] = field(default_factory=lambda: ["*"], metadata=formatted(_not_empty))
+    exclude: list[str] = field(default_factory=list, metadata=formatted(_not_empty))
     settle_s: float = field(
         default=2.0, metadata=between(0, 3600)
     )  # a file must keep its size and mtime this long before tagging
@@ -179,11 +232,13 @@ class WebConfig:
     """The local web app (`phototag web`; `phototag watch` serves it too when enabled)."""
 
     enabled: bool = True  # `phototag watch` also serves the web app
-    listen: str = "127.0.0.1:8765"  # host:port; anything but loopback wants a TLS proxy
+    # host:port; anything but loopback wants a TLS proxy
+    listen: str = field(default="127.0.0.1:8765", metadata=formatted(_host_port))
     tls: bool = False  # served over HTTPS (by a proxy): session cookies get Secure
-    max_upload_bytes: int = 50_000_000
-    login_attempts: int = 5  # failed logins allowed per address per minute
-    session_hours: float = 24.0
+    max_upload_bytes: int = field(default=50_000_000, metadata=between(1))
+    # failed logins allowed per address per minute
+    login_attempts: int = field(default=5, metadata=between(1, 10_000))
+    session_hours: float = field(default=24.0, metadata=between(0.01, 24 * 366))
 
 
 @dataclass
@@ -191,12 +246,14 @@ class PlacesConfig:
     """Place keywords and IPTC location fields from the GPS position (pipeline/places.py)."""
 
     enabled: bool = True
-    root: str = "places"  # keywords are root|country|city
+    root: str = field(default="places", metadata=formatted(_one_level))  # root|country|city
     state: bool = False  # also a level for the state or region: places|Germany|Bavaria|Munich
     fill_location: bool = True  # fill photoshop:Country/State/City and the country code if empty
-    max_km: float = 25.0  # no town this close: no place (at sea, wilderness)
-    city_population: int = 500_000  # a city this big ...
-    city_km: float = 20.0  # ... this close names the photo, not the district or village nearest
+    # no town this close: no place (at sea, wilderness)
+    max_km: float = field(default=25.0, metadata=between(0.01, 20_000))
+    city_population: int = field(default=500_000, metadata=between(0))  # a city this big ...
+    # ... this close names the photo, not the district or village nearest
+    city_km: float = field(default=20.0, metadata=between(0, 20_000))
 
 
 @dataclass
@@ -213,7 +270,8 @@ class FacesConfig:
         default=0.6, metadata=between(0.0, 1.0)
     )
     picture_px: int = field(default=1600, metadata=between(256, 10_000))  # decode side for faces
-    keyword_prefix: str = "People"  # a named face is the keyword People|Name
+    # a named face is the keyword People|Name
+    keyword_prefix: str = field(default="People", metadata=formatted(_one_level))
 
 
 @dataclass
@@ -303,6 +361,7 @@ def _build(cls: type, raw: dict[str, Any], where: str, prefix: str = "") -> Any:
         else:
             values[name] = _check(hint, value, where, key)
             _check_range(fields[name], values[name], where, key)
+            _check_format(fields[name], values[name], where, key)
     if cls is ScanConfig:
         bad = [e for e in values.get("extensions", []) if not e.startswith(".") or len(e) < 2]
         if bad:
@@ -312,13 +371,38 @@ def _build(cls: type, raw: dict[str, Any], where: str, prefix: str = "") -> Any:
     return cls(**values)
 
 
+def _items(value: Any, key: str) -> list[tuple[str, Any]]:
+    """A setting's values with their dotted names: a mapping's by key, a list's as a whole."""
+    if isinstance(value, dict):
+        return [(f"{key}.{k}", v) for k, v in value.items()]
+    return [(key, v) for v in value] if isinstance(value, list) else [(key, value)]
+
+
 def _check_range(f: dataclasses.Field[Any], value: Any, where: str, key: str) -> None:
-    low, high = f.metadata.get("range", (None, None))
-    if value != value:  # NaN compares false with every bound
-        raise ConfigError(f"{where}: {key} must be a number, not {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        limits = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ConfigError(f"{where}: {key} must be {limits}, not {value!r}")
+    if "range" not in f.metadata:
+        return
+    low, high = f.metadata["range"]
+    for name, number in _items(value, key):
+        if number != number:  # NaN compares false with every bound
+            raise ConfigError(f"{where}: {name} must be a number, not {number!r}")
+        if (low is not None and number < low) or (high is not None and number > high):
+            limits = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise ConfigError(f"{where}: {name} must be {limits}, not {number!r}")
+
+
+def _check_format(f: dataclasses.Field[Any], value: Any, where: str, key: str) -> None:
+    check: Format | None = f.metadata.get("format")
+    if check is None or value is None:
+        return
+    texts = (
+        [*value.keys(), *(v for v in value.values() if isinstance(v, str))]
+        if isinstance(value, dict)
+        else [v for _, v in _items(value, key)]
+    )
+    for text in texts:
+        problem = check(text)
+        if problem:
+            raise ConfigError(f"{where}: {key}: {text!r} {problem}")
 
 
 def _check(hint: Any, value: Any, where: str, key: str) -> Any:

@@ -238,6 +238,7 @@ class Outcome:
     written_to: Path | None = None  # the file or sidecar that received the keywords
     skipped: str | None = None  # why nothing was done (unchanged, dry run)
     error: str | None = None  # one line, for stderr
+    permanent: bool = False  # the error is in the file's bytes: trying again cannot help
 
     @property
     def ok(self) -> bool:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from phototag.cli.common import (
     Subparsers,
     UserError,
     command,
+    emit,
     load_tagger,
     open_index,
 )
@@ -17,18 +21,28 @@ from phototag.config import Config
 from phototag.learn import train
 
 
-def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
-    tagger = load_tagger(cfg)
+def stages(args: argparse.Namespace) -> Callable[[str], None]:
+    """A line on stderr per stage, after the seconds since the start (none with -q): both
+    commands run for minutes and must not look hung."""
+    start = time.monotonic()
 
     def progress(message: str) -> None:
         if not args.quiet:
-            print(message, file=sys.stderr, flush=True)
+            print(f"{time.monotonic() - start:6.1f} s  {message}", file=sys.stderr, flush=True)
 
+    return progress
+
+
+def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
+    tagger = load_tagger(cfg)
     # Read-only: training only reads the index, so it may run beside the service.
     with open_index(cfg, dry_run=True) as index:
-        trained = train.train(index, tagger.stores, cfg.tagprop, progress)
-    print(train.format_report(trained.report))
+        trained = train.train(index, tagger.stores, cfg.tagprop, stages(args))
     data = trained.data
+    if args.json:
+        emit(_trained_json(trained), as_json=True)
+    else:
+        print(train.format_report(trained.report))
     if data.too_rare:
         rare = ", ".join(f"{tag} ({n})" for tag, n in list(data.too_rare.items())[:10])
         more = f" and {len(data.too_rare) - 10} more" if len(data.too_rare) > 10 else ""
@@ -47,11 +61,36 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _number(x: float) -> float | None:
+    """JSON has no NaN: a precision with no proposal to measure is null."""
+    return None if math.isnan(x) else round(x, 4)
+
+
+def _trained_json(trained: train.Trained) -> dict[str, object]:
+    """`train --json`: one document, the table's rows and what was learned."""
+    r = trained.report
+    return {
+        "keywords": [
+            {"keyword": q.tag, "photos": q.photos}
+            | {"precision": _number(q.precision), "recall": _number(q.recall), "ap": _number(q.ap)}
+            for q in r.tags
+        ],
+        "mean": {"precision": _number(r.precision), "recall": _number(r.recall)}
+        | {"ap": _number(r.mean_ap)},
+        "threshold": r.threshold,
+        "learned": len(trained.data.tags),
+        "photos": trained.data.keyworded,
+        "not_learned": trained.data.too_rare,
+        "model": trained.digest,
+        "seconds": round(trained.seconds, 2),
+    }
+
+
 def cmd_eval(args: argparse.Namespace, cfg: Config) -> int:
     from phototag.learn import arff, evaluate
 
     try:
-        results = evaluate.evaluate_dataset(args.dataset)
+        results = evaluate.evaluate_dataset(args.dataset, progress=stages(args))
     except arff.ArffError as exc:
         raise UserError(str(exc).splitlines()[0]) from None
     print(evaluate.format_table(results))

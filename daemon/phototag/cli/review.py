@@ -8,15 +8,15 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from phototag.cli.common import (
     Subparsers,
     UserError,
     command,
+    emit,
     error,
     load_tagger,
     open_index,
+    progress_bar,
     show,
     write_options,
 )
@@ -36,12 +36,11 @@ def cmd_refine(args: argparse.Namespace, cfg: Config) -> int:
     with open_index(cfg, dry_run) as index:
         todo = refine.plan(under(index.records(), args.paths), tagger)
         print(todo.describe(), file=sys.stderr)
-        if dry_run or not todo:
-            return 0
         counts = {"changed": 0, "failed": 0}
-        with tqdm(
-            total=len(todo), unit="photo", file=sys.stderr, disable=args.quiet, mininterval=0.5
-        ) as bar:
+        if dry_run or not todo:
+            _refined_summary(args, todo, counts, dry_run)
+            return 0
+        with progress_bar(args, len(todo), "photo") as bar:
 
             def done(refined: refine.Refined) -> None:
                 bar.update(1)
@@ -50,16 +49,41 @@ def cmd_refine(args: argparse.Namespace, cfg: Config) -> int:
                     error(refined.path, refined.error)
                 elif refined.added or refined.removed:
                     counts["changed"] += 1
+                else:
+                    return
+                if args.json:
+                    emit(
+                        {
+                            "path": show(refined.path),
+                            "added": refined.added,
+                            "removed": refined.removed,
+                            "written_to": show(refined.written_to) if refined.written_to else None,
+                            "error": refined.error,
+                        },
+                        as_json=True,
+                    )
+                elif not refined.error:
                     change = [f"+{_leaf(p)}" for p in refined.added]
                     change += [f"-{_leaf(p)}" for p in refined.removed]
-                    tqdm.write(f"{show(refined.path)}: {' '.join(change)}")
+                    emit(f"{show(refined.path)}: {' '.join(change)}")
 
             refine.run(todo, index, tagger, cfg, done)
+    _refined_summary(args, todo, counts, dry_run)
     print(
         f"refined {len(todo)}: {counts['changed']} changed, {counts['failed']} failed",
         file=sys.stderr,
     )
     return 1 if counts["failed"] else 0
+
+
+def _refined_summary(
+    args: argparse.Namespace, todo: refine.Plan, counts: dict[str, int], dry_run: bool
+) -> None:
+    """With --json, the last line: the plan's cost and what came of it."""
+    if args.json:
+        plan = {"reanalyse": len(todo.reanalyse), "rescore": len(todo.rescore)}
+        summary = plan | {"current": todo.current} | counts | {"dry_run": dry_run}
+        emit({"summary": summary}, as_json=True)
 
 
 def _leaf(path: str) -> str:
@@ -80,7 +104,7 @@ def cmd_suggest(args: argparse.Namespace, cfg: Config) -> int:
                 file=sys.stderr,
             )
         found = suggest.suggest(
-            suggest.from_files(scored, cfg.write),
+            suggest.from_files(scored, cfg.write, cfg.scan.max_file_bytes),
             suggest.learned_scores(index, tagger),
             args.missing_above,
             args.imprecise_below,
@@ -106,7 +130,7 @@ def _accept(args: argparse.Namespace, cfg: Config) -> int:
     with open_index(cfg, dry_run=False) as index:
         for path in args.paths:
             try:
-                written = suggest.accept(path, tag, index, cfg.write)
+                written = suggest.accept(path, tag, index, cfg.write, cfg.scan.max_file_bytes)
             except (MetadataError, OSError) as exc:
                 failed += 1
                 error(path, str(exc).splitlines()[0])
@@ -119,25 +143,41 @@ def _accept(args: argparse.Namespace, cfg: Config) -> int:
 def cmd_undo(args: argparse.Namespace, cfg: Config) -> int:
     counts = {"undone": 0, "failed": 0}
     dry_run = args.dry_run or cfg.write.dry_run
+    verb = "would remove" if dry_run else "removed"
+
+    def report(done: undo.Undone) -> None:
+        """A line per photo undone or failed: text, or JSON with the failure in `error`."""
+        flat = set(done.keywords)  # a flat tag's path is its keyword: name it once
+        names = done.keywords + [p for p in done.paths if p not in flat]
+        if done.error:
+            counts["failed"] += 1
+            error(done.path, done.error)
+        elif names:
+            counts["undone"] += 1
+        else:
+            return
+        if args.json:
+            written = show(done.written_to) if done.written_to else None
+            emit(
+                {"path": show(done.path), "removed": names, "written_to": written}
+                | {"dry_run": dry_run, "error": done.error},
+                as_json=True,
+            )
+        elif not done.error:
+            print(f"{show(done.path)}: {verb} {', '.join(names)}")
+
     with open_index(cfg, dry_run) as index:
         if args.paths:
             found = list(discover(args.paths, cfg.scan))
             for bad in (f for f in found if isinstance(f, Outcome)):
-                counts["failed"] += 1
-                error(bad.path, bad.error or "cannot read")
+                report(undo.Undone(bad.path, error=bad.error or "cannot read"))
             paths = [f for f in found if isinstance(f, Path)]
         else:
             paths = [Path(r.path) for r in index.records()]
-        verb = "would remove" if dry_run else "removed"
         for done in undo.undo(paths, index, cfg, dry_run):
-            if done.error:
-                counts["failed"] += 1
-                error(done.path, done.error)
-            elif done.keywords or done.paths:
-                counts["undone"] += 1
-                flat = set(done.keywords)  # a flat tag's path is its keyword: name it once
-                names = done.keywords + [p for p in done.paths if p not in flat]
-                print(f"{show(done.path)}: {verb} {', '.join(names)}")
+            report(done)
+    if args.json:
+        emit({"summary": counts | {"dry_run": dry_run}}, as_json=True)
     what = "would undo" if dry_run else "undone"
     print(f"{what} {counts['undone']}, failed {counts['failed']}", file=sys.stderr)
     return 1 if counts["failed"] else 0

@@ -153,15 +153,21 @@ def cmd_cluster(args: argparse.Namespace, cfg: Config) -> int:
     if args.k is not None and not 1 <= args.k <= len(records):
         raise UserError(f"-k {args.k}: between 1 and the number of photos ({len(records)})")
     words = [{level for t in r.auto for level in t.levels} | set(r.user) for r in records]
-    for cluster in similarity.cluster(matrix, words, args.k):
+    clusters = similarity.cluster(matrix, words, args.k)
+    for cluster in clusters:
         paths = sorted(show(records[m].path) for m in cluster.members.tolist())
         if args.json:
-            print(json.dumps({"tags": list(cluster.tags), "photos": paths}))
+            print(json.dumps({"name": cluster.name, "tags": list(cluster.tags), "photos": paths}))
             continue
-        print(f"{', '.join(cluster.tags) or '(no characteristic tags)'} ({len(paths)} photos)")
+        print(f"{cluster.name} ({len(paths)} photo{'s' * (len(paths) != 1)})")
         for path in paths:
             print(f"  {path}")
         print()
+    chosen = "chosen by silhouette" if args.k is None else "as asked"
+    print(
+        f"{len(clusters)} groups ({chosen}) among {len(records)} photos (nothing changed)",
+        file=sys.stderr,
+    )
     return 0
 
 

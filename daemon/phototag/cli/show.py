@@ -16,7 +16,7 @@ from phototag.records import local_time
 
 def describe(path: Path, index: Index, cfg: Config) -> dict[str, object]:
     """The photo's keywords as the file says (whose, where) and its index record, as JSON."""
-    keywords = metadata.read(path, cfg.write)
+    keywords = metadata.read(path, cfg.write, cfg.scan.max_file_bytes)
     target = metadata.target(path, cfg.write)
     record = index.get(path)
     ours = {t.path: t for t in keywords.ours}

@@ -89,53 +89,57 @@ def _position(exif: dict[str, str], xmp: dict[str, object]) -> Position | None:
     return Position(lat, lon)
 
 
-def read(path: Path, cfg: WriteConfig) -> Position | None:
+def read(
+    path: Path, cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES
+) -> Position | None:
     """The photo's position, None if it has none; MetadataError if its sidecar is unreadable."""
     side = metadata.sidecar(path, cfg)
-    position = _position({}, _read_xmp(side, sidecar=True)) if os.path.exists(side) else None
+    position = _position({}, _read_xmp(side, True, max_bytes)) if os.path.exists(side) else None
     if position is not None:
         return position
     try:
-        photo_exif, photo_xmp, _ = _read_photo(path)
+        photo_exif, photo_xmp, _ = _read_photo(path, max_bytes)
     except metadata.MetadataError as exc:  # exiv2 cannot read it: what sidecars are for
         log.debug("%s", exc)
         return None
     return _position(photo_exif, photo_xmp)
 
 
-def fill(path: Path, place: Place, cfg: WriteConfig) -> Path | None:
+def fill(
+    path: Path, place: Place, cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES
+) -> Path | None:
     """Fill the empty location fields from `place`; return the file changed, None if none was."""
     dest = metadata.target(path, cfg)
     side = metadata.sidecar(path, cfg)
     if not os.path.exists(dest):
         return None
     try:
-        _, photo_xmp, iim = _read_photo(path)
+        _, photo_xmp, iim = _read_photo(path, max_bytes)
     except metadata.MetadataError:
         photo_xmp, iim = {}, {}
-    taken = {**photo_xmp, **(_read_xmp(side, True) if os.path.exists(side) else {})}
+    taken = {**photo_xmp, **(_read_xmp(side, True, max_bytes) if os.path.exists(side) else {})}
     wanted = {COUNTRY: place.country, COUNTRY_CODE: place.country_code}
     wanted |= {STATE: place.state, CITY: place.city}
     new = {k: v for k, v in wanted.items() if v and not taken.get(k) and not iim.get(_IIM[k])}
     if not new or cfg.dry_run:
         return None
     record = [f"{k}={v}" for k, v in (_filled(taken) | new).items()]
-    _edit(dest, dest == side, {**new, R_LOCATION: record})
+    _edit(dest, dest == side, {**new, R_LOCATION: record}, max_bytes)
     return dest
 
 
-def undo(path: Path, cfg: WriteConfig) -> Path | None:
+def undo(path: Path, cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES) -> Path | None:
     """Remove the location fields we filled that still say what we wrote, and our record of them."""
     dest = metadata.target(path, cfg)
     is_side = dest == metadata.sidecar(path, cfg)
     if is_side and not os.path.exists(dest):
         return None
-    xmp = _read_xmp(dest, is_side)
+    xmp = _read_xmp(dest, is_side, max_bytes)
     if R_LOCATION not in xmp:
         return None
     ours = {k: v for k, v in _filled(xmp).items() if xmp.get(k) == v}
     if not cfg.dry_run:
-        _edit(dest, is_side, dict.fromkeys([*ours, R_LOCATION]))
+        _edit(dest, is_side, dict.fromkeys([*ours, R_LOCATION]), max_bytes)
     return dest
 
 
@@ -145,21 +149,23 @@ def _filled(xmp: dict[str, object]) -> dict[str, str]:
     return {k: v for k, sep, v in pairs if sep and k in _IIM}
 
 
-def _read_photo(path: Path) -> tuple[dict[str, str], dict[str, object], dict[str, object]]:
+def _read_photo(
+    path: Path, max_bytes: int
+) -> tuple[dict[str, str], dict[str, object], dict[str, object]]:
     """EXIF, XMP and IPTC IIM of a photo."""
-    with _open(path, sidecar=False) as image:
+    with _open(path, False, max_bytes) as image:
         return image.read_exif(), image.read_xmp(), image.read_iptc()
 
 
-def _read_xmp(path: Path, sidecar: bool) -> dict[str, object]:
-    with _open(path, sidecar) as image:
+def _read_xmp(path: Path, sidecar: bool, max_bytes: int) -> dict[str, object]:
+    with _open(path, sidecar, max_bytes) as image:
         return image.read_xmp()
 
 
-def _open(path: Path, sidecar: bool) -> pyexiv2.ImageData:
+def _open(path: Path, sidecar: bool, max_bytes: int) -> pyexiv2.ImageData:
     """The file in pyexiv2 as metadata.py opens it (a sidecar's XMP inside a PNG carrier)."""
     try:
-        data, _ = safeopen.read_regular(path, safeopen.DEFAULT_MAX_BYTES)  # a FIFO never blocks
+        data, _ = safeopen.read_regular(path, max_bytes)  # a FIFO never blocks
         return metadata._open_bytes(data, sidecar)
     except OSError as exc:
         raise metadata.MetadataError(f"{path}: cannot read: {exc.strerror or exc}") from exc
@@ -169,9 +175,9 @@ def _open(path: Path, sidecar: bool) -> pyexiv2.ImageData:
         ) from exc
 
 
-def _edit(path: Path, sidecar: bool, changes: dict[str, object]) -> None:
+def _edit(path: Path, sidecar: bool, changes: dict[str, object], max_bytes: int) -> None:
     """Apply XMP changes (None deletes) to a photo or sidecar: temp file, fsync, rename."""
-    with _open(path, sidecar) as image:
+    with _open(path, sidecar, max_bytes) as image:
         try:
             image.modify_xmp(changes)
             data = (

@@ -181,9 +181,13 @@ def target(path: Path, cfg: WriteConfig) -> Path:
     return sidecars.target(path, cfg)
 
 
-def read(path: Path, cfg: WriteConfig) -> FileKeywords:
-    """Keywords of the photo merged with its sidecar's, and which are ours (from the target)."""
-    with _open_pair(path, target(path, cfg), cfg, other=True) as (doc, other):
+def read(path: Path, cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES) -> FileKeywords:
+    """Keywords of the photo merged with its sidecar's, and which are ours (from the target).
+
+    `max_bytes` (every call here takes it): files larger are refused unread, as
+    `scan.max_file_bytes` says.
+    """
+    with _open_pair(path, target(path, cfg), cfg, True, max_bytes) as (doc, other):
         return _summary(doc, other)
 
 
@@ -207,6 +211,7 @@ def write(
     cfg: WriteConfig,
     ancestors: bool = True,
     generic: Collection[str] = (),
+    max_bytes: int = safeopen.DEFAULT_MAX_BYTES,
 ) -> Written:
     """Set our auto tags on `path` to exactly `tags`.
 
@@ -216,7 +221,7 @@ def write(
     their own: alone they only clutter search; the hierarchy field keeps the full path.
     """
     dest = target(path, cfg)
-    with _open_pair(path, dest, cfg, other=True) as (doc, other):
+    with _open_pair(path, dest, cfg, True, max_bytes) as (doc, other):
         new = plan(
             doc.fields, other.fields if other else None, tags, ancestors, generic, doc.inherited
         )
@@ -229,10 +234,10 @@ def write(
     return Written(dest, keywords, photo_sha256)
 
 
-def undo(path: Path, cfg: WriteConfig) -> Path:
+def undo(path: Path, cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES) -> Path:
     """Remove exactly the keywords we added and our namespace; return the file changed."""
     dest = target(path, cfg)
-    with _open_pair(path, dest, cfg, other=False) as (doc, _):
+    with _open_pair(path, dest, cfg, False, max_bytes) as (doc, _):
         if doc.fields.record is not None and (doc.stat is not None or not doc.sidecar):
             faceless = replace(doc.fields, record=replace(doc.fields.record, faces=[]))
             new = plan(faceless, None, [], ancestors=False)
@@ -245,19 +250,27 @@ def undo(path: Path, cfg: WriteConfig) -> Path:
     return dest
 
 
-def accept(path: Path, tag: Tag, cfg: WriteConfig) -> Path:
+def accept(
+    path: Path, tag: Tag, cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES
+) -> Path:
     """Add `tag` as the user's own keyword, as if they had typed it (an explicit user action).
 
     Its flat keyword goes in, and its path when it has levels. Were they ours, they become the
     user's (undo leaves them), and a keyword the user had deleted is no longer counted deleted.
     """
     dest = target(path, cfg)
-    with _open_pair(path, dest, cfg, other=False) as (doc, _):
+    with _open_pair(path, dest, cfg, False, max_bytes) as (doc, _):
         _commit(doc, accepted(doc.fields, tag), cfg)
     return dest
 
 
-def remove(path: Path, tag: Tag, cfg: WriteConfig, negative: bool = False) -> Path:
+def remove(
+    path: Path,
+    tag: Tag,
+    cfg: WriteConfig,
+    negative: bool = False,
+    max_bytes: int = safeopen.DEFAULT_MAX_BYTES,
+) -> Path:
     """Take `tag` off the photo, as if the user had deleted it (an explicit user action).
 
     Its flat keyword goes from every field, and its path when it has levels. One of ours, or any
@@ -265,7 +278,7 @@ def remove(path: Path, tag: Tag, cfg: WriteConfig, negative: bool = False) -> Pa
     added again, and a negative example for training. Return the file changed.
     """
     dest = target(path, cfg)
-    with _open_pair(path, dest, cfg, other=False) as (doc, _):
+    with _open_pair(path, dest, cfg, False, max_bytes) as (doc, _):
         _commit(doc, removed(doc.fields, tag, negative), cfg)
     return dest
 
@@ -413,10 +426,10 @@ def _has_properties(packet: str) -> bool:
 _PACKET_START = b"<?xpacket begin="
 
 
-def _open(path: Path, sidecar: bool, stack: ExitStack, seed: str = "") -> _Doc:
+def _open(path: Path, sidecar: bool, stack: ExitStack, max_bytes: int, seed: str = "") -> _Doc:
     """Open a photo or sidecar; a sidecar not yet on disk opens as the XMP packet `seed`."""
     try:
-        data, st_found = safeopen.read_regular(path, safeopen.DEFAULT_MAX_BYTES)
+        data, st_found = safeopen.read_regular(path, max_bytes)
         st: os.stat_result | None = st_found
     except FileNotFoundError:
         if not sidecar:
@@ -440,11 +453,11 @@ def _open(path: Path, sidecar: bool, stack: ExitStack, seed: str = "") -> _Doc:
         raise _Unreadable(f"{path}: cannot read metadata: {_one_line(exc)}") from exc
 
 
-def _open_embedded(path: Path, stack: ExitStack) -> _Doc | None:
+def _open_embedded(path: Path, stack: ExitStack, max_bytes: int) -> _Doc | None:
     """The photo behind a sidecar, only read for its keywords: None if exiv2 cannot read it
     (formats exiv2 does not know, such as some GIFs, are what sidecars are for)."""
     try:
-        return _open(path, False, stack)
+        return _open(path, False, stack, max_bytes)
     except _Unreadable as exc:
         log.debug("%s", exc)
         return None
@@ -452,7 +465,7 @@ def _open_embedded(path: Path, stack: ExitStack) -> _Doc | None:
 
 @contextmanager
 def _open_pair(
-    path: Path, dest: Path, cfg: WriteConfig, other: bool
+    path: Path, dest: Path, cfg: WriteConfig, other: bool, max_bytes: int
 ) -> Iterator[tuple[_Doc, _Doc | None]]:
     """The target, and (when `other`) the photo or existing sidecar that is not the target."""
     side = sidecar(path, cfg)
@@ -460,17 +473,17 @@ def _open_pair(
         if dest == side and not side.exists():
             # A new sidecar starts as a copy of the photo's XMP: darktable, digiKam and Lightroom
             # take a sidecar for the photo's whole metadata (rating, label, keywords...).
-            rest = _open_embedded(path, stack)
-            doc = _open(side, True, stack, rest.image.read_raw_xmp() if rest else "")
+            rest = _open_embedded(path, stack, max_bytes)
+            doc = _open(side, True, stack, max_bytes, rest.image.read_raw_xmp() if rest else "")
             if rest is not None:
                 doc.inherited = [k for k in flat(rest.fields) if k not in doc.fields.subject]
         elif dest == side:
-            doc = _open(side, True, stack)
-            rest = _open_embedded(path, stack) if other else None
+            doc = _open(side, True, stack, max_bytes)
+            rest = _open_embedded(path, stack, max_bytes) if other else None
         else:
-            doc = _open(path, False, stack)
+            doc = _open(path, False, stack, max_bytes)
             has_side = other and name_fits(side) and side.exists()
-            rest = _open(side, True, stack) if has_side else None
+            rest = _open(side, True, stack, max_bytes) if has_side else None
         yield doc, rest
 
 

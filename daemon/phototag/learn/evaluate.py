@@ -13,7 +13,7 @@ the test set is used once, for the final figures.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -296,14 +296,31 @@ def validation_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def tune(method: Method, train: Split, n_labels: int, fraction: float, seed: int) -> dict[str, Any]:
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in params.items())
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+def tune(
+    method: Method,
+    train: Split,
+    n_labels: int,
+    fraction: float,
+    seed: int,
+    progress: Callable[[str], None] = _silent,
+) -> dict[str, Any]:
     """The grid point with the best validation F1 (then N+), on the training set only."""
     fit_rows, val_rows = validation_rows(len(train.labels), fraction, seed)
     fit_part, val_part = train.take(fit_rows), train.take(val_rows)
     fit_ch, val_ch = make_channels(fit_part.features, fit_part.labels, val_part.features)
     best: tuple[float, int] | None = None
     chosen: dict[str, Any] = {}
-    for params in method.grid():
+    grid = method.grid()
+    for i, params in enumerate(grid, 1):
+        progress(f"{method.name}: validating {i}/{len(grid)} ({_params(params)})")
         scores, _, _ = _timed_run(method, fit_ch, fit_part.labels, val_ch, params)
         m = annotation_metrics(scores, val_part.labels, n_labels)
         if best is None or (m.f1, m.n_plus) > best:
@@ -327,20 +344,31 @@ def evaluate_dataset(
     n_labels: int = 5,
     val_fraction: float = 0.2,
     seed: int = 0,
+    progress: Callable[[str], None] = _silent,
 ) -> list[Result]:
-    """Tune every method on a validation split of train, then score it once on test."""
+    """Tune every method on a validation split of train, then score it once on test.
+
+    `progress` hears a line per stage and grid point: a run on corel5k takes minutes.
+    """
     data = load_dataset(Path(folder))
+    progress(
+        f"loaded {folder}: {len(data.train.labels)} training and {len(data.test.labels)} test "
+        f"images, {len(data.tags)} tags"
+    )
     train_ch, test_ch = make_channels(data.train.features, data.train.labels, data.test.features)
     results = []
-    for method in methods or default_methods():
-        params = tune(method, data.train, n_labels, val_fraction, seed)
+    chosen = list(methods or default_methods())
+    for n, method in enumerate(chosen, 1):
+        progress(f"method {n}/{len(chosen)}: {method.name}")
+        params = tune(method, data.train, n_labels, val_fraction, seed, progress)
+        progress(f"{method.name}: scoring the test set with {_params(params)}")
         scores, train_s, predict_s = _timed_run(
             method, train_ch, data.train.labels, test_ch, params
         )
         results.append(
             Result(
                 method.name,
-                ", ".join(f"{k}={v:g}" for k, v in params.items()),
+                _params(params),
                 annotation_metrics(scores, data.test.labels, n_labels),
                 train_s,
                 predict_s,

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from phototag.config import WriteConfig
-from phototag.files import metadata
+from phototag.files import metadata, safeopen
 from phototag.learn import train
 from phototag.library.index import Index, PhotoRecord
 from phototag.pipeline import labels
@@ -53,24 +53,32 @@ class Suggestion:
     instead: str | None = None  # imprecise: the photo's most confident specific tag path
 
 
-def from_files(records: list[PhotoRecord], cfg: WriteConfig) -> list[PhotoRecord]:
+def from_files(
+    records: list[PhotoRecord], cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES
+) -> list[PhotoRecord]:
     """The records with their keywords as the files have them now (the user may have edited
     them since they were indexed); a file that cannot be read keeps its indexed keywords."""
     out = []
     for record in records:
         try:
-            out.append(with_keywords(record, metadata.read(Path(record.path), cfg)))
+            out.append(with_keywords(record, metadata.read(Path(record.path), cfg, max_bytes)))
         except metadata.MetadataError:
             out.append(record)
     return out
 
 
-def accept(path: Path, tag: Tag, index: Index | None, cfg: WriteConfig) -> Path:
+def accept(
+    path: Path,
+    tag: Tag,
+    index: Index | None,
+    cfg: WriteConfig,
+    max_bytes: int = safeopen.DEFAULT_MAX_BYTES,
+) -> Path:
     """Write `tag` as the user's own keyword (the user chose it); return the file changed."""
-    written_to = metadata.accept(path, tag, cfg)
+    written_to = metadata.accept(path, tag, cfg, max_bytes)
     record = index.get(path) if index is not None else None
     if index is not None and record is not None:
-        index.put(on_disk(record, cfg))
+        index.put(on_disk(record, cfg, max_bytes=max_bytes))
     return written_to
 
 

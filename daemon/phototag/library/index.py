@@ -293,11 +293,15 @@ class Index(abc.ABC):
             for name, vector in named.items():
                 record.vectors[name] = self.store(name, vector.shape[-1]).append(vector)
 
+    def _store_path(self, name: str) -> Path:
+        """The file of a vector store (SQLite names a compacted one in its meta table)."""
+        return self.folder / f"{name}.f16"
+
     @locked
     def store(self, name: str, dim: int) -> VectorStore:
         store = self._stores.get(name)
         if store is None:
-            store = self._stores[name] = VectorStore(self.folder / f"{name}.f16", dim)
+            store = self._stores[name] = VectorStore(self._store_path(name), dim)
         if store.dim != dim:
             raise IndexUnavailable(f"vector store {name} holds {store.dim}-d rows, not {dim}-d")
         return store

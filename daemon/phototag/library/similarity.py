@@ -306,7 +306,9 @@ def characteristic_tags(
     """For each cluster, the tags most typical of it versus the library (tf-idf).
 
     tf is the share of the cluster's photos with the tag, idf log(photos / photos with the
-    tag), so a tag every photo has (`animal` in a pet library) never names a cluster.
+    tag), so a tag every photo has (`animal` in a pet library) never names a cluster. Two
+    clusters with the same `top` tags each take more of theirs until the names differ (or
+    one runs out; `labels_for` numbers what is left), so no two groups read the same.
     """
     k = int(labels.max()) + 1 if len(labels) else 0
     vocabulary = sorted({t for photo in tags for t in photo})
@@ -318,17 +320,37 @@ def characteristic_tags(
     tf = counts / np.maximum(np.bincount(labels, minlength=k), 1)[:, None]
     idf = np.log(len(tags) / np.maximum(np.bincount(tag, minlength=len(vocabulary)), 1))
     score = tf * idf
-    names = []
-    for cluster_scores in score:
-        order = np.lexsort((np.arange(len(vocabulary)), -cluster_scores))[:top]
-        names.append(tuple(vocabulary[c] for c in order if cluster_scores[c] > 0))
+    ranked = [
+        [vocabulary[c] for c in np.lexsort((np.arange(len(vocabulary)), -s)) if s[c] > 0]
+        for s in score
+    ]
+    names = [tuple(r[:top]) for r in ranked]
+    depth = top
+    while tied := [
+        c for c, n in enumerate(names) if names.count(n) > 1 and len(ranked[c]) > len(n)
+    ]:
+        depth += 1
+        for c in tied:
+            names[c] = tuple(ranked[c][:depth])
     return names
+
+
+def labels_for(names: Sequence[tuple[str, ...]]) -> list[str]:
+    """A group's name as shown: its tags, numbered (`#2`) where groups still share them."""
+    shown = [", ".join(n) or "(no characteristic tags)" for n in names]
+    seen: dict[str, int] = {}
+    labels = []
+    for label in shown:
+        seen[label] = seen.get(label, 0) + 1
+        labels.append(label if shown.count(label) == 1 else f"{label} #{seen[label]}")
+    return labels
 
 
 @dataclass(frozen=True)
 class Cluster:
     members: np.ndarray  # row indices, ascending
     tags: tuple[str, ...]  # most characteristic first
+    name: str = ""  # the tags as shown; unique among the groups of one clustering
 
 
 def cluster(
@@ -347,5 +369,8 @@ def cluster(
     result = spherical_kmeans(matrix, k, seed)
     names = characteristic_tags(result.labels, tags, top_tags)
     members = [np.flatnonzero(result.labels == c) for c in range(k)]
-    clusters = [Cluster(m, names[c]) for c, m in enumerate(members) if len(m)]
-    return sorted(clusters, key=lambda c: (-len(c.members), int(c.members[0])))
+    kept = sorted(
+        (c for c in range(k) if len(members[c])), key=lambda c: (-len(members[c]), members[c][0])
+    )
+    labels = labels_for([names[c] for c in kept])
+    return [Cluster(members[c], names[c], label) for c, label in zip(kept, labels, strict=True)]

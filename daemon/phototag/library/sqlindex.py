@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from phototag.library import compact
 from phototag.library.index import Index, IndexUnavailable, PhotoRecord, ResultPage, locked
 from phototag.library.query import PEOPLE_ROOT, And, Node, Not, Or, Term
 from phototag.library.tagindex import (
@@ -224,10 +225,24 @@ class SqliteIndex(Index):
             from phototag.library.migrate import migrate_tinydb
 
             migrate_tinydb(self, log)
+            self._lock, alone = compact.hold(folder, readonly)
+            if alone:
+                for done in compact.compact(self.db, folder):
+                    compact.log.info(
+                        "index: dropped %d of %d %s rows no photo uses",
+                        done.before - done.after,
+                        done.before,
+                        done.store,
+                    )
+            if self._lock is not None:
+                compact.share(self._lock)
             if readonly:
                 self.db.execute("PRAGMA query_only=ON")
         except (OSError, sqlite3.Error) as exc:
             raise IndexUnavailable(f"{folder}: cannot open index: {exc}") from None
+
+    def _store_path(self, name: str) -> Path:
+        return compact.store_path(self.folder, name, self.meta(f"file:{name}"))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -356,6 +371,14 @@ class SqliteIndex(Index):
             db.execute(
                 "DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?",
                 (KEEP_CHANGES,),
+            )
+            # a store's row width, so compaction can read it without the model
+            db.executemany(
+                "INSERT OR IGNORE INTO meta VALUES (?, ?)",
+                [
+                    (f"dim:{n}", str(self._stores[n].dim))
+                    for n in {n for v in vectors or [] for n in v}
+                ],
             )
             db.executemany(
                 "INSERT INTO history (at, action, path, written_to, model_version, tags) "
@@ -642,6 +665,9 @@ class SqliteIndex(Index):
     @locked
     def close(self) -> None:
         self.db.close()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
 def _face(row: tuple[Any, ...]) -> FaceRecord:

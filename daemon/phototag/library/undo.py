@@ -44,11 +44,12 @@ def undo(
 
 
 def _undo(path: Path, index: Index | None, cfg: Config, dry_run: bool) -> Undone:
-    before = metadata.read(path, cfg.write)
+    before = metadata.read(path, cfg.write, cfg.scan.max_file_bytes)
     done = Undone(path, before.our_keywords, before.our_paths)
     if dry_run:
         return done
-    filled = location.undo(path, cfg.write)  # first: metadata.undo drops our whole namespace
+    # first: metadata.undo drops our whole namespace
+    filled = location.undo(path, cfg.write, cfg.scan.max_file_bytes)
     if (
         before.model_version
         or before.ours
@@ -56,7 +57,7 @@ def _undo(path: Path, index: Index | None, cfg: Config, dry_run: bool) -> Undone
         or before.our_paths
         or before.faces
     ):
-        done.written_to = metadata.undo(path, cfg.write)
+        done.written_to = metadata.undo(path, cfg.write, cfg.scan.max_file_bytes)
     done.written_to = done.written_to or filled
     if index is None:
         return done
@@ -66,7 +67,7 @@ def _undo(path: Path, index: Index | None, cfg: Config, dry_run: bool) -> Undone
         negatives = list(dict.fromkeys(record.negatives + before.removed_by_user))
         index.put(
             replace(
-                on_disk(record, cfg.write),
+                on_disk(record, cfg.write, max_bytes=cfg.scan.max_file_bytes),
                 model_version="",
                 negatives=negatives,
                 written_to=None,

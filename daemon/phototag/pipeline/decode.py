@@ -37,12 +37,17 @@ class DecodeError(Exception):
     """The file is not an image we can read; the message is one line for the user."""
 
 
+class NotAnImage(DecodeError):
+    """The bytes themselves are wrong (no image, corrupt, too large): reading again cannot help,
+    so the service gives up at once instead of retrying (a changed file is queued anew)."""
+
+
 def read(file: PhotoFile, max_bytes: int = safeopen.DEFAULT_MAX_BYTES) -> tuple[bytes, str]:
     """The file's bytes and their sha256 (the content hash the index matches moves by)."""
     try:
         data, _ = safeopen.read_regular(file.path, max_bytes)
     except safeopen.UnsafeFile as exc:
-        raise DecodeError(str(exc)) from None
+        raise NotAnImage(str(exc)) from None
     except IsADirectoryError:
         raise DecodeError("is a directory, not a photo") from None
     except FileNotFoundError:
@@ -52,7 +57,7 @@ def read(file: PhotoFile, max_bytes: int = safeopen.DEFAULT_MAX_BYTES) -> tuple[
     except OSError as exc:
         raise DecodeError(f"cannot read: {exc.strerror or exc}") from None
     if not data:
-        raise DecodeError("empty file (0 bytes)")
+        raise NotAnImage("empty file (0 bytes)")
     return data, hashlib.sha256(data).hexdigest()
 
 
@@ -82,7 +87,7 @@ def decode(
             img = Image.open(io.BytesIO(data))
             width, height = img.size
             if width * height > max_pixels:
-                raise DecodeError(
+                raise NotAnImage(
                     f"image too large ({width}x{height} pixels, limit {max_pixels:,}): refused "
                     "as a possible decompression bomb"
                 )
@@ -104,10 +109,10 @@ def decode(
     except DecodeError:
         raise
     except UnidentifiedImageError:
-        raise DecodeError("not an image Pillow can read (unknown or fake format)") from None
+        raise NotAnImage("not an image Pillow can read (unknown or fake format)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DecodeError(f"corrupt image: {message}") from None
+        raise NotAnImage(f"corrupt image: {message}") from None
     kept = img if picture else None
     return Decoded(
         file, sha256, pixels, colour_histogram(pixels), width, height, taken, boxed, kept

@@ -24,7 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from phototag.config import Config, ScanConfig, WriteConfig
-from phototag.files import fileio, location, metadata, regions, sidecar
+from phototag.files import fileio, location, metadata, regions, safeopen, sidecar
 from phototag.learn.train import COLOUR_STORE
 from phototag.library import people
 from phototag.library.index import Index, PhotoRecord
@@ -196,7 +196,7 @@ class Pipeline:
         try:
             decoded = future.result()
         except decode.DecodeError as exc:
-            return Outcome(path, error=str(exc))
+            return Outcome(path, error=str(exc), permanent=isinstance(exc, decode.NotAnImage))
         moved = self._moved_from(decoded)
         if moved is None:
             return decoded
@@ -296,6 +296,7 @@ class Pipeline:
                 self.cfg.write,
                 self.cfg.tagging.ancestors,
                 self.cfg.tags.generic,
+                self.cfg.scan.max_file_bytes,
             )
         if self.tagger.faces is not None:  # our regions for the named faces, after the keywords
             size = (decoded.width, decoded.height)
@@ -306,7 +307,10 @@ class Pipeline:
                 self.cfg.write,
                 self.cfg.faces.keyword_prefix,
             )
-            record = replace(on_disk(record, self.cfg.write), people=people.names(outcome.faces))
+            record = replace(
+                on_disk(record, self.cfg.write, max_bytes=self.cfg.scan.max_file_bytes),
+                people=people.names(outcome.faces),
+            )
         outcome.tags = record.auto  # what the file holds now, not what was proposed
         written = Path(record.written_to or decoded.file.path)
         outcome.written_to = written if _signature(written) != before or written != target else None
@@ -346,7 +350,11 @@ def base_record(decoded: Decoded, cfg: Config) -> PhotoRecord:
     Its GPS position too (read from the file's metadata, not the decoded pixels), so refine
     can re-decide its place from the index.
     """
-    position = location.read(decoded.file.path, cfg.write) if cfg.places.enabled else None
+    position = (
+        location.read(decoded.file.path, cfg.write, cfg.scan.max_file_bytes)
+        if cfg.places.enabled
+        else None
+    )
     return PhotoRecord(
         path=str(decoded.file.path),
         size=decoded.file.size,
@@ -371,9 +379,19 @@ def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) ->
     place = places.place_of(base.position, cfg.places)
     tags = places.with_place(tags, base.position, cfg)
     written = metadata.write(
-        path, tags, version, cfg.write, cfg.tagging.ancestors, cfg.tags.generic
+        path,
+        tags,
+        version,
+        cfg.write,
+        cfg.tagging.ancestors,
+        cfg.tags.generic,
+        cfg.scan.max_file_bytes,
     )
-    if place and cfg.places.fill_location and location.fill(path, place, cfg.write) == path:
+    if (
+        place
+        and cfg.places.fill_location
+        and location.fill(path, place, cfg.write, cfg.scan.max_file_bytes) == path
+    ):
         written = replace(written, photo_sha256=None)  # the photo changed again: hash it anew
     return replace(
         on_disk(base, cfg.write, written),
@@ -384,7 +402,10 @@ def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) ->
 
 
 def on_disk(
-    record: PhotoRecord, cfg: WriteConfig, written: metadata.Written | None = None
+    record: PhotoRecord,
+    cfg: WriteConfig,
+    written: metadata.Written | None = None,
+    max_bytes: int = safeopen.DEFAULT_MAX_BYTES,
 ) -> PhotoRecord:
     """`record` with the file's size, content hash and keywords as they are now.
 
@@ -392,7 +413,7 @@ def on_disk(
     a file whose size or mtime changed is hashed again.
     """
     path = Path(record.path)
-    keywords = written.keywords if written else metadata.read(path, cfg)
+    keywords = written.keywords if written else metadata.read(path, cfg, max_bytes)
     file = PhotoFile.stat(path)
     sha256 = written.photo_sha256 if written and written.photo_sha256 else record.sha256
     if sha256 == record.sha256 and (file.size, file.mtime_ns) != (record.size, record.mtime_ns):

@@ -177,13 +177,20 @@ class JournalFormatter(logging.Formatter):
         return f"<{self.PRIORITY.get(record.levelno, 2)}>{super().format(record)}"
 
 
+class LocalTimeFormatter(logging.Formatter):
+    """Log lines dated as `phototag status` dates everything: ISO 8601, local time, offset."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return local_time(record.created)
+
+
 def configure_logging(verbose: bool = False) -> None:
     """Service logging: INFO by default (one line per photo), timestamps unless journald."""
     handler = logging.StreamHandler(sys.stderr)
     if under_journald():
         handler.setFormatter(JournalFormatter("%(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(LocalTimeFormatter("%(asctime)s %(levelname)s %(message)s"))
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
     )
@@ -199,14 +206,16 @@ class ServiceStatus:
     pid: int
     started: float
     updated: float
-    state: str  # starting | catching up | idle | tagging | learning | stopped
+    # starting | catching up | idle (nothing waits) | waiting to retry | tagging | learning | stopped
+    state: str
     folders: list[str]
     polled: list[str]  # folders watched by polling (network filesystem, inotify limits)
     model_version: str
     queued: int = 0
     in_flight: int = 0
-    done: int = 0
-    failed: int = 0  # given up after retries
+    done: int = 0  # photos tagged, moved or forgotten (not job attempts)
+    unchanged: int = 0  # events with nothing to do, such as our own writes coming back
+    failed: int = 0  # given up: after retries, or at once for a file that is not an image
     retried: int = 0
     errors: list[JobError] = field(default_factory=list)  # newest first
     missing: list[str] = field(default_factory=list)  # watched folders not there now
@@ -267,6 +276,7 @@ class Service:
         self._status_at = 0.0
         self._status_state = ""
         self._unflushed: list[Job] = []  # finished, but the index holding it is not written yet
+        self._unchanged = 0  # how many of those found nothing to do
         self._flush_due = time.monotonic() + FLUSH_EVERY_S
 
     # signals ------------------------------------------------------------------------
@@ -354,7 +364,8 @@ class Service:
             # Idle: make what was done durable before sleeping; busy: when due.
             if self._unflushed and (not self._queue.ready() or time.monotonic() > self._flush_due):
                 self._flush()
-            self._state = "idle"
+            # idle only when nothing waits: a job backing off before its retry is waiting
+            self._state = "idle" if len(self._queue) == 0 else "waiting to retry"
             self._write_status()
             jobs = self._queue.take(run_size, timeout=HEARTBEAT_S)
             if jobs:
@@ -450,8 +461,8 @@ class Service:
         """
         start = time.monotonic()
         self._index.flush()
-        self._queue.done(self._unflushed)
-        self._unflushed = []
+        self._queue.done(self._unflushed, self._unchanged)
+        self._unflushed, self._unchanged = [], 0
         took = time.monotonic() - start
         self._flush_due = start + took + max(FLUSH_EVERY_S, took / FLUSH_SHARE)
 
@@ -462,12 +473,14 @@ class Service:
                 unchanged = sidecar.unchanged(self._index, PhotoFile.stat(job.path), self.cfg.write)
             except FileNotFoundError:  # gone again: its delete or move job follows
                 finished.append(job)
+                self._unchanged += 1
                 continue
             except OSError as exc:
                 self._failed(job, exc.strerror or str(exc))
                 continue
             # Unchanged: our own keyword write coming back as an event, or a touched file.
             (finished if unchanged else todo).append(job)
+            self._unchanged += unchanged
         if not todo:
             return finished
         try:
@@ -481,7 +494,7 @@ class Service:
         for job in todo:
             outcome = outcomes.get(str(job.path)) or Outcome(job.path, error="no result")
             if outcome.error:
-                self._failed(job, outcome.error)
+                self._failed(job, outcome.error, outcome.permanent)
             else:
                 finished.append(job)
                 log.info("%s", _describe(outcome))
@@ -507,8 +520,8 @@ class Service:
             return False
         return True
 
-    def _failed(self, job: Job, message: str) -> None:
-        retry = self._queue.failed(job, message)
+    def _failed(self, job: Job, message: str, permanent: bool = False) -> None:
+        retry = self._queue.failed(job, message, permanent)
         log.warning("%s: %s%s", job.path, message, " (will retry)" if retry else " (giving up)")
 
     # status -------------------------------------------------------------------------
@@ -540,6 +553,7 @@ class Service:
             queued=q.pending,
             in_flight=q.in_flight,
             done=q.done,
+            unchanged=q.unchanged,
             failed=q.failed,
             retried=q.retried,
             errors=q.errors,
@@ -580,7 +594,8 @@ def describe(st: ServiceStatus | None) -> str:
         + (f" (missing: {', '.join(st.missing)})" if st.missing else ""),
         f"model: {st.model_version}",
         f"queue: {st.queued} waiting, {st.in_flight} in progress; "
-        f"{st.done} done, {st.failed} failed, {st.retried} retries",
+        f"{st.done} photos done, {st.failed} failed, {st.retried} retries "
+        f"({st.unchanged} events with nothing to do)",
     ]
     lines += [
         f"  {local_time(e.at)} {e.path}: {e.message}" + ("" if e.final else " (will retry)")

@@ -73,14 +73,15 @@ class JobError:
     at: float
     path: Path
     message: str
-    final: bool  # True: given up after MAX_TRIES; False: will be retried
+    final: bool  # True: given up (after MAX_TRIES, or at once when retrying cannot help)
 
 
 @dataclass(frozen=True)
 class QueueStats:
     pending: int
     in_flight: int
-    done: int
+    done: int  # photos tagged, moved or forgotten
+    unchanged: int  # jobs that found nothing to do (our own write coming back as an event)
     failed: int  # given up
     retried: int
     errors: list[JobError]  # newest first
@@ -276,18 +277,21 @@ class Queue:
             self._woken = True
             self._ready.notify_all()
 
-    def done(self, jobs: list[Job]) -> None:
+    def done(self, jobs: list[Job], unchanged: int = 0) -> None:
+        """Finish `jobs`; `unchanged` of them did nothing, counted apart so `done` counts photos."""
         with self._transaction():
             self._db.executemany("DELETE FROM jobs WHERE id = ?", [(j.id,) for j in jobs])
-            self._count("done", len(jobs))
+            self._count("done", len(jobs) - unchanged)
+            self._count("unchanged", unchanged)
 
-    def failed(self, job: Job, message: str) -> bool:
-        """Record a failure; retry later with back-off, or give up after `max_tries`.
+    def failed(self, job: Job, message: str, permanent: bool = False) -> bool:
+        """Record a failure; retry later with back-off, or give up after `max_tries`, or at
+        once when `permanent` (the file is not an image: the same bytes fail the same way).
 
         Returns True when the job will be retried.
         """
         tries = job.tries + 1
-        retry = tries < self.max_tries
+        retry = not permanent and tries < self.max_tries
         now = time.time()
         with self._transaction():
             if retry:
@@ -355,6 +359,7 @@ class Queue:
             pending=states.get("pending", 0),
             in_flight=states.get("leased", 0),
             done=counters.get("done", 0),
+            unchanged=counters.get("unchanged", 0),
             failed=counters.get("failed", 0),
             retried=counters.get("retried", 0),
             errors=errors,

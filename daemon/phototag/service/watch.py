@@ -106,7 +106,9 @@ class PathFilter:
     Hidden names cover our temp files (`.IMG.JPG.x.phototag-tmp`); the extension test
     covers partial downloads (`.part`, `.crdownload`), backups (`~`) and sidecars (`.xmp`).
     Globs are matched against the file name, the path below the root and the full path,
-    so `*.tmp.jpg`, `Private/*` and `*/cache/*` all do what they look like.
+    so `*.tmp.jpg`, `Private/*` and `*/cache/*` all do what they look like. Symlinks follow
+    scan's rule (`scan.follow_symlinks`, off by default): nothing outside the watched
+    folders is written through a link.
     """
 
     roots: tuple[Path, ...]
@@ -114,6 +116,7 @@ class PathFilter:
     include: tuple[str, ...]
     exclude: tuple[str, ...]
     recursive: bool
+    follow_symlinks: bool = False
 
     @classmethod
     def from_config(cls, cfg: Config) -> PathFilter:
@@ -123,6 +126,7 @@ class PathFilter:
             tuple(cfg.watch.include),
             tuple(cfg.watch.exclude),
             cfg.watch.recursive,
+            cfg.scan.follow_symlinks,
         )
 
     def root_of(self, path: Path) -> Path | None:
@@ -149,7 +153,9 @@ class PathFilter:
         def matches(patterns: tuple[str, ...]) -> bool:
             return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)
 
-        return matches(self.include) and not matches(self.exclude)
+        if not matches(self.include) or matches(self.exclude):
+            return False
+        return self.follow_symlinks or not path.is_symlink()
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -468,10 +474,22 @@ class Watcher(FileSystemEventHandler):
                 self._emit(dest, "tag")
 
     def listing(self) -> Iterator[tuple[Path, Path, list[str]]]:
-        """(root, folder, file names) below the watched folders, hidden folders and
-        symlinks not followed."""
+        """(root, folder, file names) below the watched folders, hidden folders left out;
+        symlinked folders followed as scan follows them (each real folder once, so a link
+        loop ends), symlinked files left to `PathFilter.accepts`."""
+        follow = self.filter.follow_symlinks
+        seen: set[tuple[int, int]] = set()
         for root in self.filter.roots:
-            for folder, subdirs, files in os.walk(root, onerror=_walk_error):
+            for folder, subdirs, files in os.walk(root, onerror=_walk_error, followlinks=follow):
+                try:
+                    st = os.stat(folder)
+                except OSError:
+                    subdirs[:] = []
+                    continue
+                if (st.st_dev, st.st_ino) in seen:
+                    subdirs[:] = []
+                    continue
+                seen.add((st.st_dev, st.st_ino))
                 visible = sorted(d for d in subdirs if not d.startswith("."))
                 subdirs[:] = visible if self.filter.recursive else []
                 yield root, Path(folder), sorted(files)
