@@ -239,6 +239,7 @@ class Outcome:
     skipped: str | None = None  # why nothing was done (unchanged, dry run)
     error: str | None = None  # one line, for stderr
     permanent: bool = False  # the error is in the file's bytes: trying again cannot help
+    reported: bool = False  # its log line is already written (the service, at commit)
 
     @property
     def ok(self) -> bool:

@@ -93,6 +93,10 @@ class Pipeline:
     dry_run: bool = False
     force: bool = False  # re-tag even when the index says the file is unchanged
     flush: bool = True  # flush the index when a run ends; the service flushes on its own clock
+    # Called in the writer thread as soon as a batch's index records are committed: the
+    # service logs its "tagged" lines there, so a kill -9 cannot leave a photo committed
+    # (and so never tagged again) without its line.
+    on_committed: Callable[[list[Outcome]], None] | None = None
     _known: people.Known | None = field(default=None, init=False)  # named faces, once per run
     _new_faces: int = field(default=0, init=False)
 
@@ -253,6 +257,9 @@ class Pipeline:
                         str(outcome.path), outcome.faces, embeddings
                     )
                     self._new_faces += len(outcome.faces)
+            if self.on_committed is not None and done:
+                committed = {r.path for r, _ in done}
+                self.on_committed([o for o in outcomes if str(o.path) in committed])
         return outcomes
 
     def _had_faces(self, path: str) -> bool:

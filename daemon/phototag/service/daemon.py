@@ -77,6 +77,9 @@ class PipelineProcessor:
     def version(self) -> str:
         return str(self.pipeline.tagger.version)
 
+    def __post_init__(self) -> None:
+        self.pipeline.on_committed = _report
+
     def __call__(self, paths: list[Path]) -> list[Outcome]:
         return self.pipeline.run(paths)
 
@@ -497,7 +500,8 @@ class Service:
                 self._failed(job, outcome.error, outcome.permanent)
             else:
                 finished.append(job)
-                log.info("%s", _describe(outcome))
+                if not outcome.reported:
+                    log.info("%s", _describe(outcome))
         return finished
 
     def _relocate(self, job: Job) -> bool:
@@ -563,6 +567,12 @@ class Service:
             atomic_write(status_path(self.state_dir), current.to_json(), mode=0o644)
         except OSError as exc:
             log.warning("cannot write the status file: %s", exc.strerror or exc)
+
+
+def _report(outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        log.info("%s", _describe(outcome))
+        outcome.reported = True
 
 
 def _describe(outcome: Outcome) -> str:
