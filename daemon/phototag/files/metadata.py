@@ -205,7 +205,6 @@ def write(
     tags: list[Tag],
     model_version: str,
     cfg: WriteConfig,
-    ancestors: bool = True,
     generic: Collection[str] = (),
 ) -> Written:
     """Set our auto tags on `path` to exactly `tags`.
@@ -218,7 +217,12 @@ def write(
     dest = target(path, cfg)
     with _open_pair(path, dest, cfg, other=True) as (doc, other):
         new = plan(
-            doc.fields, other.fields if other else None, tags, ancestors, generic, doc.inherited
+            doc.fields,
+            other.fields if other else None,
+            tags,
+            cfg.flat_ancestors,
+            generic,
+            doc.inherited,
         )
         assert new.record is not None
         new.record.model_version = model_version

@@ -290,12 +290,7 @@ class Pipeline:
         proposed = places.with_place(outcome.tags, base.position, self.cfg)
         for raw in pairs.companions(decoded.file.path):  # RAW+JPEG: the same keywords into both
             metadata.write(
-                raw,
-                proposed,
-                str(self.tagger.version),
-                self.cfg.write,
-                self.cfg.tagging.ancestors,
-                self.cfg.tags.generic,
+                raw, proposed, str(self.tagger.version), self.cfg.write, self.cfg.tags.generic
             )
         if self.tagger.faces is not None:  # our regions for the named faces, after the keywords
             size = (decoded.width, decoded.height)
@@ -370,9 +365,7 @@ def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) ->
     path = Path(base.path)
     place = places.place_of(base.position, cfg.places)
     tags = places.with_place(tags, base.position, cfg)
-    written = metadata.write(
-        path, tags, version, cfg.write, cfg.tagging.ancestors, cfg.tags.generic
-    )
+    written = metadata.write(path, tags, version, cfg.write, cfg.tags.generic)
     if place and cfg.places.fill_location and location.fill(path, place, cfg.write) == path:
         written = replace(written, photo_sha256=None)  # the photo changed again: hash it anew
     return replace(
