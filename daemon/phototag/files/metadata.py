@@ -515,9 +515,9 @@ def _commit(
         if doc.sidecar:
             data = (_XML_DECL + doc.image.read_raw_xmp()).encode()
         else:
-            data = doc.image.get_bytes()
-            if iptc_changed:
-                data = iptcdigest.refresh(data)
+            # exiv2 re-encodes the IPTC block on every write, IPTC change or not, and XMP now
+            # holds what IPTC says (plan reads its keywords in): the digest says so.
+            data = iptcdigest.refresh(doc.image.get_bytes())
     except (RuntimeError, ValueError) as exc:
         raise MetadataError(f"{doc.path}: cannot write metadata: {_one_line(exc)}") from exc
     empty = _verify(doc, data, new, extra or {})
