@@ -12,6 +12,7 @@ import pytest
 from phototag.config import WriteConfig
 from phototag.files import keywords, metadata
 from phototag.records import Tag
+from tests.test_metadata import exiv2_values
 
 SHARED = Path(__file__).parents[1].parent / "shared"
 PHOTOS = SHARED / "photos"
@@ -134,6 +135,27 @@ def test_fields_agree_leaf_of_a_user_path(tmp_path: Path) -> None:
     hierarchy = ["place|beach", "people|Ann", "animal|mammal|cat"]
     assert as_list(found, "HierarchicalSubject") == hierarchy
     assert sorted(as_list(found, "TagsList")) == sorted(p.replace("|", "/") for p in hierarchy)
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_flat_ancestors_setting(tmp_path: Path, flat: bool) -> None:
+    """`write.flat_ancestors`: ancestors as flat keywords in dc:subject (Lightroom) or the leaf
+    alone; either way MWG readers get the whole set, and IPTC only what stands alone."""
+    path = copy(tmp_path, "owl.jpg")  # IPTC and dc:subject: Brasil, Brazil Trip, beach, praia
+    exiftool(path, "-XMP:HierarchicalSubject+=family|Ann")
+    metadata.write(path, [CAT, Tag("sunset", 0.3)], "m@1", WriteConfig(flat_ancestors=flat))
+    user = ["Brasil", "Brazil Trip", "beach", "praia"]
+    levels = ["family", "Ann"] if flat else ["Ann"]
+    ours = ["cat", "sunset", "animal", "mammal"] if flat else ["cat", "sunset"]
+    found = tags(path, "-XMP:Subject", "-IPTC:Keywords", "-XMP:HierarchicalSubject")
+    assert as_list(found, "Subject") == [*user, *levels, *ours]
+    assert as_list(found, "Keywords") == [*user, "sunset"]
+    hierarchy = ["family|Ann", *user, "animal|mammal|cat", "sunset"]
+    assert as_list(found, "HierarchicalSubject") == hierarchy
+    ex = exiv2_values(path)
+    assert ex["Xmp.dc.subject"] == [*user, *levels, *ours]
+    assert ex["Iptc.Application2.Keywords"] == [*user, "sunset"]
+    assert mwg_keywords(path) == [*user, *levels, *ours]
 
 
 def test_a_keyword_the_user_deletes_from_one_field_goes_from_all(tmp_path: Path) -> None:
