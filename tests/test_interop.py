@@ -24,6 +24,7 @@ pytestmark = [
 
 CAT = Tag("animal|mammal|cat", 0.91)
 BIRD = Tag("animal|bird", 0.42)
+SUNSET = Tag("sunset", 0.3)  # one level: stands alone, so IPTC gets it
 OURS = ["cat", "animal", "mammal"]
 
 
@@ -185,11 +186,21 @@ def test_pure_model_mirrors_and_remembers() -> None:
 
 ALL_PHOTOS = sorted(p.name for p in PHOTOS.iterdir() if p.suffix.lower() in {".jpg", ".bmp"})
 COCO_SAMPLE = sorted(p.name for p in COCO.glob("*.jpg"))[:4] if COCO.is_dir() else []
+RAW = SHARED / "raw"
+RAWS = (
+    sorted(p.name for p in RAW.iterdir() if p.is_file() and p.suffix != ".md")
+    if RAW.is_dir()
+    else []
+)
 
 
-@pytest.mark.parametrize("mode", ["auto", "sidecar"])
+SAMPLES = [(PHOTOS, n, m) for n in ALL_PHOTOS for m in ("auto", "sidecar")]
+SAMPLES += [(COCO, n, m) for n in COCO_SAMPLE for m in ("auto", "sidecar")]
+SAMPLES += [(RAW, n, "auto") for n in RAWS]  # a RAW always gets a sidecar
+
+
 @pytest.mark.parametrize(
-    ("folder", "name"), [(PHOTOS, n) for n in ALL_PHOTOS] + [(COCO, n) for n in COCO_SAMPLE]
+    ("folder", "name", "mode"), SAMPLES, ids=[f"{n}-{m}" for _, n, m in SAMPLES]
 )
 def test_every_shared_photo_validates_and_mwg_reads_all(
     tmp_path: Path, folder: Path, name: str, mode: str
@@ -198,8 +209,11 @@ def test_every_shared_photo_validates_and_mwg_reads_all(
     path = copy(tmp_path, name, folder)
     before = warnings(path)
     user = metadata.read(path, WriteConfig()).keywords
-    dest = metadata.write(path, [CAT, BIRD], "m@1", WriteConfig(mode=mode)).target  # type: ignore[arg-type]
-    assert warnings(path) <= before
-    if dest != path:
-        assert warnings(dest) <= set()
-    assert mwg_keywords(dest) == [*user, "cat", "bird", "animal", "mammal"]
+    cfg = WriteConfig(mode=mode)  # type: ignore[arg-type]
+    ours = ["cat", "bird", "sunset", "animal", "mammal"]
+    for retag in ([CAT, BIRD, SUNSET], [CAT, SUNSET, BIRD]):  # a second write changes XMP only
+        dest = metadata.write(path, retag, "m@1", cfg).target
+        assert warnings(path) <= before
+        if dest != path:
+            assert warnings(dest) <= set()
+        assert mwg_keywords(dest) == [*user, *ours]
