@@ -12,6 +12,7 @@ import pytest
 from phototag.config import WriteConfig
 from phototag.files import keywords, metadata
 from phototag.records import Tag
+from tests.conftest import mwg_keywords
 from tests.test_metadata import exiv2_values
 
 SHARED = Path(__file__).parents[1].parent / "shared"
@@ -61,10 +62,6 @@ def warnings(path: Path) -> set[str]:
         for k, _, v in (x.partition(":") for x in out.splitlines())
         if k.strip() == "Warning"
     }
-
-
-def mwg_keywords(path: Path) -> list[str]:
-    return as_list(tags(path, "-MWG:Keywords", mwg=True), "Keywords")
 
 
 def test_digikam_sees_the_users_keywords(tmp_path: Path) -> None:
