@@ -85,7 +85,7 @@ def per_photo_costs(photos: list[Path], work: Path) -> dict[str, float]:
     cfg = Config()
     start = time.perf_counter()
     for p in copies:
-        metadata.write(p, tags, "bench", cfg.write, True)
+        metadata.write(p, tags, "bench", cfg.write)
     t_write = (time.perf_counter() - start) / len(copies)
     size = sum(p.stat().st_size for p in sample) / len(sample)
     return {"decode": t_decode, "model": t_model, "write": t_write, "bytes": size}

@@ -98,7 +98,7 @@ def _template(record: PhotoRecord, path: Path, cfg: Config) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 48), (90, 120, 150)).save(buf, "JPEG")
     path.write_bytes(buf.getvalue())
-    metadata.write(path, record.auto, record.model_version, cfg.write, cfg.tagging.ancestors)
+    metadata.write(path, record.auto, record.model_version, cfg.write)
     data = path.read_bytes()
     path.unlink()
     return data

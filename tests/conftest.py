@@ -77,6 +77,16 @@ def exiftool_keywords(path: Path) -> dict[str, list[str]]:
     return {k: as_list(k) for k in ("Subject", "HierarchicalSubject", "TagsList", "Keywords")}
 
 
+def mwg_keywords(path: Path) -> list[str]:
+    """`exiftool -use MWG -MWG:Keywords`: dc:subject reconciled with IPTC by the digest."""
+    import json
+
+    cmd = ["exiftool", "-j", "-use", "MWG", "-MWG:Keywords", str(path)]
+    found = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)[0]
+    value = found.get("Keywords", [])
+    return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+
 @pytest.fixture(params=["sqlite", "tinydb"])
 def backend(request: pytest.FixtureRequest) -> str:
     """Each index backend in turn, for the tests of the index contract."""

@@ -67,6 +67,7 @@ def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
         ("scan:\n  extensions: [jpg]\n", "scan.extensions: 'jpg' must start with a dot"),
         ("tagging:\n  threshold: 0.3\n  threshold: 0.4\n", "setting threshold given twice"),
         ("tagging:\n  max_tags: 2\ntagging:\n  ancestors: false\n", "setting tagging given twice"),
+        ("tagging:\n  ancestors: false\n", "setting tagging.ancestors is now write.flat_ancestors"),
     ],
 )
 def test_out_of_range_or_malformed_values_name_the_key(
@@ -85,3 +86,10 @@ def test_non_utf8_config_is_one_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"tagging:\n  threshold: 0.5  # caf\xe9\n")
     with pytest.raises(config.ConfigError, match="not UTF-8"):
         config.load(path)
+
+
+def test_flat_ancestors_is_a_write_setting(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("write:\n  flat_ancestors: false\n")
+    assert config.load(path).write.flat_ancestors is False
+    assert config.Config().write.flat_ancestors is True  # as Lightroom exports

@@ -12,6 +12,8 @@ import pytest
 from phototag.config import WriteConfig
 from phototag.files import keywords, metadata
 from phototag.records import Tag
+from tests.conftest import mwg_keywords
+from tests.test_metadata import exiv2_values
 
 SHARED = Path(__file__).parents[1].parent / "shared"
 PHOTOS = SHARED / "photos"
@@ -23,6 +25,7 @@ pytestmark = [
 
 CAT = Tag("animal|mammal|cat", 0.91)
 BIRD = Tag("animal|bird", 0.42)
+SUNSET = Tag("sunset", 0.3)  # one level: stands alone, so IPTC gets it
 OURS = ["cat", "animal", "mammal"]
 
 
@@ -59,10 +62,6 @@ def warnings(path: Path) -> set[str]:
         for k, _, v in (x.partition(":") for x in out.splitlines())
         if k.strip() == "Warning"
     }
-
-
-def mwg_keywords(path: Path) -> list[str]:
-    return as_list(tags(path, "-MWG:Keywords", mwg=True), "Keywords")
 
 
 def test_digikam_sees_the_users_keywords(tmp_path: Path) -> None:
@@ -115,14 +114,14 @@ def test_iptc_follows_xmp_and_its_digest_stays_current(tmp_path: Path) -> None:
     exiftool(path, "-XMP:Subject+=Grandma")
     metadata.write(path, [CAT, BIRD], "m@2", WriteConfig())
     found = tags(path, "-IPTC:Keywords", "-XMP:Subject", "-IPTCDigest", "-CurrentIPTCDigest")
-    assert "Grandma" in as_list(found, "Keywords")
-    assert as_list(found, "Keywords") == as_list(found, "Subject")
+    assert as_list(found, "Keywords") == ["Brasil", "Brazil Trip", "beach", "praia", "Grandma"]
     assert found["IPTCDigest"] == found["CurrentIPTCDigest"]
     assert "Grandma" in mwg_keywords(path) and "bird" in mwg_keywords(path)
 
 
 def test_fields_agree_leaf_of_a_user_path(tmp_path: Path) -> None:
-    """Finding 6: dc:subject gets the leaf of a hierarchy entry; IPTC holds what dc:subject does."""
+    """Finding 6: dc:subject gets the levels of a hierarchy entry; IPTC none (darktable would
+    show them twice), and no IPTC block is made for them."""
     path = copy(tmp_path, "cat_720p.jpg")
     exiftool(path, "-XMP:HierarchicalSubject=place|beach", "-XMP:TagsList=people/Ann")
     metadata.write(path, [CAT], "m@1", WriteConfig())
@@ -130,10 +129,31 @@ def test_fields_agree_leaf_of_a_user_path(tmp_path: Path) -> None:
         path, "-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-IPTC:Keywords"
     )
     assert as_list(found, "Subject") == ["place", "beach", "people", "Ann", *OURS]
-    assert as_list(found, "Keywords") == as_list(found, "Subject")
+    assert as_list(found, "Keywords") == []
     hierarchy = ["place|beach", "people|Ann", "animal|mammal|cat"]
     assert as_list(found, "HierarchicalSubject") == hierarchy
     assert sorted(as_list(found, "TagsList")) == sorted(p.replace("|", "/") for p in hierarchy)
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_flat_ancestors_setting(tmp_path: Path, flat: bool) -> None:
+    """`write.flat_ancestors`: ancestors as flat keywords in dc:subject (Lightroom) or the leaf
+    alone; either way MWG readers get the whole set, and IPTC only what stands alone."""
+    path = copy(tmp_path, "owl.jpg")  # IPTC and dc:subject: Brasil, Brazil Trip, beach, praia
+    exiftool(path, "-XMP:HierarchicalSubject+=family|Ann")
+    metadata.write(path, [CAT, Tag("sunset", 0.3)], "m@1", WriteConfig(flat_ancestors=flat))
+    user = ["Brasil", "Brazil Trip", "beach", "praia"]
+    levels = ["family", "Ann"] if flat else ["Ann"]
+    ours = ["cat", "sunset", "animal", "mammal"] if flat else ["cat", "sunset"]
+    found = tags(path, "-XMP:Subject", "-IPTC:Keywords", "-XMP:HierarchicalSubject")
+    assert as_list(found, "Subject") == [*user, *levels, *ours]
+    assert as_list(found, "Keywords") == [*user, "sunset"]
+    hierarchy = ["family|Ann", *user, "animal|mammal|cat", "sunset"]
+    assert as_list(found, "HierarchicalSubject") == hierarchy
+    ex = exiv2_values(path)
+    assert ex["Xmp.dc.subject"] == [*user, *levels, *ours]
+    assert ex["Iptc.Application2.Keywords"] == [*user, "sunset"]
+    assert mwg_keywords(path) == [*user, *levels, *ours]
 
 
 def test_a_keyword_the_user_deletes_from_one_field_goes_from_all(tmp_path: Path) -> None:
@@ -153,7 +173,7 @@ def test_pure_model_mirrors_and_remembers() -> None:
     cur = keywords.Fields(["Grandma"], ["place|beach"], ["people/Ann"], [], True, None)
     first = keywords.plan(cur, None, [CAT], ancestors=False)
     assert first.subject == ["Grandma", "beach", "Ann", "cat"]
-    assert first.iptc == first.subject
+    assert first.iptc == ["Grandma"]
     assert first.hierarchical == ["place|beach", "Grandma", "people|Ann", "animal|mammal|cat"]
     assert first.record is not None and first.record.keywords == ["cat"]
     first.subject.remove("Grandma")  # the user deletes it from dc:subject only
@@ -163,11 +183,21 @@ def test_pure_model_mirrors_and_remembers() -> None:
 
 ALL_PHOTOS = sorted(p.name for p in PHOTOS.iterdir() if p.suffix.lower() in {".jpg", ".bmp"})
 COCO_SAMPLE = sorted(p.name for p in COCO.glob("*.jpg"))[:4] if COCO.is_dir() else []
+RAW = SHARED / "raw"
+RAWS = (
+    sorted(p.name for p in RAW.iterdir() if p.is_file() and p.suffix != ".md")
+    if RAW.is_dir()
+    else []
+)
 
 
-@pytest.mark.parametrize("mode", ["auto", "sidecar"])
+SAMPLES = [(PHOTOS, n, m) for n in ALL_PHOTOS for m in ("auto", "sidecar")]
+SAMPLES += [(COCO, n, m) for n in COCO_SAMPLE for m in ("auto", "sidecar")]
+SAMPLES += [(RAW, n, "auto") for n in RAWS]  # a RAW always gets a sidecar
+
+
 @pytest.mark.parametrize(
-    ("folder", "name"), [(PHOTOS, n) for n in ALL_PHOTOS] + [(COCO, n) for n in COCO_SAMPLE]
+    ("folder", "name", "mode"), SAMPLES, ids=[f"{n}-{m}" for _, n, m in SAMPLES]
 )
 def test_every_shared_photo_validates_and_mwg_reads_all(
     tmp_path: Path, folder: Path, name: str, mode: str
@@ -176,8 +206,11 @@ def test_every_shared_photo_validates_and_mwg_reads_all(
     path = copy(tmp_path, name, folder)
     before = warnings(path)
     user = metadata.read(path, WriteConfig()).keywords
-    dest = metadata.write(path, [CAT, BIRD], "m@1", WriteConfig(mode=mode)).target  # type: ignore[arg-type]
-    assert warnings(path) <= before
-    if dest != path:
-        assert warnings(dest) <= set()
-    assert mwg_keywords(dest) == [*user, "cat", "bird", "animal", "mammal"]
+    cfg = WriteConfig(mode=mode)  # type: ignore[arg-type]
+    ours = ["cat", "bird", "sunset", "animal", "mammal"]
+    for retag in ([CAT, BIRD, SUNSET], [CAT, SUNSET, BIRD]):  # a second write changes XMP only
+        dest = metadata.write(path, retag, "m@1", cfg).target
+        assert warnings(path) <= before
+        if dest != path:
+            assert warnings(dest) <= set()
+        assert mwg_keywords(dest) == [*user, *ours]

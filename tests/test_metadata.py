@@ -29,6 +29,7 @@ pytestmark = [needs_photos, needs_tools]
 CAT = Tag("animal|mammal|cat", 0.91)
 DOG = Tag("animal|mammal|dog", 0.55)
 BIRD = Tag("animal|bird", 0.42)
+SUNSET = Tag("sunset", 0.3)  # one level: a flat keyword that stands alone, so IPTC gets it
 READ_TAGS = ["-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-IPTC:Keywords"]
 FIELDS = [tag.split(":")[1] for tag in READ_TAGS]
 
@@ -96,11 +97,11 @@ def test_keywords_read_back_by_exiftool_and_exiv2(grandma: Path) -> None:
         "Subject": flat,
         "HierarchicalSubject": ["Grandma", "animal|mammal|cat", "animal|bird"],
         "TagsList": ["Grandma", "animal/mammal/cat", "animal/bird"],
-        "Keywords": flat,
+        "Keywords": ["Grandma"],  # levels of a hierarchy entry stay out of IPTC (darktable)
     }
     ex = exiv2_values(grandma)
     assert ex["Xmp.dc.subject"] == flat
-    assert ex["Iptc.Application2.Keywords"] == flat
+    assert ex["Iptc.Application2.Keywords"] == ["Grandma"]
     assert ex["Xmp.lr.hierarchicalSubject"] == ["Grandma", "animal|mammal|cat", "animal|bird"]
     assert ex["Xmp.digiKam.TagsList"] == ["Grandma", "animal/mammal/cat", "animal/bird"]
     assert ex["Xmp.phototag.ModelVersion"] == ["m@1"]
@@ -109,10 +110,6 @@ def test_keywords_read_back_by_exiftool_and_exiv2(grandma: Path) -> None:
     assert re.search(r"<dc:subject>\s*<rdf:Bag>", packet)
     assert re.search(r"<lr:hierarchicalSubject>\s*<rdf:Bag>", packet)
     assert re.search(r"<digiKam:TagsList>\s*<rdf:Seq>", packet)
-    charset = subprocess.run(
-        ["exiftool", "-s3", "-IPTC:CodedCharacterSet", str(grandma)], capture_output=True
-    ).stdout
-    assert charset.strip() == b"UTF8"
 
     got = metadata.read(grandma, WriteConfig())
     assert got.keywords == flat
@@ -133,7 +130,7 @@ def test_user_keyword_survives_tag_retag_and_undo(grandma: Path) -> None:
     metadata.write(grandma, [DOG, BIRD], "m@2", cfg)
     found = exiftool_keywords(grandma)
     assert found["Subject"] == ["Grandma", "dog", "animal", "mammal", "bird"]
-    assert found["Keywords"] == found["Subject"]
+    assert found["Keywords"] == ["Grandma"]
     assert found["HierarchicalSubject"] == ["Grandma", "animal|mammal|dog", "animal|bird"]
     assert metadata.read(grandma, cfg).model_version == "m@2"
 
@@ -157,7 +154,7 @@ def test_real_photo_keywords_survive(tmp_path: Path) -> None:
     metadata.write(path, [BIRD], "m@1", WriteConfig())
     after = exiftool_keywords(path)
     assert after["Subject"] == before["Subject"] + ["bird", "animal"]
-    assert after["Keywords"] == before["Keywords"] + ["bird", "animal"]
+    assert after["Keywords"] == before["Keywords"]  # ours are levels of animal|bird
     assert metadata.read(path, WriteConfig()).user_keywords == before["Subject"]
     metadata.undo(path, WriteConfig())
     assert exiftool_keywords(path) == before | {
@@ -190,7 +187,7 @@ def test_keyword_deleted_by_user_is_reported_and_not_added_again(grandma: Path) 
     metadata.write(grandma, [CAT, DOG], "m@2", cfg)
     found = exiftool_keywords(grandma)
     assert found["Subject"] == ["Grandma", "dog", "animal", "mammal"]
-    assert found["Keywords"] == found["Subject"]
+    assert found["Keywords"] == ["Grandma"]
     assert found["HierarchicalSubject"] == ["Grandma", "animal|mammal|dog"]  # no cat tag left
     assert found["TagsList"] == ["Grandma", "animal/mammal/dog"]
     got = metadata.read(grandma, cfg)
@@ -219,16 +216,21 @@ def test_hierarchical_path_deleted_by_user_is_not_added_again(grandma: Path) -> 
 
 def test_unicode_and_iptc_64_byte_limit(grandma: Path) -> None:
     long = "東京" * 15  # 90 bytes in UTF-8
-    tags = [Tag("place|Zürich", 0.8), Tag("place|東京", 0.7), Tag(f"place|{long}", 0.6)]
-    tags.append(Tag("odd|type=Bag x", 0.5))  # exiv2's type= syntax must stay plain text
+    # One-level tags: they stand alone, so IPTC gets them too.
+    tags = [Tag("Zürich", 0.8), Tag("東京", 0.7), Tag(long, 0.6)]
+    tags.append(Tag("type=Bag x", 0.5))  # exiv2's type= syntax must stay plain text
     cfg = WriteConfig()
-    metadata.write(grandma, tags, "m@1", cfg, ancestors=False)
+    metadata.write(grandma, tags, "m@1", cfg)
     found = exiftool_keywords(grandma)
     assert found["Subject"] == ["Grandma", "Zürich", "東京", long, "type=Bag x"]
     cut = found["Keywords"][3]
     assert len(cut.encode()) == 63 and long.startswith(cut)  # 21 whole characters
     assert found["Keywords"][:3] == ["Grandma", "Zürich", "東京"]
     assert exiv2_values(grandma)["Iptc.Application2.Keywords"][3] == cut
+    charset = subprocess.run(
+        ["exiftool", "-s3", "-IPTC:CodedCharacterSet", str(grandma)], capture_output=True
+    ).stdout
+    assert charset.strip() == b"UTF8"
     got = metadata.read(grandma, cfg)
     assert got.keywords == found["Subject"]  # the cut IPTC copy is not a keyword of its own
     metadata.undo(grandma, cfg)
@@ -367,7 +369,7 @@ def test_failed_exiv2_leaves_original(grandma: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(pyexiv2.ImageData, "modify_iptc", boom)
     with pytest.raises(MetadataError, match=r"Failed to encode XMP metadata\.$"):
-        metadata.write(grandma, [CAT], "m@1", WriteConfig())
+        metadata.write(grandma, [CAT, SUNSET], "m@1", WriteConfig())
     assert grandma.read_bytes() == original
     assert temp_files(grandma.parent) == []
 
@@ -398,12 +400,12 @@ def test_pixels_identical_and_mode_kept(tmp_path: Path, fmt: str) -> None:
         im.save(path, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
     path.chmod(0o640)
     before = pixels(path)
-    assert metadata.write(path, [CAT], "m@1", WriteConfig()).target == path
+    assert metadata.write(path, [CAT, SUNSET], "m@1", WriteConfig()).target == path
     assert np.array_equal(pixels(path), before)
     assert path.stat().st_mode & 0o777 == 0o640
     found = exiftool_keywords(path)
-    assert found["Subject"] == ["cat", "animal", "mammal"]
-    assert found["Keywords"] == (found["Subject"] if fmt != "WEBP" else [])  # WebP has no IPTC
+    assert found["Subject"] == ["cat", "sunset", "animal", "mammal"]
+    assert found["Keywords"] == (["sunset"] if fmt != "WEBP" else [])  # WebP has no IPTC
     metadata.undo(path, WriteConfig())
     assert exiftool_keywords(path)["Subject"] == []
     assert np.array_equal(pixels(path), before)
@@ -414,9 +416,22 @@ def test_camera_jpeg_keeps_exif_and_image_data(tmp_path: Path) -> None:
     cmd = ["exiftool", "-j", "-a", "-G1", "-EXIF:all", "-MakerNotes:all", "-ICC_Profile:all"]
     exif_before = subprocess.run([*cmd, str(path)], capture_output=True).stdout
     scan_before = path.read_bytes().rsplit(b"\xff\xda", 1)[1]  # from the last start of scan
-    metadata.write(path, [CAT], "m@1", WriteConfig())
+    metadata.write(path, [CAT, SUNSET], "m@1", WriteConfig())
     assert subprocess.run([*cmd, str(path)], capture_output=True).stdout == exif_before
     assert path.read_bytes().rsplit(b"\xff\xda", 1)[1] == scan_before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: exiv2 0.28 zeroes 4 bytes of face.jpg's (already invalid) Minolta maker notes "
+    "when it rewrites the JPEG without an IPTC change, and exiftool then finds no maker notes",
+)
+def test_camera_jpeg_keeps_maker_notes_on_an_xmp_only_write(tmp_path: Path) -> None:
+    path = copy_photo(tmp_path, "face.jpg")
+    cmd = ["exiftool", "-j", "-a", "-G1", "-MakerNotes:all"]
+    before = subprocess.run([*cmd, str(path)], capture_output=True).stdout
+    metadata.write(path, [CAT], "m@1", WriteConfig())  # XMP only: nothing stands alone for IPTC
+    assert subprocess.run([*cmd, str(path)], capture_output=True).stdout == before
 
 
 def test_formats_exiv2_cannot_write_get_a_sidecar(tmp_path: Path) -> None:
@@ -483,7 +498,7 @@ def holder(subject: list[str], iptc: list[str] | None = None) -> keywords.Fields
 def test_plan_adds_after_the_users_and_records_only_ours() -> None:
     new = keywords.plan(holder(["Grandma", "cat"], ["Grandma", "cat"]), None, [CAT, DOG], True)
     assert new.subject == ["Grandma", "cat", "dog", "animal", "mammal"]
-    assert new.iptc == new.subject
+    assert new.iptc == ["Grandma", "cat"]  # the user's; ours are levels of our paths
     # The user's flat "cat" stays a flat entry beside our path.
     assert new.hierarchical == ["Grandma", "cat", "animal|mammal|cat", "animal|mammal|dog"]
     assert new.tags_list == ["Grandma", "cat", "animal/mammal/cat", "animal/mammal/dog"]
@@ -499,7 +514,7 @@ def test_plan_retag_and_user_deletion() -> None:
     first.subject.remove("dog")  # the user deletes our "dog" (IPTC keeps a stale copy)
     second = keywords.plan(first, None, [DOG, BIRD], True)
     assert second.subject == ["Grandma", "animal", "bird"]
-    assert second.iptc == second.subject
+    assert second.iptc == ["Grandma"]
     assert second.hierarchical == ["Grandma", "animal|bird"]
     assert second.record is not None
     assert second.record.removed == ["dog"]

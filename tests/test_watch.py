@@ -422,9 +422,34 @@ def test_our_own_sidecar_write_is_unchanged_in_the_index(album: Path, tmp_path: 
     side = album / "1.jpg.xmp"
     side.write_text("<x/>")
     cfg = Config().write
-    size, mtime_ns = sidecar.signature(photo, cfg)
+    seen = sidecar.signature(photo, cfg)
     with open_index(tmp_path / "index") as index:
-        index.put(replace(record(photo), sidecar_size=size, sidecar_mtime_ns=mtime_ns))
+        index.put(
+            replace(
+                record(photo),
+                sidecar_size=seen.size,
+                sidecar_mtime_ns=seen.mtime_ns,
+                sidecar_sha256=seen.sha256,
+            )
+        )
         assert sidecar.unchanged(index, PhotoFile.stat(photo), cfg)
         side.write_text("<x:edited/>")  # another program's edit
+        assert not sidecar.unchanged(index, PhotoFile.stat(photo), cfg)
+
+
+def test_a_record_from_before_the_sidecar_hash_is_judged_by_size_and_mtime(
+    album: Path, tmp_path: Path
+) -> None:
+    """An upgraded index does not re-tag every photo with a sidecar once just to learn hashes."""
+    photo = album / "1.jpg"
+    photo.write_bytes(b"x")
+    (album / "1.jpg.xmp").write_text("<x/>")
+    cfg = Config().write
+    seen = sidecar.signature(photo, cfg)
+    assert len(seen.sha256) == 64
+    with open_index(tmp_path / "index") as index:
+        old = replace(record(photo), sidecar_size=seen.size, sidecar_mtime_ns=seen.mtime_ns)
+        index.put(old)
+        assert sidecar.unchanged(index, PhotoFile.stat(photo), cfg)
+        index.put(replace(old, sidecar_sha256="0" * 64))  # a hash that no longer matches
         assert not sidecar.unchanged(index, PhotoFile.stat(photo), cfg)

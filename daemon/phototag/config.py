@@ -101,7 +101,6 @@ class TaggingConfig:
     max_tags: int = field(
         default=5, metadata=between(0, 1000)
     )  # most auto-tags per photo, leaf tags counted
-    ancestors: bool = True  # also write "animal" and "mammal" for "animal|mammal|cat"
 
 
 @dataclass
@@ -159,6 +158,8 @@ class WriteConfig:
     mode: Literal["auto", "inplace", "sidecar"] = "auto"  # auto: in the file where we can
     sidecar_name: Literal["append", "replace"] = "append"  # IMG.JPG.xmp or IMG.xmp
     dry_run: bool = False
+    # dc:subject also gets "animal" and "mammal" for "animal|mammal|cat" (as Lightroom exports)
+    flat_ancestors: bool = True
 
 
 @dataclass
@@ -341,11 +342,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# Settings that moved: an old config file gets told where, rather than "unknown setting".
+MOVED = {"tagging.ancestors": "write.flat_ancestors"}
+
+
 def _build(cls: type, raw: dict[str, Any], where: str, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     known = {name for name in fields if name != "source"}
     unknown = sorted(set(raw) - known)
+    if unknown and f"{prefix}{unknown[0]}" in MOVED:
+        raise ConfigError(
+            f"{where}: setting {prefix}{unknown[0]} is now {MOVED[prefix + unknown[0]]}"
+        )
     if unknown:
         raise ConfigError(
             f"{where}: unknown setting {prefix}{unknown[0]} (known: {', '.join(sorted(known))})"

@@ -2,11 +2,12 @@
 Keywords should hold, as pure functions on lists (no files here).
 
 Every photo manager reads a different field first (digiKam TagsList, darktable
-lr:hierarchicalSubject then IPTC, MWG readers dc:subject reconciled with IPTC), so every field
+lr:hierarchicalSubject plus IPTC, MWG readers dc:subject reconciled with IPTC), so every XMP field
 tells the whole story: the user's keywords and ours. Flat user keywords stay flat (they appear
 as one-level entries in the hierarchy fields, as Lightroom and digiKam write them); a user's path
 from either hierarchy field is mirrored into the other and its leaf (and, with `ancestors`, its
-levels) into dc:subject; IPTC gets what dc:subject gets, cut to 64 bytes (MWG).
+levels) into dc:subject; IPTC gets the dc:subject keywords that stand alone (not the levels of a
+hierarchy entry, which darktable would show twice), cut to 64 bytes.
 
 What the user wrote is remembered (`Record.mirrored`), so a keyword the user deletes from any one
 field is deleted from all of them at the next write rather than copied back from the others.
@@ -111,7 +112,7 @@ def plan(
     subject = _settle(cur.subject, flat_now)
     iptc = cur.iptc
     if cur.iptc_writable:
-        iptc = _settle(cur.iptc, unique(iptc_value(k) for k in subject))
+        iptc = _settle(cur.iptc, _iptc(subject, hierarchy, cur.iptc, set(rec.keywords + keywords)))
     mirrored = unique(user_flat + [e for e in hierarchy if e not in paths and e not in keywords])
     return Fields(
         subject=subject,
@@ -136,6 +137,19 @@ def _face_tags(rec: Record) -> list[Tag]:
     return [Tag(p) for p in rec.faces]
 
 
+def _iptc(subject: list[str], hierarchy: list[str], iptc: list[str], ours: set[str]) -> list[str]:
+    """IPTC Keywords: the dc:subject keywords that stand alone in the hierarchy (and the user's
+    IPTC keywords as they are), not the levels of a hierarchy entry.
+
+    darktable imports every IPTC keyword as a flat tag beside the lr:hierarchicalSubject paths, so
+    `animal` and `owl` there would show twice beside `animal|bird|owl`. MWG readers lose nothing:
+    with the IPTC digest current (or absent) they take dc:subject, which holds every keyword.
+    """
+    alone = {e for e in hierarchy if LEVEL_SEP not in e}
+    kept = set(iptc) - {iptc_value(k) for k in ours}
+    return unique(iptc_value(k) for k in subject if k in alone or iptc_value(k) in kept)
+
+
 def accepted(cur: Fields, tag: Tag) -> Fields:
     """The fields after the user takes `tag` as their own keyword."""
     name, paths = tag.name, [tag.path] if LEVEL_SEP in tag.path else []
@@ -155,7 +169,10 @@ def accepted(cur: Fields, tag: Tag) -> Fields:
         subject=_edit(cur.subject, set(), [name]),
         hierarchical=_edit(cur.hierarchical, set(), paths),
         tags_list=_edit(cur.tags_list, set(), [digikam(p) for p in paths]),
-        iptc=_edit(cur.iptc, set(), [iptc_value(name)]) if cur.iptc_writable else cur.iptc,
+        # A keyword with a path is a level of it: not in IPTC (see `_iptc`).
+        iptc=_edit(cur.iptc, set(), [] if paths else [iptc_value(name)])
+        if cur.iptc_writable
+        else cur.iptc,
         record=rec,
     )
 
@@ -217,9 +234,8 @@ def _deleted(cur: Fields, rec: Record) -> set[str]:
         in_hierarchy = k in lr and k in dk
         if (LEVEL_SEP in k or (k in rec.mirrored and k not in levels)) and not in_hierarchy:
             gone.add(k)
-        if LEVEL_SEP not in k and (
-            k not in subject or (cur.iptc_writable and iptc_value(k) not in iptc)
-        ):
+        in_iptc = not cur.iptc_writable or k not in lr | dk or iptc_value(k) in iptc
+        if LEVEL_SEP not in k and (k not in subject or not in_iptc):
             gone.add(k)
     for p in rec.paths:
         if p not in lr or p not in dk:

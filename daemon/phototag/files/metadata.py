@@ -209,7 +209,6 @@ def write(
     tags: list[Tag],
     model_version: str,
     cfg: WriteConfig,
-    ancestors: bool = True,
     generic: Collection[str] = (),
     max_bytes: int = safeopen.DEFAULT_MAX_BYTES,
 ) -> Written:
@@ -223,7 +222,12 @@ def write(
     dest = target(path, cfg)
     with _open_pair(path, dest, cfg, True, max_bytes) as (doc, other):
         new = plan(
-            doc.fields, other.fields if other else None, tags, ancestors, generic, doc.inherited
+            doc.fields,
+            other.fields if other else None,
+            tags,
+            cfg.flat_ancestors,
+            generic,
+            doc.inherited,
         )
         assert new.record is not None
         new.record.model_version = model_version
@@ -524,9 +528,9 @@ def _commit(
         if doc.sidecar:
             data = (_XML_DECL + doc.image.read_raw_xmp()).encode()
         else:
-            data = doc.image.get_bytes()
-            if iptc_changed:
-                data = iptcdigest.refresh(data)
+            # exiv2 re-encodes the IPTC block on every write, IPTC change or not, and XMP now
+            # holds what IPTC says (plan reads its keywords in): the digest says so.
+            data = iptcdigest.refresh(doc.image.get_bytes())
     except (RuntimeError, ValueError) as exc:
         raise MetadataError(f"{doc.path}: cannot write metadata: {_one_line(exc)}") from exc
     empty = _verify(doc, data, new, extra or {})

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from phototag.config import RAW_EXTENSIONS, WriteConfig
+from phototag.files import safeopen
 from phototag.records import PhotoFile
 
 if TYPE_CHECKING:
@@ -45,14 +48,25 @@ def target(path: Path, cfg: WriteConfig) -> Path:
     return path
 
 
-def signature(path: Path, cfg: WriteConfig) -> tuple[int, int]:
-    """(size, mtime_ns) of the photo's sidecar, (0, 0) when it has none: the index keeps it, so
-    a re-scan sees keywords another program edited there."""
+@dataclass(frozen=True)
+class Signature:
+    """A photo's sidecar as the index last saw it; all zero/empty when it has none."""
+
+    size: int = 0
+    mtime_ns: int = 0
+    sha256: str = ""  # "" in records from before the hash was kept: size and mtime decide
+
+
+def signature(path: Path, cfg: WriteConfig) -> Signature:
+    """The photo's sidecar now: the index keeps it, so a re-scan sees keywords another program
+    edited there. The content hash catches an edit that keeps size and mtime (the same mtime
+    tick on a coarse file system, or mtime set back); a sidecar is a few KB, and hashing 1000
+    of them costs about as much as reading them (docs/benchmarks.md)."""
     try:
-        st = os.stat(sidecar(path, cfg))
+        data, st = safeopen.read_regular(sidecar(path, cfg), safeopen.DEFAULT_MAX_BYTES)
     except OSError:
-        return 0, 0
-    return st.st_size, st.st_mtime_ns
+        return Signature()
+    return Signature(st.st_size, st.st_mtime_ns, hashlib.sha256(data).hexdigest())
 
 
 def read_only(path: Path) -> bool:
@@ -73,7 +87,8 @@ def unchanged(index: Index, file: PhotoFile, cfg: WriteConfig) -> bool:
     if not index.unchanged(file):
         return False
     record = index.get(file.path)
-    return record is None or signature(file.path, cfg) == (
-        record.sidecar_size,
-        record.sidecar_mtime_ns,
-    )
+    if record is None:
+        return True
+    now = signature(file.path, cfg)
+    same_hash = not record.sidecar_sha256 or now.sha256 == record.sidecar_sha256
+    return (now.size, now.mtime_ns) == (record.sidecar_size, record.sidecar_mtime_ns) and same_hash

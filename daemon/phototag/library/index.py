@@ -51,6 +51,7 @@ class PhotoRecord:
     written_to: str | None = None  # the file or sidecar holding the keywords
     sidecar_size: int = 0  # the photo's XMP sidecar as last seen; 0, 0: none
     sidecar_mtime_ns: int = 0
+    sidecar_sha256: str = ""  # its content hash ("" in records from before it was kept)
     tagged_at: float = 0.0  # Unix time
     vectors: dict[str, int] = field(default_factory=dict)  # vector store name -> row
     detections: list[Detection] = field(default_factory=list)  # boxes the detector found

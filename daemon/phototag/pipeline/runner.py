@@ -301,7 +301,6 @@ class Pipeline:
                 proposed,
                 str(self.tagger.version),
                 self.cfg.write,
-                self.cfg.tagging.ancestors,
                 self.cfg.tags.generic,
                 self.cfg.scan.max_file_bytes,
             )
@@ -386,13 +385,7 @@ def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) ->
     place = places.place_of(base.position, cfg.places)
     tags = places.with_place(tags, base.position, cfg)
     written = metadata.write(
-        path,
-        tags,
-        version,
-        cfg.write,
-        cfg.tagging.ancestors,
-        cfg.tags.generic,
-        cfg.scan.max_file_bytes,
+        path, tags, version, cfg.write, cfg.tags.generic, cfg.scan.max_file_bytes
     )
     if (
         place
@@ -425,14 +418,15 @@ def on_disk(
     sha256 = written.photo_sha256 if written and written.photo_sha256 else record.sha256
     if sha256 == record.sha256 and (file.size, file.mtime_ns) != (record.size, record.mtime_ns):
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    side_size, side_mtime_ns = sidecar.signature(path, cfg)
+    side = sidecar.signature(path, cfg)
     return replace(
         with_keywords(record, keywords),
         size=file.size,
         mtime_ns=file.mtime_ns,
         sha256=sha256,
-        sidecar_size=side_size,
-        sidecar_mtime_ns=side_mtime_ns,
+        sidecar_size=side.size,
+        sidecar_mtime_ns=side.mtime_ns,
+        sidecar_sha256=side.sha256,
     )
 
 

@@ -85,9 +85,13 @@ def settings_hash(
     vocab: vocabulary.Vocabulary | None = None,
     places: PlacesConfig | None = None,
     species: SpecialistsConfig | None = None,
+    flat_ancestors: bool = True,
 ) -> str:
-    """A short stable id of the thresholds and vocabulary, part of the model version per photo."""
-    text = f"{cfg.threshold:.4f}/{cfg.max_tags}/{int(cfg.ancestors)}"
+    """A short stable id of the thresholds and vocabulary, part of the model version per photo.
+
+    `write.flat_ancestors` is part of it so that `refine` rewrites the keywords when it changes.
+    """
+    text = f"{cfg.threshold:.4f}/{cfg.max_tags}/{int(flat_ancestors)}"
     if tagprop is not None:  # only a learned model makes its thresholds matter
         text += f"/{tagprop.threshold:.4f}/{tagprop.max_tags}"
     if detector is not None:  # only a detector that runs makes its threshold matter
@@ -129,6 +133,7 @@ class Tagger:
     specialists_cfg: SpecialistsConfig = field(default_factory=SpecialistsConfig)
     faces: FaceModels | None = None  # faces.enabled and the face models installed
     faces_cfg: FacesConfig = field(default_factory=FacesConfig)
+    flat_ancestors: bool = True  # write.flat_ancestors, part of the version
 
     @property
     def embedding_store(self) -> str:
@@ -242,6 +247,7 @@ class Tagger:
             self.vocab,
             self.places_cfg,
             self.specialists_cfg if self.specialists else None,
+            self.flat_ancestors,
         )
 
 
@@ -296,6 +302,7 @@ def load(cfg: Config) -> Tagger:
         cfg.specialists,
         face_models,
         cfg.faces,
+        cfg.write.flat_ancestors,
     )
     tagger.use(*(train.active(stores.backbone) or ("", None)))
     return tagger
