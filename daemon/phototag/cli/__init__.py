@@ -8,32 +8,50 @@ One module per command group, each with a `register(sub)` that adds its parsers.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-from phototag import __version__, catalogue, config
-from phototag.cli import backfill, faces, learn, models, review, search, service, tag, tags, web
-from phototag.cli import show as show_command
+from phototag import __version__, config
 from phototag.cli.common import UserError, global_options, show
-from phototag.learn import train
-from phototag.library.index import IndexUnavailable
-from phototag.service.daemon import ServiceError
 
-COMMAND_GROUPS = (
-    tag,
-    show_command,
-    tags,
-    review,
-    learn,
-    search,
-    faces,
-    models,
-    service,
-    backfill,
-    web,
-)
+# The module (phototag.cli.GROUP) that registers each command, in the order of the help. A
+# command imports only its own group, so `search` starts without the models, PIL or exiv2
+# (tests/test_cli_imports.py checks this table against what the groups register).
+COMMANDS = {
+    "tag": "tag",
+    "scan": "tag",
+    "show": "show",
+    "tags": "tags",
+    "refine": "review",
+    "suggest": "review",
+    "undo": "review",
+    "train": "learn",
+    "eval": "learn",
+    "search": "search",
+    "similar": "search",
+    "duplicates": "search",
+    "cluster": "search",
+    "faces": "faces",
+    "models": "models",
+    "watch": "service",
+    "status": "service",
+    "service": "service",
+    "backfill": "backfill",
+    "web": "web",
+}
+
+# Exceptions that are one line for the user (exit status 2), by the module defining them. Only
+# a module a command has loaded can raise its own, so the tuple is made when one is raised.
+USER_ERRORS = {
+    "phototag.catalogue": "CatalogueError",
+    "phototag.library.index": "IndexUnavailable",
+    "phototag.service.daemon": "ServiceError",
+    "phototag.learn.train": "TrainError",
+}
 
 EPILOG = """\
 first steps:
@@ -50,7 +68,23 @@ settings: {config} (see config.yaml in the project for every setting)
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def groups(argv: Sequence[str]) -> list[ModuleType]:
+    """The command modules to register: the named command's alone, else all (for the help)."""
+    peek = argparse.ArgumentParser(prog="phototag", add_help=False)
+    global_options(peek)
+    peek.add_argument("command", nargs="?")
+    named = peek.parse_known_args(argv)[0].command
+    wanted = [COMMANDS[named]] if named in COMMANDS else dict.fromkeys(COMMANDS.values())
+    return [importlib.import_module(f"phototag.cli.{group}") for group in wanted]
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    loaded = [getattr(sys.modules[m], name) for m, name in USER_ERRORS.items() if m in sys.modules]
+    return (UserError, config.ConfigError, *loaded)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the command groups `groups(argv)` names (all of them by default)."""
     parser = argparse.ArgumentParser(
         prog="phototag",
         description="Tag photos with a CNN and write the keywords where Lightroom, digiKam, "
@@ -62,13 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for group in COMMAND_GROUPS:
+    for group in groups(argv or []):
         group.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:  # plain `phototag`: what it can do, not an error
         parser.print_help()
@@ -84,14 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "write_mode", None):
             cfg.write.mode = args.write_mode
         return args.func(args, cfg)
-    except (
-        UserError,
-        config.ConfigError,
-        catalogue.CatalogueError,
-        IndexUnavailable,
-        ServiceError,
-        train.TrainError,
-    ) as exc:
+    except user_errors() as exc:  # evaluated only when something was raised
         print(f"phototag: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

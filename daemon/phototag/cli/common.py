@@ -15,18 +15,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
-from phototag import catalogue
 from phototag.config import Config
-from phototag.learn import train
-from phototag.library import index as library_index
-from phototag.library.index import Index
-from phototag.pipeline.infer import InferenceError
-from phototag.records import Outcome
 
+# Only names here: a command imports what it runs (tqdm, numpy, the models) when it runs, so
+# `phototag search` does not start by loading onnxruntime (tests/test_cli_imports.py).
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from phototag.library.index import Index
     from phototag.pipeline.tagger import Tagger
+    from phototag.records import Outcome
 
 Subparsers = argparse._SubParsersAction
 Command = Callable[[argparse.Namespace, Config], int]
@@ -49,6 +47,8 @@ def show(path: Path | str) -> str:
 
 
 def error(path: Path | str, message: str) -> None:
+    from tqdm import tqdm
+
     tqdm.write(f"phototag: {show(path)}: {message}", file=sys.stderr)
 
 
@@ -204,6 +204,8 @@ def progress_bar(
     args: argparse.Namespace, total: int | None, unit: str, desc: str | None = None
 ) -> tqdm | LogProgress:
     """A progress bar on stderr: live on a terminal, a line every 10 s in a log, none with -q."""
+    from tqdm import tqdm
+
     if args.quiet:
         return tqdm(total=total, disable=True)
     if not sys.stderr.isatty():
@@ -215,11 +217,16 @@ def progress_bar(
 
 def emit(doc: dict[str, object] | str, as_json: bool = False) -> None:
     """One line on stdout (or one JSON line), through tqdm so a live bar is redrawn below it."""
+    from tqdm import tqdm
+
     tqdm.write(json.dumps(doc) if as_json else str(doc), file=sys.stdout)
 
 
 def load_tagger(cfg: Config) -> Tagger:
+    from phototag import catalogue
+    from phototag.learn import train
     from phototag.pipeline import tagger
+    from phototag.pipeline.infer import InferenceError
 
     try:
         return tagger.load(cfg)
@@ -228,6 +235,8 @@ def load_tagger(cfg: Config) -> Tagger:
 
 
 def open_index(cfg: Config, dry_run: bool) -> Index:
+    from phototag.library import index as library_index
+
     return library_index.open_index(cfg.index_dir, cfg.index.backend, readonly=dry_run)
 
 

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,8 +27,9 @@ from phototag.config import Config
 from phototag.library import query, similarity
 from phototag.library.index import Index, PhotoRecord, under
 from phototag.library.tagindex import Filter, date_bound
-from phototag.pipeline import decode
-from phototag.pipeline.tagger import Tagger
+
+if TYPE_CHECKING:  # the model's modules load in the commands that run it, not in `search`
+    from phototag.pipeline.tagger import Tagger
 
 
 def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
@@ -87,6 +89,8 @@ def _date(option: str, text: str | None, end: bool = False) -> np.datetime64 | N
 
 
 def cmd_similar(args: argparse.Namespace, cfg: Config) -> int:
+    from phototag.pipeline import decode
+
     if args.k < 1:
         raise UserError(f"-k {args.k}: ask for at least one photo")
     if args.face is not None:
