@@ -24,12 +24,12 @@ from tests.conftest import PHOTOS, need_shared
 HEAVY = ("onnxruntime", "PIL", "pyexiv2", "tqdm")
 
 # Runs `phototag ARGS` in this fresh interpreter, then names the heavy modules it loaded.
-PROBE = """
+PROBE = f"""
 import json, sys
 from phototag import cli
 code = cli.main(sys.argv[1:])
-print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}))
-""" % (HEAVY,)
+print(json.dumps({{"code": code, "loaded": [m for m in {HEAVY!r} if m in sys.modules]}}))
+"""
 
 
 def run_probe(*args: str) -> tuple[list[str], dict[str, object]]:
