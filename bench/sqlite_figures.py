@@ -47,15 +47,15 @@ def write(index_dir: Path, n: int, backend: str = "sqlite") -> float:
 
 def fresh_search(config: Path, *args: str) -> tuple[float, float, int]:
     """p50 and p95 seconds of `phototag ARGS` in a fresh process, and the lines it printed."""
+    return fresh("-m", "phototag", "-q", "-c", str(config), *args)
+
+
+def fresh(*argv: str) -> tuple[float, float, int]:
+    """p50 and p95 seconds of `python ARGV` in a fresh process, and the lines it printed."""
     times, found = [], 0
     for _ in range(RUNS):
         start = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "phototag", "-q", "-c", str(config), *args],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=True)
         times.append(time.perf_counter() - start)
         found = done.stdout.count("\n")
     p50, p95 = np.percentile(times, [50, 95])
@@ -107,6 +107,10 @@ def service_rss_mb(config: Path, env: dict[str, str]) -> float:
         proc.wait(timeout=60)
 
 
+def _load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text()
@@ -128,6 +132,9 @@ def report(folder: Path, n: int, model: Path | None) -> None:
         print(f"Wrote {n:,} photos through `Index.put_many` in {seconds:.0f} s: {mb:.0f} MB.\n")
     print(f"| SQLite index, {n:,} photos | figure |")
     print("| --- | ---: |")
+    print(f"| load average (1, 5, 15 min) before | {_load()} |")
+    p50, p95, _ = fresh("-c", "pass")
+    print(f"| `python -c pass`, p50 / p95 of {RUNS} | {p50:.2f} / {p95:.2f} s |")
     p50, p95, _ = fresh_search(config, "--version")
     print(
         f"| `phototag --version`, fresh process (interpreter and CLI start), p50 / p95 "
@@ -139,6 +146,7 @@ def report(folder: Path, n: int, model: Path | None) -> None:
             f"| `phototag search '{query}'` ({found:,} photos), fresh process, p50 / p95 of "
             f"{RUNS} | {p50:.2f} / {p95:.2f} s |"
         )
+    print(f"| load average after the searches | {_load()} |")
     print(
         f"| commit a batch of 32 tagged photos (`put_many`), median of 20 | "
         f"{commit_32(index_dir) * 1e3:.1f} ms |"
