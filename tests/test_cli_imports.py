@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,19 +18,29 @@ from pathlib import Path
 
 import pytest
 
+import phototag
 from phototag import cli
+from phototag.cli.common import show
 from phototag.library.index import open_index
 from tests.conftest import PHOTOS, need_shared
 
 HEAVY = ("onnxruntime", "PIL", "pyexiv2", "tqdm")
 
-# Runs `phototag ARGS` in this fresh interpreter, then names the heavy modules it loaded.
+# Runs `phototag ARGS` in this fresh interpreter, then names the heavy modules and the
+# command groups it loaded.
 PROBE = f"""
 import json, sys
+import phototag
 from phototag import cli
-code = cli.main(sys.argv[1:])
-print(json.dumps({{"code": code, "loaded": [m for m in {HEAVY!r} if m in sys.modules]}}))
+from phototag.cli.common import show
+try:
+    code = cli.main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+loaded = sorted(m for m in sys.modules if m in {HEAVY!r} or m.startswith("phototag.cli."))
+print(json.dumps({{"code": code, "loaded": loaded}}))
 """
+SEARCH = ["phototag.cli.common", "phototag.cli.search"]
 
 
 def run_probe(*args: str) -> tuple[list[str], dict[str, object]]:
@@ -56,11 +67,17 @@ def test_search_loads_no_model_image_or_metadata_library(
     tag = parrot.auto[0].path
 
     found, probe = run_probe("-q", "-c", str(config), "search", f'"{tag}"')
-    assert probe == {"code": 0, "loaded": []}
+    assert probe == {"code": 0, "loaded": SEARCH}
     assert str(folder / "parrot.jpg") in found
 
     _, probe = run_probe("-q", "-c", str(config), "search", "(unclosed")
-    assert probe == {"code": 2, "loaded": []}  # a user error is still one line, status 2
+    assert probe == {"code": 2, "loaded": SEARCH}  # a user error is still one line, status 2
+
+
+def test_version_loads_no_command() -> None:
+    found, probe = run_probe("--version")
+    assert found == [f"phototag {phototag.__version__}"]
+    assert probe == {"code": 0, "loaded": ["phototag.cli.common"]}
 
 
 def test_a_command_that_runs_the_model_still_loads_it(tmp_path: Path) -> None:
@@ -85,3 +102,11 @@ def test_the_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> Non
     assert cli.main([]) == 0
     listed = capsys.readouterr().out
     assert all(f"    {name} " in listed for name in cli.COMMANDS)
+
+
+def test_show_escapes_control_characters_only() -> None:
+    """The fast path (a printable path as it is) and the escaping path agree."""
+    assert show("/photos/Été 2024/IMG 1.jpg") == "/photos/Été 2024/IMG 1.jpg"
+    assert show("/photos/a\nb\x7f.jpg") == "/photos/a\\nb\\x7f.jpg"
+    assert show("/photos/a\u00a0b.jpg") == "/photos/a\u00a0b.jpg"  # not printable, not Cc
+    assert show(os.fsdecode(b"/photos/\xff.jpg")) == "/photos/\\xff.jpg"

@@ -38,6 +38,15 @@ def test_put_get_and_reopen(backend: str, tmp_path: Path) -> None:
     assert (tmp_path / "embedding-x.f16").stat().st_size == 1280 * 2  # float16, not JSON
 
 
+def test_an_index_is_true_when_it_holds_a_photo(backend: str, tmp_path: Path) -> None:
+    with open_index(tmp_path, backend) as index:
+        assert not index and len(index) == 0
+        index.put(record("/p/a.jpg"))
+        assert index and len(index) == 1
+        index.remove("/p/a.jpg")
+        assert not index
+
+
 def test_unchanged_compares_size_and_mtime(backend: str, tmp_path: Path) -> None:
     with open_index(tmp_path, backend) as index:
         index.put(record("/p/a.jpg"))

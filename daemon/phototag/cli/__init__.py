@@ -44,6 +44,8 @@ COMMANDS = {
     "web": "web",
 }
 
+VERSION = f"phototag {__version__}"
+
 # Exceptions that are one line for the user (exit status 2), by the module defining them. Only
 # a module a command has loaded can raise its own, so the tuple is made when one is raised.
 USER_ERRORS = {
@@ -69,8 +71,12 @@ settings: {config} (see config.yaml in the project for every setting)
 
 
 def groups(argv: Sequence[str]) -> list[ModuleType]:
-    """The command modules to register: the named command's alone, else all (for the help)."""
+    """The command modules to register: the named command's alone, else all (for the help).
+
+    `--version` is answered here, before any group is imported.
+    """
     peek = argparse.ArgumentParser(prog="phototag", add_help=False)
+    peek.add_argument("--version", action="version", version=VERSION)
     global_options(peek)
     peek.add_argument("command", nargs="?")
     named = peek.parse_known_args(argv)[0].command
@@ -92,7 +98,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         epilog=EPILOG.format(config=config.default_path()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"phototag {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION)
     global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

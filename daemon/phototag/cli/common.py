@@ -41,6 +41,8 @@ def show(path: Path | str) -> str:
     """A path printable on one line of any terminal: invalid UTF-8 and control characters
     (a newline in a name would split one photo over two lines) are backslash-escaped."""
     text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    if text.isprintable():  # no control character: the common case, checked in C
+        return text
     return "".join(
         c.encode("unicode_escape").decode() if unicodedata.category(c) == "Cc" else c for c in text
     )

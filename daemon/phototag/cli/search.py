@@ -48,7 +48,7 @@ def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
         folder=os.path.abspath(args.folder) if args.folder else None,
     )
     with open_index(cfg, dry_run=True) as index:
-        if not len(index):
+        if not index:  # an empty index, not an unknown tag
             print(f"phototag: the index {show(cfg.index_dir)} is empty", file=sys.stderr)
 
         def known(term: str) -> bool:

@@ -292,6 +292,12 @@ class SqliteIndex(Index):
         return self.db.execute("SELECT count(*) FROM photos").fetchone()[0]
 
     @locked
+    def __bool__(self) -> bool:
+        """Whether any photo is indexed: one row read, where count(*) reads them all (0.4 s
+        at 1 000 000 photos, most of a one-off `phototag search`)."""
+        return self.db.execute("SELECT 1 FROM photos LIMIT 1").fetchone() is not None
+
+    @locked
     def get(self, path: Path | str) -> PhotoRecord | None:
         found = self._load("path = ?", (_b(str(path)),))
         return found[0] if found else None
