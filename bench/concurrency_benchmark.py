@@ -82,8 +82,11 @@ def run(tmp: Path, n: int, size: tuple[int, int]) -> None:
         service.wait_drained(n, timeout=3600)
         wall = time.perf_counter() - start
         counts = tagged_counts(service.text())
-    finally:
-        service.stop()
+    except BaseException:  # pytest.fail is a BaseException: show it, not a failed stop
+        service.kill()
+        print(service.text()[-3000:], file=sys.stderr)
+        raise
+    service.stop()
 
     scanned = printed(scan_out, tmp / "scanned")
     with open_index(Config().index_dir, readonly=True) as index:
