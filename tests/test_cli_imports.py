@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -110,3 +111,9 @@ def test_show_escapes_control_characters_only() -> None:
     assert show("/photos/a\nb\x7f.jpg") == "/photos/a\\nb\\x7f.jpg"
     assert show("/photos/a\u00a0b.jpg") == "/photos/a\u00a0b.jpg"  # not printable, not Cc
     assert show(os.fsdecode(b"/photos/\xff.jpg")) == "/photos/\\xff.jpg"
+
+
+def test_every_command_module_is_in_the_table() -> None:
+    """A new cli/ module must be named in `cli.COMMANDS`, or its commands would not exist."""
+    modules = {m.name for m in pkgutil.iter_modules(cli.__path__)} - {"common"}
+    assert modules == set(cli.COMMANDS.values())
