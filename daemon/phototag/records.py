@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from PIL import Image
+
+if TYPE_CHECKING:  # a name only: `phototag search` loads no image library
+    from PIL import Image
 
 Source = Literal["user", "auto"]
 # What bringing a photo's auto-tags up to the current model version costs.

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from phototag.cli import faces
 from phototag.cli.common import (
     Subparsers,
     UserError,
@@ -89,6 +88,7 @@ def _date(option: str, text: str | None, end: bool = False) -> np.datetime64 | N
 
 
 def cmd_similar(args: argparse.Namespace, cfg: Config) -> int:
+    from phototag.cli import faces  # the face models: only for --face
     from phototag.pipeline import decode
 
     if args.k < 1:
