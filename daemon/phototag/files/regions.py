@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from phototag.config import FacesConfig, WriteConfig
-from phototag.files import metadata, mwg
+from phototag.files import metadata, mwg, safeopen
 from phototag.files.keywords import Record, plan
 from phototag.files.metadata import MetadataError
 from phototag.files.mwg import Region
@@ -29,9 +29,12 @@ __all__ = ["Region", "persons", "read", "rejected", "write"]
 log = logging.getLogger(__name__)
 
 
-def read(path: Path, cfg: WriteConfig) -> list[Region]:
+def read(path: Path, cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES) -> list[Region]:
     """Named face regions of the photo and its sidecar (the target's first), ours marked."""
-    with metadata._open_pair(path, metadata.target(path, cfg), cfg, other=True) as (doc, other):
+    with metadata._open_pair(path, metadata.target(path, cfg), cfg, True, max_bytes) as (
+        doc,
+        other,
+    ):
         found, bad = mwg.faces(doc.xmp)
         if other is not None:
             theirs, more = mwg.faces(other.xmp)
@@ -43,19 +46,24 @@ def read(path: Path, cfg: WriteConfig) -> list[Region]:
     return found
 
 
-def persons(path: Path, cfg: WriteConfig) -> list[str]:
+def persons(path: Path, cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES) -> list[str]:
     """The user's Iptc4xmpExt:PersonInImage names (photo and sidecar), not those we added."""
-    with metadata._open_pair(path, metadata.target(path, cfg), cfg, other=True) as (doc, other):
+    with metadata._open_pair(path, metadata.target(path, cfg), cfg, True, max_bytes) as (
+        doc,
+        other,
+    ):
         ours = set(mwg.persons({mwg.PERSONS: doc.xmp.get(mwg.R_PERSONS)}))
         names = [p for p in mwg.persons(doc.xmp) if p not in ours]
         names += mwg.persons(other.xmp) if other is not None else []
     return list(dict.fromkeys(names))
 
 
-def rejected(path: Path, cfg: WriteConfig) -> list[str]:
+def rejected(
+    path: Path, cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES
+) -> list[str]:
     """Names whose region of ours the user deleted, renamed or moved on this photo: they are
     not written there again (a negative for whoever names faces)."""
-    with metadata._open_pair(path, metadata.target(path, cfg), cfg, other=False) as (doc, _):
+    with metadata._open_pair(path, metadata.target(path, cfg), cfg, False, max_bytes) as (doc, _):
         return mwg.rejected(doc.xmp)
 
 
@@ -65,6 +73,7 @@ def write(
     image_size: tuple[int, int],
     cfg: WriteConfig,
     prefix: str = FacesConfig.keyword_prefix,
+    max_bytes: int = safeopen.DEFAULT_MAX_BYTES,
 ) -> Path:
     """Make our face regions, PersonInImage names and `prefix|Name` keywords `regions`.
 
@@ -75,7 +84,7 @@ def write(
     """
     _check(regions, image_size)
     dest = metadata.target(path, cfg)
-    with metadata._open_pair(path, dest, cfg, other=True) as (doc, other):
+    with metadata._open_pair(path, dest, cfg, True, max_bytes) as (doc, other):
         others = mwg.persons(other.xmp) if other is not None else []
         try:
             values = mwg.plan(doc.xmp, regions, image_size, others)

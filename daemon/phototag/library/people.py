@@ -240,6 +240,7 @@ def write(index: Index, paths: Iterable[str], cfg: Config) -> list[str]:
                     (record.width, record.height),
                     cfg.write,
                     cfg.faces.keyword_prefix,
+                    cfg.scan.max_file_bytes,
                 )
             index.put(replace(on_disk(record, cfg.write), people=names(faces)))
         except (metadata.MetadataError, OSError, ValueError) as exc:

@@ -274,8 +274,9 @@ class Pipeline:
         old = self.index.faces(path) if self.index is not None else []
         faces = face_stage.records(path, found, self.tagger.faces, old)
         path_ = decoded.file.path
-        theirs = regions.read(path_, self.cfg.write)
-        faces = people.from_file(faces, theirs, regions.persons(path_, self.cfg.write))
+        limit = self.cfg.scan.max_file_bytes
+        theirs = regions.read(path_, self.cfg.write, limit)
+        faces = people.from_file(faces, theirs, regions.persons(path_, self.cfg.write, limit))
         if self._known is None:
             self._known = (
                 people.Known.load(self.index, self.tagger.faces.store)
@@ -312,6 +313,7 @@ class Pipeline:
                 size,
                 self.cfg.write,
                 self.cfg.faces.keyword_prefix,
+                self.cfg.scan.max_file_bytes,
             )
             record = replace(
                 on_disk(record, self.cfg.write, max_bytes=self.cfg.scan.max_file_bytes),
