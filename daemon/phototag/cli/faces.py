@@ -123,7 +123,7 @@ def cmd_name(args: argparse.Namespace, cfg: Config) -> int:
             if args.face is not None:
                 raise UserError("--face N picks a face of a photo, not of a group")
             faces, _ = people.store_faces(index, store)
-            chosen = [f for f in faces if f.group == int(args.target) and not f.name]
+            chosen = people.group_members(faces, int(args.target))
             if not chosen:
                 raise UserError(f"no group {args.target} of unnamed faces (see `phototag faces`)")
         else:

@@ -200,6 +200,11 @@ def groups(faces: list[FaceRecord], vectors: np.ndarray) -> list[Group]:
     return sorted(out, key=lambda g: (-g.size, g.id))
 
 
+def group_members(faces: list[FaceRecord], group: int) -> list[FaceRecord]:
+    """The unnamed faces of one group (pure): what naming a group names."""
+    return [f for f in faces if f.group == group and not f.name]
+
+
 def similar(
     faces: list[FaceRecord], vectors: np.ndarray, query: np.ndarray, limit: int
 ) -> list[Match]:
@@ -242,7 +247,8 @@ def write(index: Index, paths: Iterable[str], cfg: Config) -> list[str]:
                     cfg.faces.keyword_prefix,
                     cfg.scan.max_file_bytes,
                 )
-            index.put(replace(on_disk(record, cfg.write), people=names(faces)))
+            on_file = on_disk(record, cfg.write, max_bytes=cfg.scan.max_file_bytes)
+            index.put(replace(on_file, people=names(faces)))
         except (metadata.MetadataError, OSError, ValueError) as exc:
             errors.append(f"{path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     return errors

@@ -339,7 +339,19 @@ def create_app(
     def review_page(request: Request, s: Session, after: str = "", error: str = "") -> Response:
         queue = lib.review(after)
         back = f"/review?after={quote(after)}" if after else "/review"
-        return render(request, "review.html", s, queue=queue, back=back, error=error[:200])
+        groups = [] if after else lib.face_groups()  # people first, on the queue's first page
+        return render(
+            request, "review.html", s, queue=queue, back=back, error=error[:200], groups=groups
+        )
+
+    @app.post("/review/people", include_in_schema=False, dependencies=[Checked])
+    def name_group(group: Annotated[int, Form()], name: Annotated[str, Form()]) -> Response:
+        """Name a group of unnamed faces from the review queue, as `phototag faces name`."""
+        try:
+            lib.name_group(group, name)
+        except BadRequest as exc:
+            return RedirectResponse(f"/review?error={quote(str(exc)[:200])}", 303)
+        return RedirectResponse("/review", 303)
 
     @app.get("/upload", response_class=HTMLResponse, include_in_schema=False)
     def upload_page(request: Request, s: Session) -> Response:

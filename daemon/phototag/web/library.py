@@ -27,9 +27,10 @@ from phototag import catalogue
 from phototag.config import Config
 from phototag.files import fileio, metadata
 from phototag.learn import suggest, train
-from phototag.library import query
+from phototag.library import people, query
 from phototag.library.index import Index, PhotoRecord
 from phototag.library.tagindex import Filter, SourceFilter, date_bound
+from phototag.pipeline import faces as face_stage
 from phototag.pipeline import fetch
 from phototag.pipeline.infer import InferenceError
 from phototag.pipeline.runner import Pipeline, on_disk, tag_bytes, with_keywords
@@ -198,6 +199,11 @@ class WebLibrary:
             found = self.index.browse(node, flt, (page - 1) * PAGE_SIZE, PAGE_SIZE, FACETS)
         return Page(text, found.total, page, pages, found.paths, found.facets)
 
+    @property
+    def limit(self) -> int:
+        """The largest file the file-tag layer reads (scan.max_file_bytes, as everywhere)."""
+        return self.cfg.scan.max_file_bytes
+
     def record(self, path: str) -> PhotoRecord:
         """The index record of a photo the app may serve; NotServed otherwise."""
         if not path or "\0" in path or not os.path.isabs(path) or ".." in Path(path).parts:
@@ -217,7 +223,7 @@ class WebLibrary:
     def keywords(self, path: str, with_suggestions: bool = True) -> Keywords:
         record = self.record(path)
         try:
-            found = metadata.read(Path(record.path), self.cfg.write)
+            found = metadata.read(Path(record.path), self.cfg.write, self.limit)
         except metadata.MetadataError as exc:
             raise BadRequest(str(exc)) from None
         tagger = self._usable_tagger()
@@ -288,14 +294,54 @@ class WebLibrary:
         with self._lock:
             try:
                 if action in ("accept", "add"):
-                    suggest.accept(photo, tag, self.index, self.cfg.write)
+                    suggest.accept(photo, tag, self.index, self.cfg.write, self.limit)
                 else:
-                    metadata.remove(photo, tag, self.cfg.write, negative=action == "reject")
-                    self.index.put(on_disk(record, self.cfg.write))
+                    negative = action == "reject"
+                    metadata.remove(photo, tag, self.cfg.write, negative, self.limit)
+                    self.index.put(on_disk(record, self.cfg.write, max_bytes=self.limit))
             except (metadata.MetadataError, OSError) as exc:
                 raise BadRequest(str(exc).splitlines()[0]) from None
             self.index.flush()
         return self.keywords(record.path)
+
+    # --- people ----------------------------------------------------------------------------
+
+    def face_groups(self, limit: int = 24) -> list[people.Group]:
+        """Groups of similar unnamed faces for the review queue, largest first; none when
+        faces are off or their embedder is not installed."""
+        store = self._face_store()
+        if store is None:
+            return []
+        faces, vectors = people.store_faces(self.index, store)
+        return people.groups(faces, vectors)[:limit]
+
+    def name_group(self, group: int, who: str) -> int:
+        """Name every face of an unnamed group (then the name propagates, as `faces name`);
+        returns how many faces were named."""
+        store = self._face_store()
+        if store is None:
+            raise BadRequest("faces are off (faces.enabled) or their models are not installed")
+        try:
+            who = people.check_name(who)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        with self._lock:
+            faces, _ = people.store_faces(self.index, store)
+            chosen = people.group_members(faces, group)
+            if not chosen:
+                raise BadRequest(f"no group {group} of unnamed faces")
+            errors = people.name(self.index, chosen, who, self.cfg, store)
+        if errors:
+            raise BadRequest(errors[0])
+        return len(chosen)
+
+    def _face_store(self) -> str | None:
+        if not self.cfg.faces.enabled:
+            return None
+        try:
+            return face_stage.installed_store()
+        except catalogue.CatalogueError:
+            return None
 
     # --- tagging from outside ----------------------------------------------------------------
 
