@@ -71,6 +71,14 @@ def test_a_face_group_named_in_the_review_queue_is_written_into_its_photos(
         assert "Someone Dear" in found["RegionName"] and "Someone Dear" in found["PersonInImage"]
         assert "People|Someone Dear" in found["HierarchicalSubject"]
     assert f'data-group="{group}"' not in client.get("/review").text  # named: off the queue
+    face = members[0]  # drawn on the photo page, and in the API, with its name
+    page = client.get("/photo", params={"path": face.photo})
+    assert f'data-face="{face.number}" data-name="Someone Dear"' in page.text
+    shown = client.get("/api/photo", params={"path": face.photo}).json()["faces"]
+    mine = next(f for f in shown if f["number"] == face.number)
+    assert (mine["name"], mine["source"]) == ("Someone Dear", "user")
+    x1, y1, x2, y2 = mine["box"]
+    assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
 
 
 def test_naming_a_group_is_refused_with_one_line_without_token_or_name(

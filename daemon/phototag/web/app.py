@@ -78,6 +78,14 @@ class DetectionOut(BaseModel):
     model: str
 
 
+class FaceOut(BaseModel):
+    number: int  # as `phototag faces name PHOTO --face N` counts
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 as fractions of width, height
+    name: str | None
+    source: str | None  # user, file or propagated
+
+
 class PhotoOut(BaseModel):
     path: str
     yours: list[str]
@@ -91,6 +99,7 @@ class PhotoOut(BaseModel):
     detections: list[DetectionOut]
     learned: list[TagOut]
     learned_note: str
+    faces: list[FaceOut]
 
 
 class ReviewSuggestion(SuggestionOut):
@@ -157,6 +166,16 @@ def photo_out(k: Keywords) -> PhotoOut:
         ],
         learned=[tag_out(t) for t in k.learned],
         learned_note=k.learned_note,
+        faces=[
+            FaceOut(
+                number=f.number,
+                score=round(f.score, 4),
+                box=f.box,
+                name=f.name or None,
+                source=f.source or None,
+            )
+            for f in k.faces
+        ],
     )
 
 

@@ -35,7 +35,7 @@ from phototag.pipeline import fetch
 from phototag.pipeline.infer import InferenceError
 from phototag.pipeline.runner import Pipeline, on_disk, tag_bytes, with_keywords
 from phototag.pipeline.tagger import Tagger
-from phototag.records import LEVEL_SEP, Detection, Outcome, Tag
+from phototag.records import LEVEL_SEP, Detection, FaceRecord, Outcome, Tag
 
 PAGE_SIZE = 60
 _UNSAFE = re.compile(r"[^\w.\- ]+")  # kept out of saved file names
@@ -86,6 +86,7 @@ class Keywords:
     # no source for them, so they are told apart by the active learned model's vocabulary.
     learned: list[Tag] = field(default_factory=list)
     learned_note: str = ""  # why there are none, when there can be none
+    faces: list[FaceRecord] = field(default_factory=list)  # when faces are on; boxes as fractions
 
 
 def narrowed(text: str, name: str) -> str | None:
@@ -243,6 +244,7 @@ class WebLibrary:
             record.detections,
             [t for t in found.ours if t.path in vocabulary],
             note,
+            self.index.faces(record.path),
         )
 
     def _usable_tagger(self) -> Tagger | None:
