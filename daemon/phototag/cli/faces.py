@@ -122,8 +122,7 @@ def cmd_name(args: argparse.Namespace, cfg: Config) -> int:
         if args.target.isdigit() and not Path(args.target).exists():
             if args.face is not None:
                 raise UserError("--face N picks a face of a photo, not of a group")
-            faces, _ = people.store_faces(index, store)
-            chosen = people.group_members(faces, int(args.target))
+            chosen = people.group_members(people.faces_of(index, store), int(args.target))
             if not chosen:
                 raise UserError(f"no group {args.target} of unnamed faces (see `phototag faces`)")
         else:

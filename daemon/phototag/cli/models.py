@@ -63,8 +63,6 @@ def cmd_models_pull(args: argparse.Namespace, cfg: Config) -> int:
         try:
             _pull(args, ref)
         except catalogue.CatalogueError as exc:
-            if len(args.refs) == 1:
-                raise
             print(f"phototag: {exc}", file=sys.stderr)
             failed += 1
     return 2 if failed else 0

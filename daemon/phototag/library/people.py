@@ -220,9 +220,14 @@ def similar(
 # ---- with the index and the files --------------------------------------------------------
 
 
+def faces_of(index: Index, store: str) -> list[FaceRecord]:
+    """Every face of one embedder's store (names are compared within one store)."""
+    return [f for f in index.faces() if f.store == store]
+
+
 def store_faces(index: Index, store: str) -> tuple[list[FaceRecord], np.ndarray]:
     """Every face of one embedder's store and its embeddings."""
-    faces = [f for f in index.faces() if f.store == store]
+    faces = faces_of(index, store)
     return faces, index.face_vectors(faces, EMBED_DIM)
 
 

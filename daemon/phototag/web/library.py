@@ -328,8 +328,7 @@ class WebLibrary:
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         with self._lock:
-            faces, _ = people.store_faces(self.index, store)
-            chosen = people.group_members(faces, group)
+            chosen = people.group_members(people.faces_of(self.index, store), group)
             if not chosen:
                 raise BadRequest(f"no group {group} of unnamed faces")
             errors = people.name(self.index, chosen, who, self.cfg, store)
