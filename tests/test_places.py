@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from fractions import Fraction
@@ -13,11 +14,11 @@ import pytest
 from PIL import Image
 
 from phototag.config import Config, PlacesConfig, WriteConfig
-from phototag.files import location
+from phototag.files import location, metadata
 from phototag.library.index import PhotoRecord
 from phototag.library.query import And, Term, parse
 from phototag.pipeline import decode, places
-from phototag.records import Position
+from phototag.records import Position, Tag
 from tests.albums import exiftool, records, run
 from tests.conftest import mwg_keywords
 
@@ -268,7 +269,8 @@ def test_places_from_gps_written_searched_refined_and_undone(
 
 
 def test_fill_and_undo_leave_what_the_user_wrote(tmp_path: Path) -> None:
-    """Fill only empty fields; undo removes only values still as we wrote them; dry runs write nothing."""
+    """Fill only empty fields, in the keyword write; undo removes only values still as we
+    wrote them; dry runs write nothing."""
     cfg = WriteConfig()
     path = photo(tmp_path, "berlin.jpg", gps_ifd(BERLIN), 9)
     found = location.read(path, cfg)
@@ -276,10 +278,19 @@ def test_fill_and_undo_leave_what_the_user_wrote(tmp_path: Path) -> None:
     place = places.place_of(found, PlacesConfig())
     assert place is not None
     before = path.read_bytes()
-    assert location.fill(path, place, WriteConfig(dry_run=True)) is None
+    cat = [Tag("animal|mammal|cat", 0.9)]
+    fill = location.filler(place)
+    assert (
+        metadata.write(path, cat, "m@1", WriteConfig(dry_run=True), fill=fill).photo_sha256 is None
+    )
     assert path.read_bytes() == before
-    assert location.fill(path, place, cfg) == path
-    assert location.fill(path, place, cfg) is None  # nothing empty left
+    written = metadata.write(path, cat, "m@1", cfg, fill=fill)
+    assert written.photo_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()  # one rewrite
+    got = read_back([path])["berlin.jpg"]
+    assert (got["Country"], got["City"]) == ("Germany", "Berlin") and "cat" in got["Subject"]
+    filled = path.read_bytes()
+    assert metadata.write(path, cat, "m@1", cfg, fill=fill).photo_sha256 is None  # nothing empty
+    assert path.read_bytes() == filled
     exiftool(path, "-XMP-photoshop:City=Charlottenburg")  # the user corrects our city
     assert location.undo(path, cfg) == path
     got = read_back([path])["berlin.jpg"]

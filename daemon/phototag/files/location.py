@@ -26,7 +26,7 @@ from phototag.records import Position
 
 log = logging.getLogger(__name__)
 
-R_LOCATION = metadata.OURS + "Location"
+R_LOCATION = metadata.R_LOCATION
 COUNTRY = "Xmp.photoshop.Country"
 COUNTRY_CODE = "Xmp.iptc.CountryCode"  # Iptc4xmpCore:CountryCode
 STATE = "Xmp.photoshop.State"
@@ -98,34 +98,26 @@ def read(
     if position is not None:
         return position
     try:
-        photo_exif, photo_xmp, _ = _read_photo(path, max_bytes)
+        photo_exif, photo_xmp = _read_photo(path, max_bytes)
     except metadata.MetadataError as exc:  # exiv2 cannot read it: what sidecars are for
         log.debug("%s", exc)
         return None
     return _position(photo_exif, photo_xmp)
 
 
-def fill(
-    path: Path, place: Place, cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES
-) -> Path | None:
-    """Fill the empty location fields from `place`; return the file changed, None if none was."""
-    dest = metadata.target(path, cfg)
-    side = metadata.sidecar(path, cfg)
-    if not os.path.exists(dest):
-        return None
-    try:
-        _, photo_xmp, iim = _read_photo(path, max_bytes)
-    except metadata.MetadataError:
-        photo_xmp, iim = {}, {}
-    taken = {**photo_xmp, **(_read_xmp(side, True, max_bytes) if os.path.exists(side) else {})}
+def filler(place: Place) -> metadata.Fill:
+    """The location fields of `place` that the photo, its sidecar and its IPTC IIM leave
+    empty, with our record of them: changes for `metadata.write`'s own rewrite."""
     wanted = {COUNTRY: place.country, COUNTRY_CODE: place.country_code}
     wanted |= {STATE: place.state, CITY: place.city}
-    new = {k: v for k, v in wanted.items() if v and not taken.get(k) and not iim.get(_IIM[k])}
-    if not new or cfg.dry_run:
-        return None
-    record = [f"{k}={v}" for k, v in (_filled(taken) | new).items()]
-    _edit(dest, dest == side, {**new, R_LOCATION: record}, max_bytes)
-    return dest
+
+    def fill(taken: dict[str, object], iim: dict[str, object]) -> dict[str, object]:
+        new = {k: v for k, v in wanted.items() if v and not taken.get(k) and not iim.get(_IIM[k])}
+        if not new:
+            return {}
+        return {**new, R_LOCATION: [f"{k}={v}" for k, v in (_filled(taken) | new).items()]}
+
+    return fill
 
 
 def undo(path: Path, cfg: WriteConfig, max_bytes: int = safeopen.DEFAULT_MAX_BYTES) -> Path | None:
@@ -149,12 +141,10 @@ def _filled(xmp: dict[str, object]) -> dict[str, str]:
     return {k: v for k, sep, v in pairs if sep and k in _IIM}
 
 
-def _read_photo(
-    path: Path, max_bytes: int
-) -> tuple[dict[str, str], dict[str, object], dict[str, object]]:
-    """EXIF, XMP and IPTC IIM of a photo."""
+def _read_photo(path: Path, max_bytes: int) -> tuple[dict[str, str], dict[str, object]]:
+    """EXIF and XMP of a photo."""
     with _open(path, False, max_bytes) as image:
-        return image.read_exif(), image.read_xmp(), image.read_iptc()
+        return image.read_exif(), image.read_xmp()
 
 
 def _read_xmp(path: Path, sidecar: bool, max_bytes: int) -> dict[str, object]:

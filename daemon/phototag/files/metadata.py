@@ -30,7 +30,7 @@ import os
 import secrets
 import stat
 import xml.etree.ElementTree as ET
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -69,6 +69,7 @@ R_REMOVED = OURS + "RemovedKeywords"
 R_REMOVED_PATHS = OURS + "RemovedHierarchicalKeywords"
 R_MIRRORED = OURS + "UserKeywords"  # the user's entries at our last write
 R_FACES = OURS + "FaceKeywords"  # `People|Name` of our face regions (files/regions.py)
+R_LOCATION = OURS + "Location"  # "key=value" location fields we filled (files/location.py)
 R_MODEL = OURS + "ModelVersion"
 R_DATE = OURS + "Date"  # ISO 8601, UTC
 
@@ -83,6 +84,7 @@ _ARRAY_FORM = {
     R_REMOVED_PATHS: "Bag",
     R_MIRRORED: "Bag",
     R_FACES: "Bag",
+    R_LOCATION: "Bag",
     **mwg.ARRAY_FORMS,
 }
 _XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -204,6 +206,12 @@ class Written:
     photo_sha256: str | None  # sha256 of the photo's new bytes; None when the photo is unchanged
 
 
+# Other XMP properties to set in the keyword write itself, decided from what the files say
+# now: (their XMP, the target's over the other's; the photo's IPTC IIM) -> changes, None
+# deleting. files/location.py fills the empty location fields so, without a second rewrite.
+Fill = Callable[[dict[str, object], dict[str, object]], dict[str, object]]
+
+
 def write(
     path: Path,
     tags: list[Tag],
@@ -211,8 +219,9 @@ def write(
     cfg: WriteConfig,
     generic: Collection[str] = (),
     max_bytes: int = safeopen.DEFAULT_MAX_BYTES,
+    fill: Fill | None = None,
 ) -> Written:
-    """Set our auto tags on `path` to exactly `tags`.
+    """Set our auto tags on `path` to exactly `tags` (and what `fill` adds, in the same write).
 
     Ours no longer wanted are removed, the user's are kept as they are, and a keyword of ours
     the user deleted is not added again. Nothing is written when nothing would change.
@@ -221,6 +230,11 @@ def write(
     """
     dest = target(path, cfg)
     with _open_pair(path, dest, cfg, True, max_bytes) as (doc, other):
+        extra = None
+        if fill is not None:
+            photo = other if doc.sidecar else doc
+            iim = photo.image.read_iptc() if photo is not None else {}
+            extra = fill({**(other.xmp if other else {}), **doc.xmp}, iim)
         new = plan(
             doc.fields,
             other.fields if other else None,
@@ -232,7 +246,7 @@ def write(
         assert new.record is not None
         new.record.model_version = model_version
         new.record.date = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        data = _commit(doc, new, cfg)
+        data = _commit(doc, new, cfg, extra)
         keywords = _summary(replace(doc, fields=new), other)
     photo_sha256 = hashlib.sha256(data).hexdigest() if data and not doc.sidecar else None
     return Written(dest, keywords, photo_sha256)
@@ -500,7 +514,8 @@ def _commit(
     """Write `new` into the doc's file, atomically, if anything but the date changes.
 
     `extra` sets other XMP properties (as pyexiv2 reads them; None: absent), such as the face
-    regions of files/regions.py, in the same write and verified the same way.
+    regions of files/regions.py or the location fields of files/location.py, in the same
+    write and verified the same way.
     Returns the bytes now in the file, or None when nothing was written (or it was deleted).
     """
     old_values, new_values = _xmp_values(doc.fields), _xmp_values(new)
@@ -557,7 +572,7 @@ def _verify(doc: _Doc, data: bytes, new: Fields, extra: dict[str, object]) -> bo
         raise MetadataError(f"{doc.path}: exiv2 did not write the keywords as asked; left as it is")
     if any(xmp.get(k) != v for k, v in extra.items()):
         raise MetadataError(
-            f"{doc.path}: exiv2 did not write the face regions as asked; left as it is"
+            f"{doc.path}: exiv2 did not write the XMP properties as asked; left as it is"
         )
     return not xmp
 

@@ -304,6 +304,7 @@ class Pipeline:
                 self.cfg.write,
                 self.cfg.tags.generic,
                 self.cfg.scan.max_file_bytes,
+                places_fill(base, self.cfg),
             )
         if self.tagger.faces is not None:  # our regions for the named faces, after the keywords
             size = (decoded.width, decoded.height)
@@ -383,24 +384,27 @@ def write_tags(base: PhotoRecord, tags: list[Tag], version: str, cfg: Config) ->
     what the file says. `base` brings what the file does not (dimensions, position, vectors).
     The place of its position joins `tags`, and fills the location fields that are empty.
     """
-    path = Path(base.path)
-    place = places.place_of(base.position, cfg.places)
-    tags = places.with_place(tags, base.position, cfg)
     written = metadata.write(
-        path, tags, version, cfg.write, cfg.tags.generic, cfg.scan.max_file_bytes
+        Path(base.path),
+        places.with_place(tags, base.position, cfg),
+        version,
+        cfg.write,
+        cfg.tags.generic,
+        cfg.scan.max_file_bytes,
+        places_fill(base, cfg),
     )
-    if (
-        place
-        and cfg.places.fill_location
-        and location.fill(path, place, cfg.write, cfg.scan.max_file_bytes) == path
-    ):
-        written = replace(written, photo_sha256=None)  # the photo changed again: hash it anew
     return replace(
         on_disk(base, cfg.write, written),
         model_version=version,
         written_to=str(written.target),
         tagged_at=time.time(),
     )
+
+
+def places_fill(record: PhotoRecord, cfg: Config) -> metadata.Fill | None:
+    """The fill of the empty location fields from the photo's place, if it has one."""
+    place = places.place_of(record.position, cfg.places)
+    return location.filler(place) if place and cfg.places.fill_location else None
 
 
 def on_disk(
