@@ -56,3 +56,17 @@ def test_a_plain_jpeg_or_png_has_no_preview(photos: Path) -> None:
     Image.new("RGB", (640, 480)).save(out, "PNG")
     png = out.getvalue()
     assert preview.embedded(Image.open(io.BytesIO(png)), png, 224, 1) is None
+
+
+def test_a_large_preview_is_decoded_in_draft_mode(photos: Path) -> None:
+    """A 1620x1080 preview for a 416-px input decodes at 810x540, not whole."""
+    data = _camera_jpeg(photos / "cat_720p.jpg", (4000, 3000), (1620, 1080))
+    found = preview.embedded(Image.open(io.BytesIO(data)), data, 416, 1)
+    assert found is not None and found.size == (810, 540)
+
+
+def test_the_fast_path_is_off_by_default() -> None:
+    """Measured agreement of the top tags is below 95 % (docs/benchmarks.md)."""
+    from phototag.config import Config
+
+    assert Config().scan.jpeg_preview is False

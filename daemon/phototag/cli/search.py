@@ -176,8 +176,9 @@ def cmd_cluster(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _embedded(index: Index, tagger: Tagger, paths: Sequence[Path]) -> list[PhotoRecord]:
-    """Indexed photos (below `paths`) with an embedding from the current model."""
-    records = under(index.records(), paths)
+    """Indexed photos (below `paths`) with an embedding from the current model, in path order:
+    groups and ties come out the same whatever order the index keeps its rows in."""
+    records = sorted(under(index.records(), paths), key=lambda r: r.path)
     found = [r for r in records if tagger.embedding_store in r.vectors]
     if len(found) < len(records):
         print(

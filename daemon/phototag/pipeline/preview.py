@@ -25,25 +25,39 @@ ORIENTATION = {
 
 
 def embedded(img: Image.Image, data: bytes, size: int, orientation: object) -> Image.Image | None:
-    """The smallest embedded preview with short side >= `size`, upright RGB; None if none is."""
+    """The smallest embedded preview with short side >= `size`, upright RGB; None if none is.
+
+    Sizes are read from the headers first; only the chosen preview is decoded, in JPEG draft
+    mode (a 1620x1080 preview for a 416-px input decodes at 810x540).
+    """
     if img.format not in ("JPEG", "MPO"):
         return None
-    found: list[Image.Image] = []
+    frames: list[tuple[int, int]] = []  # (pixels, frame) of the usable MPF images
     for frame in range(1, getattr(img, "n_frames", 1)):  # MPF: frame 0 is the photo itself
         try:
             img.seek(frame)
-            found.append(img.copy())
         except (OSError, ValueError, EOFError):
             break
-    if found:
-        img.seek(0)  # the full image stays the one decoded when no preview is usable
+        if min(img.size) >= size:
+            frames.append((img.size[0] * img.size[1], frame))
     thumb = _exif_thumbnail(data)
-    if thumb is not None:
-        found.append(thumb)
-    usable = sorted((p for p in found if min(p.size) >= size), key=lambda p: p.size[0] * p.size[1])
-    if not usable:
+    usable_thumb = thumb is not None and min(thumb.size) >= size
+    try:
+        if usable_thumb and (not frames or thumb.size[0] * thumb.size[1] <= min(frames)[0]):
+            chosen = thumb
+        elif frames:
+            img.seek(min(frames)[1])
+            img.draft("RGB", (size, size))
+            chosen = img.copy()
+        else:
+            return None
+        chosen.load()
+    except (OSError, ValueError, EOFError):  # a broken preview: decode the photo in full
         return None
-    return upright(usable[0].convert("RGB"), orientation)
+    finally:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)  # the full image stays the one decoded when no preview is usable
+    return upright(chosen.convert("RGB"), orientation)
 
 
 def upright(picture: Image.Image, orientation: object) -> Image.Image:
@@ -54,12 +68,9 @@ def upright(picture: Image.Image, orientation: object) -> Image.Image:
 
 
 def _exif_thumbnail(data: bytes) -> Image.Image | None:
+    """The EXIF thumbnail, opened (its header read), not decoded."""
     try:
         thumb = piexif.load(data).get("thumbnail")
-        if not thumb:
-            return None
-        image = Image.open(io.BytesIO(thumb))
-        image.load()
-        return image
+        return Image.open(io.BytesIO(thumb)) if thumb else None
     except Exception:  # an odd EXIF block is no reason to refuse the photo: decode it in full
         return None
