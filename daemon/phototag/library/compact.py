@@ -22,8 +22,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from phototag.files import fileio
 from phototag.library.index import VectorStore
 
@@ -75,6 +73,8 @@ def worth_it(kept: int, stored: int) -> bool:
 
 def compact(db: sqlite3.Connection, folder: Path) -> list[Compacted]:
     """Rewrite every store with enough orphans (see ORPHAN_SHARE); the caller holds the lock."""
+    import numpy as np  # here: every open imports this module for `hold`, a search included
+
     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     named: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for photo, name, row in db.execute("SELECT photo, name, row FROM vectors"):
