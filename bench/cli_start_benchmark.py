@@ -46,10 +46,10 @@ def _children_cpu() -> float:
 
 
 def index_files(config: Path) -> list[Path]:
-    """The database files CONFIG's index keeps (`index.path`, as bench/index_benchmark.py writes it)."""
+    """The database of CONFIG's index (`index.path`, as bench/index_benchmark.py writes it;
+    its WAL exists only while a connection is open)."""
     line = next(x for x in config.read_text().splitlines() if x.strip().startswith("path:"))
-    folder = Path(line.split(":", 1)[1].strip())
-    return [p for p in folder.glob("index.sqlite*") if p.is_file()]
+    return [Path(line.split(":", 1)[1].strip()) / "index.sqlite"]
 
 
 def drop_from_cache(files: list[Path]) -> None:
