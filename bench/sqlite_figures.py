@@ -8,6 +8,7 @@ started on the library and its RSS read once it is idle.
 
 from __future__ import annotations
 
+import compileall
 import dataclasses
 import os
 import subprocess
@@ -130,6 +131,8 @@ def report(folder: Path, n: int, model: Path | None) -> None:
         seconds = write(index_dir, n)
         mb = (index_dir / "index.sqlite").stat().st_size / 1e6
         print(f"Wrote {n:,} photos through `Index.put_many` in {seconds:.0f} s: {mb:.0f} MB.\n")
+    # byte-compiled, as `pip install` leaves phototag (see bench/cli_start_benchmark.py)
+    compileall.compile_dir(Path(__file__).resolve().parents[1] / "daemon", quiet=1)
     print(f"| SQLite index, {n:,} photos | figure |")
     print("| --- | ---: |")
     print(f"| load average (1, 5, 15 min) before | {_load()} |")

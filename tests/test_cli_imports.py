@@ -1,4 +1,4 @@
-"""A command imports only what it runs: `search` answers without the models, PIL or exiv2.
+"""A command imports only what it runs: `search` answers without numpy, the models, PIL or exiv2.
 
 A one-off `phototag search` is mostly interpreter and import time (docs/benchmarks.md), so
 the parser registers only the named command's group and the groups import their heavy
@@ -25,7 +25,7 @@ from phototag.cli.common import show
 from phototag.library.index import open_index
 from tests.conftest import PHOTOS, need_shared
 
-HEAVY = ("onnxruntime", "PIL", "pyexiv2", "tqdm")
+HEAVY = ("numpy", "onnxruntime", "PIL", "pyexiv2", "tqdm")
 
 # Runs `phototag ARGS` in this fresh interpreter, then names the heavy modules and the
 # command groups it loaded.
@@ -41,7 +41,7 @@ except SystemExit as exc:
 loaded = sorted(m for m in sys.modules if m in {HEAVY!r} or m.startswith("phototag.cli."))
 print(json.dumps({{"code": code, "loaded": loaded}}))
 """
-SEARCH = ["phototag.cli.common", "phototag.cli.search"]
+SEARCH = ["phototag.cli.common", "phototag.cli.find"]
 
 
 def run_probe(*args: str) -> tuple[list[str], dict[str, object]]:

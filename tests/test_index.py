@@ -217,6 +217,27 @@ def test_a_version_1_index_gets_the_faces_schema(tmp_path: Path) -> None:
     assert db.execute("PRAGMA user_version").fetchone()[0] == sqlindex.SCHEMA_VERSION == 2
 
 
+def test_opening_an_up_to_date_index_writes_nothing(tmp_path: Path) -> None:
+    """A one-off `search` commits nothing, so its close has no page to checkpoint (fsync);
+    an index that lacks part of the schema still gets it on open."""
+    from phototag.library.query import parse
+
+    with open_index(tmp_path, "sqlite") as index:
+        index.put(record("/p/a.jpg"))
+    other = sqlite3.connect(tmp_path / "index.sqlite", isolation_level=None)
+    version = other.execute("PRAGMA data_version").fetchone()[0]  # moves on others' commits
+    for readonly in (True, False):
+        with open_index(tmp_path, "sqlite", readonly=readonly) as index:
+            assert index.search(parse("cat")) == ["/p/a.jpg"]
+    assert other.execute("PRAGMA data_version").fetchone()[0] == version
+    other.execute("DROP TRIGGER photos_added")
+    with open_index(tmp_path, "sqlite", readonly=True) as index:
+        assert index.search(parse("cat")) == ["/p/a.jpg"]
+    assert other.execute("PRAGMA data_version").fetchone()[0] != version
+    named = {name for (name,) in other.execute("SELECT name FROM sqlite_master")}
+    assert "photos_added" in named
+
+
 def test_names_on_faces_are_found_by_search(backend: str, tmp_path: Path) -> None:
     from phototag.library.query import parse
 

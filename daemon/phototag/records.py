@@ -11,9 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
-if TYPE_CHECKING:  # a name only: `phototag search` loads no image library
+if TYPE_CHECKING:  # names only: `phototag search` loads no image library, nor numpy
+    import numpy as np
     from PIL import Image
 
 Source = Literal["user", "auto"]

@@ -31,7 +31,7 @@ COMMANDS = {
     "undo": "review",
     "train": "learn",
     "eval": "learn",
-    "search": "search",
+    "search": "find",
     "similar": "search",
     "duplicates": "search",
     "cluster": "search",

@@ -22,9 +22,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from phototag.files import fileio
 from phototag.library.index import VectorStore
 
 log = logging.getLogger("phototag.index")  # the service's log; a command's with -v
@@ -75,6 +72,11 @@ def worth_it(kept: int, stored: int) -> bool:
 
 def compact(db: sqlite3.Connection, folder: Path) -> list[Compacted]:
     """Rewrite every store with enough orphans (see ORPHAN_SHARE); the caller holds the lock."""
+    # Imported here: every open imports this module for `hold`, a one-off search included.
+    import numpy as np
+
+    from phototag.files import fileio
+
     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     named: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for photo, name, row in db.execute("SELECT photo, name, row FROM vectors"):

@@ -16,13 +16,13 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
-import numpy as np
-
-from phototag.library.query import Node
-from phototag.library.tagindex import Filter
+from phototag.library.query import Filter, Node
 from phototag.records import Detection, FaceRecord, PhotoFile, Position, Tag
+
+if TYPE_CHECKING:  # numpy loads where vectors are read or written: `search` reads none
+    import numpy as np
 
 Backend = Literal["sqlite", "tinydb"]
 
@@ -115,6 +115,8 @@ class VectorStore:
 
     def append(self, vectors: np.ndarray) -> int:
         """Append rows, returning the index of the first."""
+        import numpy as np
+
         data = np.ascontiguousarray(vectors, dtype=np.float16).reshape(-1, self.dim)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -131,7 +133,9 @@ class VectorStore:
         self.rows = first + len(data)
         return first
 
-    def get(self, rows: np.ndarray | list[int], dtype: type = np.float32) -> np.ndarray:
+    def get(self, rows: np.ndarray | list[int], dtype: type | str = "float32") -> np.ndarray:
+        import numpy as np
+
         wanted = np.asarray(rows, dtype=np.int64)
         if self._map is None or (len(wanted) and int(wanted.max()) >= len(self._map)):
             self.rows = self.path.stat().st_size // self.row_bytes  # others may have appended
@@ -284,6 +288,8 @@ class Index(abc.ABC):
     def face_vectors(self, faces: list[FaceRecord], dim: int) -> np.ndarray:
         """The embeddings of faces (of one store), float32 [len(faces), dim]."""
         if not faces:
+            import numpy as np
+
             return np.zeros((0, dim), np.float32)
         return self.store(faces[0].store, dim).get([f.row for f in faces])
 
@@ -309,7 +315,7 @@ class Index(abc.ABC):
 
     @locked
     def vectors(
-        self, name: str, records: list[PhotoRecord], dim: int, dtype: type = np.float32
+        self, name: str, records: list[PhotoRecord], dim: int, dtype: type | str = "float32"
     ) -> np.ndarray:
         """The stored rows of `name` for these records (all must have one), as `dtype`.
 

@@ -7,14 +7,23 @@ than OR. Operator words are recognised in any case; quote them (`"or"`) to searc
 tag with that name. `place:Lisbon` finds Lisbon among the place keywords, `person:Ann`
 the person named Ann on faces (the keyword `People|Ann`). Parsing is separate from evaluation (`tagindex.py`) so the CLI can
 report a mistake with its column before touching the index.
+
+What both backends match a query against is here too: the terms a tag path is filed under
+(`term_keys`) and the `Filter` beside a query. None of it needs numpy, so neither does a
+one-off `phototag search` (tests/test_cli_imports.py): numpy's import was a third of it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-from phototag.records import LEVEL_SEP
+from phototag.records import LEVEL_SEP, Source
+
+if TYPE_CHECKING:  # dates are numpy's, made only when a search has --from or --to
+    import numpy as np
 
 
 class QueryError(ValueError):
@@ -69,6 +78,37 @@ def normalise(text: str) -> str:
     """
     levels = (_SPACE.sub(" ", level).strip() for level in text.split(LEVEL_SEP))
     return LEVEL_SEP.join(levels).lower()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def term_keys(path: str) -> tuple[str, ...]:
+    """The terms a tag path is found by: each level's name and each prefix path."""
+    return tuple(dict.fromkeys([*normalise(path).split(LEVEL_SEP), *path_keys(path)]))
+
+
+def path_keys(path: str) -> tuple[str, ...]:
+    """The hierarchical names of a tag path: every prefix from the root, itself included."""
+    levels = normalise(path).split(LEVEL_SEP)
+    return tuple(LEVEL_SEP.join(levels[: i + 1]) for i in range(len(levels)))
+
+
+SourceFilter = Literal["user", "auto", "any"]
+SOURCES: dict[SourceFilter, tuple[Source, ...]] = {
+    "user": ("user",),
+    "auto": ("auto",),
+    "any": ("user", "auto"),
+}
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Restrictions applied with a query; dates are a half-open range [taken_from, taken_before)."""
+
+    source: SourceFilter = "any"
+    min_score: float = 0.0
+    taken_from: np.datetime64 | None = None
+    taken_before: np.datetime64 | None = None
+    folder: str | None = None  # this folder and everything below it
 
 
 def terms(node: Node) -> set[str]:

@@ -29,23 +29,31 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from phototag.library import compact
 from phototag.library.index import Index, IndexUnavailable, PhotoRecord, ResultPage, locked
-from phototag.library.query import PEOPLE_ROOT, And, Node, Not, Or, Term
-from phototag.library.tagindex import (
-    _SOURCES,
-    FacetTable,
+from phototag.library.query import (
+    PEOPLE_ROOT,
+    SOURCES,
+    And,
     Filter,
+    Node,
+    Not,
+    Or,
     SourceFilter,
-    _one_date,
+    Term,
     path_keys,
     term_keys,
 )
 from phototag.records import LEVEL_SEP, Detection, FaceRecord, PhotoFile, Tag
+
+# numpy (and `tagindex`, which needs it) load in the writes and in `browse`'s cache: a one-off
+# `phototag search` opens the index and runs one query without them (tests/test_cli_imports.py).
+if TYPE_CHECKING:
+    import numpy as np
+
+    from phototag.library.tagindex import FacetTable
 
 SCHEMA_VERSION = 2
 _SCHEMA = [
@@ -100,21 +108,22 @@ _FACE_COLUMNS = (
 )
 PERSON_SOURCE = "person"  # a name on the photo's faces, in `tags` beside the keywords
 # The photos each commit changed, kept by triggers (whoever writes), so a process's cache is
-# patched with what others changed; created on open when missing, so no schema step.
-_CHANGE_LOG = [
-    "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+# patched with what others changed; created on open when missing, so no schema step. By
+# name, so an open can see that they are all there without writing.
+_CHANGE_LOG = {
+    "changes": "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
     "photo INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS tags_path ON tags(path)",
-    *(
-        f"CREATE TRIGGER IF NOT EXISTS photos_{name} AFTER {event} ON photos "
+    "tags_path": "CREATE INDEX IF NOT EXISTS tags_path ON tags(path)",
+    **{
+        f"photos_{name}": f"CREATE TRIGGER IF NOT EXISTS photos_{name} AFTER {event} ON photos "
         f"BEGIN INSERT INTO changes (photo) VALUES ({row}.id); END"
         for name, event, row in (
             ("added", "INSERT", "NEW"),
             ("changed", "UPDATE", "NEW"),
             ("removed", "DELETE", "OLD"),
         )
-    ),
-]
+    },
+}
 KEEP_CHANGES = 100_000  # rows of the log kept; a cache older than them is rebuilt
 PATCH_AT_MOST = 2_000  # changed photos a cache is patched with; more: rebuilt
 _CHILDREN = ("tags", "terms", "negatives", "detections", "vectors")
@@ -161,6 +170,10 @@ def _field_value(name: str, value: Any) -> Any:
 
 
 def _taken_s(taken: str | None) -> int | None:
+    import numpy as np
+
+    from phototag.library.tagindex import _one_date
+
     stamp = _one_date(taken)
     return None if np.isnat(stamp) else int(stamp.astype("datetime64[s]").astype(np.int64))
 
@@ -195,6 +208,8 @@ class _Cache:
 
 def _ordered(rows: list[tuple[int, bytes]]) -> tuple[list[bytes], np.ndarray, np.ndarray]:
     """Paths, ids and ranks by id of (id, path) rows sorted by path."""
+    import numpy as np
+
     by_path = np.array([i for i, _ in rows], np.int64)
     rank = np.zeros(int(by_path.max(initial=-1)) + 1, np.int64)
     rank[by_path] = np.arange(len(by_path))
@@ -267,6 +282,8 @@ class SqliteIndex(Index):
 
     def _upgrade(self) -> None:
         """Bring the schema to SCHEMA_VERSION, and give new PhotoRecord fields their column."""
+        if self._current():
+            return
         with self.transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -278,7 +295,7 @@ class SqliteIndex(Index):
                 for statement in MIGRATIONS[step]:
                     db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            for statement in _CHANGE_LOG:
+            for statement in _CHANGE_LOG.values():
                 db.execute(statement)
             have = {row[1] for row in db.execute("PRAGMA table_info(photos)")}
             for name in SCALARS:
@@ -286,6 +303,14 @@ class SqliteIndex(Index):
                     db.execute(f"ALTER TABLE photos ADD COLUMN {name}")
                     if name == "sha256":
                         db.execute("CREATE INDEX photos_sha ON photos(sha256)")
+
+    def _current(self) -> bool:
+        """Whether the schema is up to date, found by reading: writing it again at every open
+        made each `phototag search` commit a page, then checkpoint it at close (four fsyncs)."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        named = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master")}
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(photos)")}
+        return version == SCHEMA_VERSION and named >= set(_CHANGE_LOG) and columns >= set(SCALARS)
 
     @locked
     def __len__(self) -> int:
@@ -532,6 +557,8 @@ class SqliteIndex(Index):
         A `GROUP BY` on `terms` for the facets cost 700 ms a page at 100 000 photos, sorting
         every path 80 ms; cached, the library page costs ~25 ms (bench/web_latency.py).
         """
+        import numpy as np
+
         flt = flt or Filter()
         with self._snapshot():
             cache = self._cache()
@@ -606,6 +633,8 @@ class SqliteIndex(Index):
         oldest = self.db.execute("SELECT min(seq) FROM changes").fetchone()[0]
         if oldest is None or oldest > cache.seq + 1:
             return None
+        import numpy as np
+
         rows = self.db.execute("SELECT DISTINCT photo FROM changes WHERE seq > ?", (cache.seq,))
         changed = sorted(photo for (photo,) in rows)
         marks = ", ".join("?" * len(changed))
@@ -618,7 +647,7 @@ class SqliteIndex(Index):
         code = {name: i for i, name in enumerate(names)}
         facets = {}
         for source, table in cache.facets.items():
-            sources = _SOURCES[source]
+            sources = SOURCES[source]
             pairs = [
                 (code[term], photo)
                 for term, photo in self.db.execute(
@@ -634,8 +663,10 @@ class SqliteIndex(Index):
 
     def _facet_table(self, source: SourceFilter, names: list[str]) -> FacetTable:
         """Each hierarchical name's photos (a prefix of a tag path from the root,
-        `tagindex.path_keys`; not mid-level names), one `group_concat` per name."""
-        sources = _SOURCES[source]
+        `query.path_keys`; not mid-level names), one `group_concat` per name."""
+        from phototag.library.tagindex import FacetTable
+
+        sources = SOURCES[source]
         rows = dict(
             self.db.execute(
                 "SELECT term, group_concat(DISTINCT photo) FROM terms "
@@ -699,6 +730,8 @@ def _face(row: tuple[Any, ...]) -> FaceRecord:
 
 def _ids(joined: str | None) -> np.ndarray:
     """Photo ids from a `group_concat` (None when no row matched)."""
+    import numpy as np
+
     return np.fromstring(joined, np.int64, sep=",") if joined else np.empty(0, np.int64)
 
 
@@ -707,10 +740,10 @@ def _where(query: Node | None, flt: Filter, params: list[Any]) -> str:
     where = ["1"] if query is None else [f"id IN ({_compile(query, flt, params)})"]
     if flt.taken_from is not None:
         where.append("taken_s >= ?")
-        params.append(int(flt.taken_from.astype("datetime64[s]").astype(np.int64)))
+        params.append(int(flt.taken_from.astype("datetime64[s]").astype("int64")))
     if flt.taken_before is not None:
         where.append("taken_s < ?")
-        params.append(int(flt.taken_before.astype("datetime64[s]").astype(np.int64)))
+        params.append(int(flt.taken_before.astype("datetime64[s]").astype("int64")))
     if flt.folder is not None:
         top = _b(flt.folder.rstrip("/")) or b""
         where.append("(folder = ? OR substr(folder, 1, ?) = ?)")
@@ -721,7 +754,7 @@ def _where(query: Node | None, flt: Filter, params: list[Any]) -> str:
 def _compile(node: Node, flt: Filter, params: list[Any]) -> str:
     """The ids `node` finds, as one SELECT; operands are wrapped so compounds nest safely."""
     if isinstance(node, Term):
-        sources = _SOURCES[flt.source]
+        sources = SOURCES[flt.source]
         params += [node.text, *sources, flt.min_score]
         marks = ", ".join("?" * len(sources))
         return (

@@ -19,19 +19,23 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Literal
 
 import numpy as np
 
-from phototag.library.query import Node, Not, Or, Term, normalise
-from phototag.records import LEVEL_SEP, Source, Tag
+from phototag.library.query import (
+    SOURCES,
+    Filter,
+    Node,
+    Not,
+    Or,
+    SourceFilter,
+    Term,
+    normalise,
+    path_keys,
+    term_keys,
+)
+from phototag.records import Source, Tag
 
-SourceFilter = Literal["user", "auto", "any"]
-_SOURCES: dict[SourceFilter, tuple[Source, ...]] = {
-    "user": ("user",),
-    "auto": ("auto",),
-    "any": ("user", "auto"),
-}
 _NO_DATE = np.datetime64("NaT", "s")
 
 
@@ -43,17 +47,6 @@ class Entry:
     tags: tuple[Tag, ...]
     taken: str | None = None  # EXIF date taken, ISO 8601
     folder: str = ""
-
-
-@dataclass(frozen=True)
-class Filter:
-    """Restrictions applied with a query; dates are a half-open range [taken_from, taken_before)."""
-
-    source: SourceFilter = "any"
-    min_score: float = 0.0
-    taken_from: np.datetime64 | None = None
-    taken_before: np.datetime64 | None = None
-    folder: str | None = None  # this folder and everything below it
 
 
 def date_bound(text: str, end: bool = False) -> np.datetime64:
@@ -94,18 +87,6 @@ def _one_date(text: str | None) -> np.datetime64:
         return np.datetime64(text, "s")
     except ValueError:
         return _NO_DATE
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def term_keys(path: str) -> tuple[str, ...]:
-    """The terms a tag path is found by: each level's name and each prefix path."""
-    return tuple(dict.fromkeys([*normalise(path).split(LEVEL_SEP), *path_keys(path)]))
-
-
-def path_keys(path: str) -> tuple[str, ...]:
-    """The hierarchical names of a tag path: every prefix from the root, itself included."""
-    levels = normalise(path).split(LEVEL_SEP)
-    return tuple(LEVEL_SEP.join(levels[: i + 1]) for i in range(len(levels)))
 
 
 def _postings_of(
@@ -362,7 +343,7 @@ class TagIndex:
 
     def _term_arrays(self, term: str, source: SourceFilter, min_score: float) -> list[np.ndarray]:
         parts = []
-        for src in _SOURCES[source]:
+        for src in SOURCES[source]:
             posting = self._postings.get((src, term))
             if posting is None:
                 continue
