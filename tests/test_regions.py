@@ -184,22 +184,17 @@ def test_a_face_named_as_the_users_region_is_theirs_not_written_twice(tmp_path: 
 def test_retagging_keeps_face_keywords_and_faces_keep_auto_keywords(tmp_path: Path) -> None:
     path = photo(tmp_path, "-XMP:Subject=beach")
     cfg = WriteConfig()
-    metadata.write(
-        path, [Tag("object|kite", 0.8), Tag("animal|bird", 0.7)], "m1", cfg, ["object"]
-    )
+    metadata.write(path, [Tag("object|kite", 0.8), Tag("animal|bird", 0.7)], "m1", cfg, ["object"])
     auto = exiftool_keywords(path)
     regions.write(path, [ALICE], SIZE, cfg)
     with_face = exiftool_keywords(path)
     assert with_face == {
-        k: [*v, *({"Subject": ["Alice"]}.get(k, []))] or v
-        for k, v in auto.items()
+        k: [*v, *({"Subject": ["Alice"]}.get(k, []))] or v for k, v in auto.items()
     } | {
         "HierarchicalSubject": [*auto["HierarchicalSubject"], "People|Alice"],
         "TagsList": [*auto["TagsList"], "People/Alice"],
     }
-    metadata.write(
-        path, [Tag("object|kite", 0.8), Tag("animal|bird", 0.7)], "m1", cfg, ["object"]
-    )
+    metadata.write(path, [Tag("object|kite", 0.8), Tag("animal|bird", 0.7)], "m1", cfg, ["object"])
     assert exiftool_keywords(path) == with_face  # a re-tag leaves our face keywords
     metadata.write(path, [Tag("animal|bird", 0.7)], "m2", cfg, ["object"])
     now = exiftool_keywords(path)
