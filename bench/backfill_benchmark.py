@@ -2,13 +2,16 @@
 
     python bench/backfill_benchmark.py --photos 200 --rounds 2
 
-Camera-sized 4000x3000 JPEGs (bench/throughput.py makes and caches them). Each round runs
-`phototag scan` and `phototag backfill --ray auto --num-cpus 2` on fresh copies of N and of
-2N photos, each a fresh process with its own index (interpreter, model load and, for
-backfill, Ray's start included), alternating which goes first. From the two sizes it
-derives each one's fixed start cost and its marginal rate (photos/s once running), the
-figure that matters for an archive. Then it measures the per-photo costs the scaling plan
-in docs/scaling.md is built from: decode, model at batch 16 and keyword write, one core.
+Camera-sized 4000x3000 JPEGs (bench/throughput.py makes and caches them), and the README's
+default models (classifier, NanoDet detector, bird specialist; `--classifier-only`: the
+classifier alone). Each round runs `phototag scan` and `phototag backfill --ray auto
+--num-cpus 2` on fresh copies of N and of 2N photos, each a fresh process with its own index
+(interpreter, model load and, for backfill, Ray's start included), alternating which goes
+first. From the two sizes it derives each one's fixed start cost and its marginal rate
+(photos/s once running), the figure that matters for an archive. Then it measures the
+per-photo costs the scaling plan in docs/scaling.md is built from, as CPU time (all threads
+of the process: core-seconds, whatever the core count): decode, each model through the
+loaded tagger at scan's batch size, and the keyword write of the tags they gave.
 """
 
 from __future__ import annotations
@@ -20,16 +23,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import MODEL, make_camera_photos
+from throughput import DETECTOR, MODEL, SHARED, make_camera_photos
+
+BIRDS = SHARED / "models" / "inat_bird.onnx"
+
+
+def bench_env(home: Path) -> dict[str, str]:
+    """The bench's own data and state folders: its models, never the user's."""
+    return {"XDG_DATA_HOME": str(home / "data"), "XDG_STATE_HOME": str(home / "st")}
 
 
 def run_cli(home: Path, *args: str) -> float:
-    env = {**os.environ, "XDG_DATA_HOME": str(home / "data"), "XDG_STATE_HOME": str(home / "st")}
+    env = {**os.environ, **bench_env(home)}
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "phototag", "-q", *args],
@@ -56,49 +67,89 @@ def timed_run(home: Path, kind: str, name: str, photos: list[Path], copies: int)
 
 
 def per_photo_costs(photos: list[Path], work: Path) -> dict[str, float]:
-    """ms per photo of each stage on one core, as the workers of a cluster run them."""
+    """CPU ms per photo of each stage as the workers of a cluster run them, through the
+    tagger that `scan` and `backfill` load (the models installed in the bench's home)."""
     from threadpoolctl import threadpool_limits
 
     from phototag.config import Config
-    from phototag.files import metadata
-    from phototag.pipeline import decode
-    from phototag.pipeline.infer import Model
-    from phototag.records import Tag
+    from phototag.pipeline import decode, tagger
+    from phototag.pipeline.runner import write_analysed
+    from phototag.records import Decoded, Outcome
 
-    sample = photos[:48]
-    with threadpool_limits(1):
-        start = time.perf_counter()
-        decoded = [decode.load(p, 224, 200_000_000) for p in sample]
-        t_decode = (time.perf_counter() - start) / len(sample)
-        model = Model(MODEL, "input", 224, "cpu", threads=1)
-        pixels = np.stack([d.pixels for d in decoded])
-        model.run(pixels[:16])
-        start = time.perf_counter()
-        for i in range(0, len(pixels), 16):
-            model.run(pixels[i : i + 16])
-        t_model = (time.perf_counter() - start) / len(pixels)
-    copies = []
-    for p in sample[:24]:
-        shutil.copy(p, work / p.name)
-        copies.append(work / p.name)
-    tags = [Tag("animal|mammal|cat", 0.8), Tag("place|beach", 0.4)]
     cfg = Config()
-    start = time.perf_counter()
-    for p in copies:
-        metadata.write(p, tags, "bench", cfg.write)
-    t_write = (time.perf_counter() - start) / len(copies)
-    size = sum(p.stat().st_size for p in sample) / len(sample)
-    return {"decode": t_decode, "model": t_model, "write": t_write, "bytes": size}
+    t = tagger.load(cfg)
+    copies = [shutil.copy(p, work / p.name) for p in photos[:48]]
+    size, n = cfg.model.batch_size, len(copies)
+
+    def cpu_ms(run: Callable[[], object]) -> float:
+        start = time.process_time()
+        run()
+        return (time.process_time() - start) / n * 1e3
+
+    with threadpool_limits(1, "blas"):
+        decoded: list[Decoded] = []
+        costs = {
+            "decode": cpu_ms(
+                lambda: decoded.extend(
+                    decode.load(Path(p), t.model.input_size, cfg.scan.max_pixels, t.letterbox)
+                    for p in copies
+                )
+            )
+        }
+        batches = [decoded[i : i + size] for i in range(0, n, size)]
+        t.analyse(batches[0])  # warm the sessions
+        costs["classifier"] = cpu_ms(
+            lambda: [t.model.run(np.stack([d.pixels for d in b])) for b in batches]
+        )
+        if t.detector is not None:
+            costs["detector"] = cpu_ms(
+                lambda: [t.detector.run([d.letterbox for d in b]) for b in batches]  # type: ignore[union-attr]
+            )
+        found: list[tagger.Analysis] = []
+        costs["analyse"] = cpu_ms(lambda: found.extend(t.analyse(b) for b in batches))
+        outcomes = [
+            Outcome(d.file.path, a.tags[i], a.detections[i])
+            for b, a in zip(batches, found, strict=True)
+            for i, d in enumerate(b)
+        ]
+        version = str(t.version)
+        costs["write"] = cpu_ms(
+            lambda: [
+                write_analysed(d, o, version, cfg, False)
+                for d, o in zip(decoded, outcomes, strict=True)
+            ]
+        )
+    costs["bytes"] = sum(Path(p).stat().st_size for p in copies) / n
+    costs["species"] = (
+        sum(
+            any(b.model.startswith("inat-bird@") for b in row)
+            for a in found
+            for row in a.detections
+        )
+        / n
+    )
+    return costs
+
+
+def load() -> str:
+    """The machine's load averages, printed beside every figure (the machine is shared)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--classifier-only", action="store_true", help="no detector, no specialist")
     args = ap.parse_args()
     photos = make_camera_photos(args.photos)
     home = Path(tempfile.mkdtemp(prefix="phototag-bench-backfill-"))
-    run_cli(home, "models", "import", str(MODEL), "--name", "mobilenet-v2")
+    models = [(MODEL, "mobilenet-v2")]
+    if not args.classifier_only:
+        models += [(DETECTOR, "coco-nanodet"), (BIRDS, "inat-bird")]
+    for path, name in models:
+        run_cli(home, "models", "import", str(path), "--name", name)
+    print(f"models: {', '.join(name for _, name in models)}; load {load()}")
     marginal: dict[str, list[float]] = {"scan": [], "backfill": []}
     fixed: dict[str, list[float]] = {"scan": [], "backfill": []}
     for r in range(args.rounds):
@@ -111,7 +162,7 @@ def main() -> None:
             print(
                 f"round {r + 1} {kind}: {len(photos)} photos in {seconds[1]:.1f} s, "
                 f"{2 * len(photos)} in {seconds[2]:.1f} s: {rate:.1f} photos/s once running, "
-                f"{fixed[kind][-1]:.1f} s to start"
+                f"{fixed[kind][-1]:.1f} s to start; load {load()}"
             )
     scan, fill = max(marginal["scan"]), max(marginal["backfill"])
     print(
@@ -121,10 +172,16 @@ def main() -> None:
     )
     work = home / "costs"
     work.mkdir()
+    os.environ.update(bench_env(home))  # the tagger below loads the bench's models
     c = per_photo_costs(photos, work)
+    models_ms = c["analyse"]
     print(
-        f"per photo on one core: decode {c['decode'] * 1e3:.1f} ms, model {c['model'] * 1e3:.1f} "
-        f"ms (batch 16), keyword write {c['write'] * 1e3:.1f} ms; {c['bytes'] / 1e6:.2f} MB read"
+        f"CPU per photo: decode {c['decode']:.1f} ms, models {models_ms:.1f} ms (classifier "
+        f"{c['classifier']:.1f}, detector {c.get('detector', 0.0):.1f}, specialist and tag "
+        f"decisions {models_ms - c['classifier'] - c.get('detector', 0.0):.1f}; "
+        f"{c['species']:.0%} of photos with a bird species found), keyword write "
+        f"{c['write']:.1f} ms; total {c['decode'] + models_ms + c['write']:.1f} ms; "
+        f"{c['bytes'] / 1e6:.2f} MB read; load {load()}"
     )
     shutil.rmtree(home)
 
