@@ -155,10 +155,9 @@ class Infer:
                 outcomes[i] = Outcome(decoded[j].file.path, found.tags[j], found.detections[j])
                 named = photo_vectors(self.tagger, found.batch, j, decoded[j].colour)
                 vectors[i] = {k: v.astype(np.float16) for k, v in named.items()}  # as stored
+                # The model inputs are not needed after inference: the write tasks get less.
                 batch["decoded"][i] = dataclasses.replace(
-                    decoded[j],
-                    pixels=_NO_PIXELS,
-                    letterbox=None,  # not needed after inference
+                    decoded[j], pixels=_NO_PIXELS, letterbox=None
                 )
         # The version of the models this actor ran, so that each record tells the truth.
         version = np.full(n, str(self.tagger.version), dtype=object)
