@@ -138,15 +138,10 @@ def test_bad_photos_are_reported_once_at_the_end(
     folder = copy_photos(photos, tmp_path / "p")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     (tmp_path / "c").mkdir()
-    cfg = config_with_index(tmp_path / "c", "faces:\n  enabled: true\n")
+    cfg = config_with_index(tmp_path / "c")
     assert main(["-q", "-c", str(cfg), "backfill", str(folder)]) == 1
     err = capsys.readouterr().err
     assert err.count("broken.jpg") == 1
-    faces = [line for line in err.splitlines() if "face" in line]  # one line says why not
-    assert faces == [
-        "phototag: backfill does not find faces (faces.enabled): "
-        "`phototag scan --force` on the same folders will, on this machine"
-    ]
     assert "backfilled 6 photos, 0 unchanged, 1 failed" in err
     report = backfill.last_report()
     assert report is not None and [Path(p).name for p, _ in report.failures] == ["broken.jpg"]
@@ -154,6 +149,31 @@ def test_bad_photos_are_reported_once_at_the_end(
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2].startswith("last backfill: 6 tagged, 0 unchanged, 1 failed")
     assert lines[-1].startswith(f"  failed: {folder / 'broken.jpg'}: ")
+
+
+def test_faces_are_left_to_scan_force_which_finds_them_and_changes_no_keyword(
+    local_ray: object, photos: Path, installed_model: Path, tmp_path: Path, capsys
+) -> None:
+    for name, model in (("face_blazeface", "blazeface"), ("face_faceres", "faceres")):
+        catalogue.import_file(need_shared(MODELS / f"{name}.onnx"), model)
+    folder = tmp_path / "p"
+    folder.mkdir()
+    shutil.copyfile(photos / "face.jpg", folder / "face.jpg")
+    cfg = config_with_index(tmp_path, "faces:\n  enabled: true\n")
+    assert main(["-q", "-c", str(cfg), "backfill", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "face" in line] == [  # one line says why not
+        "phototag: backfill does not find faces (faces.enabled): "
+        "`phototag scan --force` on the same folders will, on this machine"
+    ]
+    filled = exiftool_keywords(folder / "face.jpg")
+    with open_index(config.load(cfg).index_dir, readonly=True) as index:
+        assert index.faces(str(folder / "face.jpg")) == []
+
+    assert main(["-q", "-c", str(cfg), "scan", "--force", str(folder)]) == 0
+    with open_index(config.load(cfg).index_dir, readonly=True) as index:
+        assert len(index.faces(str(folder / "face.jpg"))) == 4  # the four people in it
+    assert exiftool_keywords(folder / "face.jpg") == filled  # no name yet: no keyword
 
 
 def ray_workers() -> list[int]:
