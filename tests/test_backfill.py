@@ -5,15 +5,17 @@ One Ray instance serves the whole module: starting one costs seconds.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import exiftool_keywords
+from conftest import MODELS, SHARED, exiftool_keywords, need_shared
 
-from phototag import config
+from phototag import catalogue, config
 from phototag.cli import main
 from phototag.library.index import open_index
 
@@ -21,6 +23,13 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'phot
 from phototag.pipeline import backfill  # noqa: E402
 
 PHOTO_NAMES = ["cat_720p.jpg", "parrot.jpg", "hot_dog.jpg", "pets.jpg", "owl.jpg", "face.jpg"]
+
+
+@pytest.fixture
+def default_models(installed_model: Path) -> None:
+    """The README's default install: the classifier, the NanoDet detector, the bird specialist."""
+    catalogue.import_file(need_shared(MODELS / "coco_nanodet.onnx"), "coco-nanodet")
+    catalogue.import_file(need_shared(MODELS / "inat_bird.onnx"), "inat-bird")
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +48,17 @@ def copy_photos(src: Path, dest: Path, rounds: int = 1) -> Path:
     return dest
 
 
-def config_with_index(tmp: Path) -> Path:
+def add_raw_jpeg_pair(photos: Path, folder: Path) -> Path:
+    """A camera's RAW+JPEG pair (a real NEF beside a JPEG of the same name); the RAW."""
+    nef = folder / "DSC_0001.NEF"
+    shutil.copyfile(need_shared(SHARED / "raw" / "nikon_d70s_child.nef"), nef)
+    shutil.copyfile(photos / "cat_720p.jpg", folder / "DSC_0001.JPG")
+    return nef
+
+
+def config_with_index(tmp: Path, extra: str = "") -> Path:
     cfg = tmp / "config.yaml"
-    cfg.write_text(f"index:\n  path: {tmp / 'index'}\n")
+    cfg.write_text(f"index:\n  path: {tmp / 'index'}\n{extra}")
     return cfg
 
 
@@ -54,6 +71,10 @@ def comparable(record: object) -> tuple:
         record.taken,
         record.model_version,
         [(t.path, round(t.score, 3)) for t in record.auto],
+        [
+            (d.path, round(d.score, 3), tuple(round(x, 3) for x in d.box), d.model)
+            for d in record.detections
+        ],
         record.user,
         sorted(record.vectors),
     )
@@ -68,7 +89,7 @@ def index_of(cfg_file: Path) -> dict[str, object]:
 def test_backfill_equals_scan_and_resumes(
     local_ray: object,
     photos: Path,
-    installed_model: Path,
+    default_models: None,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -76,6 +97,8 @@ def test_backfill_equals_scan_and_resumes(
     monkeypatch.setattr(backfill, "CHUNK", 4)  # two Ray datasets: the driver's chunking too
     scanned = copy_photos(photos, tmp_path / "scanned")
     filled = copy_photos(photos, tmp_path / "filled")
+    raws = {add_raw_jpeg_pair(photos, folder) for folder in (scanned, filled)}
+    raw_sha = {hashlib.sha256(nef.read_bytes()).hexdigest() for nef in raws}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     scan_cfg = config_with_index(tmp_path / "a")
@@ -84,18 +107,28 @@ def test_backfill_equals_scan_and_resumes(
     assert main(["-q", "-c", str(scan_cfg), "scan", str(scanned)]) == 0
     assert main(["-q", "-c", str(fill_cfg), "backfill", str(filled), "--ray", "auto"]) == 0
     out = capsys.readouterr()
-    assert "backfilled 6 photos" in out.err
+    assert "backfilled 7 photos" in out.err
 
     a, b = index_of(scan_cfg), index_of(fill_cfg)
-    assert sorted(a) == sorted(b) == sorted(f"00_{n}" for n in PHOTO_NAMES)
+    assert sorted(a) == sorted(b) == sorted([*(f"00_{n}" for n in PHOTO_NAMES), "DSC_0001.JPG"])
     for name in a:
         assert comparable(a[name]) == comparable(b[name])
         assert exiftool_keywords(scanned / name) == exiftool_keywords(filled / name)
+    # Every model of the default install ran: the version names them, and their findings are in.
+    assert "/det:coco-nanodet@" in b["00_pets.jpg"].model_version
+    assert "/spc:inat-bird@" in b["00_owl.jpg"].model_version
+    assert [d.path for d in b["00_pets.jpg"].detections].count("animal|mammal|dog") == 2
+    assert any(d.model.startswith("inat-bird@") for d in b["00_owl.jpg"].detections)
+    # The RAW of the pair gets the JPEG's keywords in its sidecar, its own bytes untouched.
+    jpeg = exiftool_keywords(filled / "DSC_0001.JPG")
+    assert jpeg["Subject"] and exiftool_keywords(filled / "DSC_0001.NEF.xmp") == jpeg
+    assert exiftool_keywords(scanned / "DSC_0001.NEF.xmp") == jpeg
+    assert {hashlib.sha256(nef.read_bytes()).hexdigest() for nef in raws} == raw_sha
 
     # A second run finds everything committed: nothing is decoded or written again.
     before = {p: p.stat().st_mtime_ns for p in filled.iterdir()}
     assert main(["-q", "-c", str(fill_cfg), "backfill", str(filled)]) == 0
-    assert "backfilled 0 photos, 6 unchanged, 0 failed" in capsys.readouterr().err
+    assert "backfilled 0 photos, 7 unchanged, 0 failed" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in filled.iterdir()} == before
 
 
@@ -116,6 +149,31 @@ def test_bad_photos_are_reported_once_at_the_end(
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2].startswith("last backfill: 6 tagged, 0 unchanged, 1 failed")
     assert lines[-1].startswith(f"  failed: {folder / 'broken.jpg'}: ")
+
+
+def test_faces_are_left_to_scan_force_which_finds_them_and_changes_no_keyword(
+    local_ray: object, photos: Path, installed_model: Path, tmp_path: Path, capsys
+) -> None:
+    for name, model in (("face_blazeface", "blazeface"), ("face_faceres", "faceres")):
+        catalogue.import_file(need_shared(MODELS / f"{name}.onnx"), model)
+    folder = tmp_path / "p"
+    folder.mkdir()
+    shutil.copyfile(photos / "face.jpg", folder / "face.jpg")
+    cfg = config_with_index(tmp_path, "faces:\n  enabled: true\n")
+    assert main(["-q", "-c", str(cfg), "backfill", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "face" in line] == [  # one line says why not
+        "phototag: backfill does not find faces (faces.enabled): "
+        "`phototag scan --force` on the same folders will, on this machine"
+    ]
+    filled = exiftool_keywords(folder / "face.jpg")
+    with open_index(config.load(cfg).index_dir, readonly=True) as index:
+        assert index.faces(str(folder / "face.jpg")) == []
+
+    assert main(["-q", "-c", str(cfg), "scan", "--force", str(folder)]) == 0
+    with open_index(config.load(cfg).index_dir, readonly=True) as index:
+        assert len(index.faces(str(folder / "face.jpg"))) == 4  # the four people in it
+    assert exiftool_keywords(folder / "face.jpg") == filled  # no name yet: no keyword
 
 
 def ray_workers() -> list[int]:

@@ -3,15 +3,17 @@
 The stages are scan's, on a distributed engine instead of threads:
 
     driver: list files, skip what the index has unchanged
-      -> decode (CPU tasks) -> infer + tag (actors that keep the models loaded; GPU actors
-      when the cluster has GPUs) -> write keywords beside each photo (CPU tasks)
+      -> decode (CPU tasks) -> infer + tag (actors that keep the classifier, detector and
+      specialists loaded; GPU actors when the cluster has GPUs) -> write keywords beside
+      each photo and its RAW companion (CPU tasks)
       -> driver: commit the compact records to the library index in batches
 
-Every stage reuses the local pipeline's functions, so a backfilled photo is tagged, written
-and recorded exactly as `phototag scan` would do it. Ray Data streams blocks with bounded
-queues between operators, so neither the driver nor a worker holds more than a few batches
-whatever the archive's size. A stopped run, or one that lost a worker (Ray retries its
-tasks and restarts its actors), is resumed by running it again: committed photos are
+Every stage calls the local pipeline's functions (`decode.load`, `Tagger.analyse`,
+`runner.write_analysed`), so a backfilled photo is tagged, written and recorded exactly as
+`phototag scan` would do it, faces aside (see `without_faces`). Ray Data streams blocks with
+bounded queues between operators, so neither the driver nor a worker holds more than a few
+batches whatever the archive's size. A stopped run, or one that lost a worker (Ray retries
+its tasks and restarts its actors), is resumed by running it again: committed photos are
 skipped as unchanged, and a photo written but not yet committed is written again with the
 same keywords, which changes nothing in the file (the keyword write is idempotent).
 """
@@ -34,12 +36,10 @@ import numpy as np
 from phototag import paths
 from phototag.config import Config, ScanConfig
 from phototag.files import fileio, metadata
-from phototag.learn.train import COLOUR_STORE
 from phototag.library.index import Index, PhotoRecord
 from phototag.pipeline import decode, tagger
-from phototag.pipeline.infer import Batch
-from phototag.pipeline.runner import base_record, discover, write_tags
-from phototag.records import Decoded, Outcome, PhotoFile, Tag
+from phototag.pipeline.runner import discover, failure_line, photo_vectors, write_analysed
+from phototag.records import Decoded, Outcome, PhotoFile
 
 COMMIT_EVERY = 32  # photos per index commit on the driver
 CHUNK = 20_000  # paths per Ray dataset: bounds the driver's memory on any archive
@@ -49,6 +49,9 @@ DECODE_BATCH = 8  # photos per decode task: fewer, larger tasks cost less schedu
 # left decoding waiting: 11.8 photos/s against the figures in docs/benchmarks.md).
 STAGE_CPUS = 0.5
 REPORT_NAME = "backfill.json"  # the last run's summary and failures, for `phototag status`
+
+
+log = logging.getLogger(__name__)
 
 
 class BackfillError(Exception):
@@ -104,68 +107,69 @@ def connect(address: str, num_cpus: int | None = None) -> str:
 # --- the stages, run by Ray workers ---------------------------------------------------
 
 
-def decode_batch(batch: dict[str, np.ndarray], size: int, scan: ScanConfig) -> dict[str, Any]:
-    """Decode photos (a CPU task) as scan does; a failure travels on as the row's `error`."""
+def decode_batch(
+    batch: dict[str, np.ndarray], size: int, letterbox: int, scan: ScanConfig
+) -> dict[str, Any]:
+    """Decode photos (a CPU task) as scan does, with the detector's letterbox from the same
+    decode; a failure travels on as the row's `error`."""
     decoded = np.full(len(batch["path"]), None, dtype=object)
     errors = np.full(len(batch["path"]), "", dtype=object)
     for i, path in enumerate(batch["path"]):
         try:
             decoded[i] = decode.load(
-                Path(path), size, scan.max_pixels, 0, scan.jpeg_preview, scan.max_file_bytes
+                Path(path), size, scan.max_pixels, letterbox, scan.jpeg_preview, scan.max_file_bytes
             )
         except decode.DecodeError as exc:
             errors[i] = f"{path}\0{exc}"
     return {"decoded": decoded, "error": errors}
 
 
-def classifier_only(cfg: Config) -> Config:
-    """Backfill runs the classifier alone (its stages carry no detector input yet); the model
-    version then says so, and `phototag refine` adds the detector's and specialists' tags later."""
-    return dataclasses.replace(
-        cfg,
-        detector=dataclasses.replace(cfg.detector, enabled=False),
-        specialists=dataclasses.replace(cfg.specialists, enabled=False),
-        faces=dataclasses.replace(cfg.faces, enabled=False),  # no picture in its decode tasks
-    )
+def without_faces(cfg: Config) -> Config:
+    """Backfill's settings: scan's, less the face stage. Naming faces needs the library's
+    named faces, which the workers do not have; `phototag scan --force` finds them later.
+    Faces are no part of the model version, which names every model that tagged the photo."""
+    if cfg.faces.enabled:
+        log.warning(
+            "backfill does not find faces (faces.enabled): "
+            "`phototag scan --force` on the same folders will, on this machine"
+        )
+    return dataclasses.replace(cfg, faces=dataclasses.replace(cfg.faces, enabled=False))
 
 
 class Infer:
-    """An actor that keeps the tagger (ONNX session, label map, learned model) loaded."""
+    """An actor that keeps the tagger (classifier, detector, specialists, label map, learned
+    model) loaded and runs every stage of it on a batch, as scan's `Tagger.analyse` does."""
 
     def __init__(self, cfg: Config) -> None:
-        self.tagger = tagger.load(classifier_only(cfg))
+        self.tagger = tagger.load(cfg)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = [i for i, d in enumerate(batch["decoded"]) if d is not None]
         n = len(batch["decoded"])
-        out_tags = np.full(n, "", dtype=object)
+        outcomes = np.full(n, None, dtype=object)
         vectors = np.full(n, None, dtype=object)
         if ok:
             decoded: list[Decoded] = [batch["decoded"][i] for i in ok]
-            outputs = self.tagger.model.run(np.stack([d.pixels for d in decoded]))
-            colours = np.stack([d.colour for d in decoded])
-            tags = self.tagger.tags(outputs, colours, [None] * len(decoded))
+            found = self.tagger.analyse(decoded, [None] * len(decoded))  # new to the index
             for j, i in enumerate(ok):
-                out_tags[i] = json.dumps([[t.path, t.score] for t in tags[j]])
-                vectors[i] = _vectors(self.tagger, outputs, j, decoded[j].colour)
-                batch["decoded"][i] = dataclasses.replace(decoded[j], pixels=_NO_PIXELS)
-        return {**batch, "tags": out_tags, "vectors": vectors}
+                outcomes[i] = Outcome(decoded[j].file.path, found.tags[j], found.detections[j])
+                named = photo_vectors(self.tagger, found.batch, j, decoded[j].colour)
+                vectors[i] = {k: v.astype(np.float16) for k, v in named.items()}  # as stored
+                # The model inputs are not needed after inference: the write tasks get less.
+                batch["decoded"][i] = dataclasses.replace(
+                    decoded[j], pixels=_NO_PIXELS, letterbox=None
+                )
+        # The version of the models this actor ran, so that each record tells the truth.
+        version = np.full(n, str(self.tagger.version), dtype=object)
+        return {**batch, "outcome": outcomes, "vectors": vectors, "version": version}
 
 
-_NO_PIXELS = np.zeros((0, 0, 3), np.uint8)  # the pixels are not needed after inference
+_NO_PIXELS = np.zeros((0, 0, 3), np.uint8)
 
 
-def _vectors(t: tagger.Tagger, outputs: Batch, i: int, colour: np.ndarray) -> dict[str, Any]:
-    """Photo i's vectors as the local pipeline stores them (float16 rows by store name)."""
-    return {
-        t.embedding_store: outputs.embeddings[i].astype(np.float16),
-        t.probability_store: outputs.probabilities[i].astype(np.float16),
-        COLOUR_STORE: colour.astype(np.float16),
-    }
-
-
-def write_batch(batch: dict[str, np.ndarray], cfg: Config, version: str) -> dict[str, np.ndarray]:
-    """Write each photo's keywords beside it (a CPU task); return compact records."""
+def write_batch(batch: dict[str, np.ndarray], cfg: Config) -> dict[str, np.ndarray]:
+    """Write each photo's keywords beside it, and into its RAW companion, as scan does (a CPU
+    task); return compact records."""
     n = len(batch["decoded"])
     records = np.full(n, "", dtype=object)
     errors = np.array(batch["error"], dtype=object)
@@ -173,12 +177,11 @@ def write_batch(batch: dict[str, np.ndarray], cfg: Config, version: str) -> dict
         for i, decoded in enumerate(batch["decoded"]):
             if decoded is None:
                 continue
-            tags = [Tag(p, s, "auto") for p, s in json.loads(batch["tags"][i])]
+            version = str(batch["version"][i])
             try:
-                record = write_tags(base_record(decoded, cfg), tags, version, cfg)
+                record = write_analysed(decoded, batch["outcome"][i], version, cfg, faces=False)
             except (metadata.MetadataError, OSError) as exc:
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                errors[i] = f"{decoded.file.path}\0{message.removeprefix(f'{decoded.file.path}: ')}"
+                errors[i] = f"{decoded.file.path}\0{failure_line(exc, decoded.file.path)}"
                 continue
             records[i] = json.dumps(record.to_doc())
     return {"record": records, "vectors": batch["vectors"], "error": errors}
@@ -218,7 +221,8 @@ def backfill(
     """
     started = time.monotonic()
     ray_module()  # the extra is installed: say so before anything else
-    local = tagger.load(classifier_only(cfg))  # fails early, here, when no model is installed
+    cfg = without_faces(cfg)
+    local = tagger.load(cfg)  # fails early, here, when no model is installed
     report = Report(address=connect(address, num_cpus))
     wanted = todo(roots, cfg, index, report)
     while chunk := list(itertools.islice(wanted, CHUNK)):
@@ -244,7 +248,7 @@ def _dataset(paths_: list[str], cfg: Config, local: tagger.Tagger) -> Any:
         ray.data.from_items([{"path": p} for p in paths_])
         .map_batches(
             decode_batch,
-            fn_args=(local.model.input_size, cfg.scan),
+            fn_args=(local.model.input_size, local.letterbox, cfg.scan),
             batch_size=DECODE_BATCH,
             num_cpus=STAGE_CPUS,
             batch_format="numpy",
@@ -261,7 +265,7 @@ def _dataset(paths_: list[str], cfg: Config, local: tagger.Tagger) -> Any:
         )
         .map_batches(
             write_batch,
-            fn_args=(cfg, str(local.version)),
+            fn_args=(cfg,),
             batch_size=COMMIT_EVERY,
             num_cpus=STAGE_CPUS,
             batch_format="numpy",

@@ -31,6 +31,7 @@ from phototag.library.index import Index, PhotoRecord
 from phototag.pipeline import decode, pairs, places
 from phototag.pipeline import faces as face_stage
 from phototag.pipeline.faces import Face
+from phototag.pipeline.infer import Batch
 from phototag.pipeline.tagger import Analysis, Tagger
 from phototag.records import Decoded, FaceRecord, Outcome, PhotoFile, Tag
 from phototag.service import moves
@@ -222,6 +223,7 @@ class Pipeline:
     def _finish(self, batch: list[Decoded], inferred: Analysis) -> list[Outcome]:
         """Write one inferred batch's keywords, then its index records in one go (writer thread)."""
         outputs, tags = inferred.batch, inferred.tags
+        version, faces_on = str(self.tagger.version), self.tagger.faces is not None
         done: list[tuple[PhotoRecord, dict[str, np.ndarray]]] = []
         found: list[tuple[Outcome, np.ndarray]] = []  # photos with faces: their embeddings
         outcomes = []
@@ -236,18 +238,12 @@ class Pipeline:
                         if self.dry_run:
                             outcome.skipped = "dry run"
                             continue
-                        record = self._write(decoded, outcome)
+                        record = write_analysed(decoded, outcome, version, self.cfg, faces_on)
                     except (metadata.MetadataError, OSError) as exc:
-                        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                        outcome.error = message.removeprefix(f"{decoded.file.path}: ")  # once
+                        outcome.error = failure_line(exc, decoded.file.path)  # once
                         continue
-                    vectors = {
-                        self.tagger.embedding_store: outputs.embeddings[i],
-                        self.tagger.probability_store: outputs.probabilities[i],
-                        COLOUR_STORE: decoded.colour,
-                    }
-                    done.append((record, vectors))
-                    if faces or (self.tagger.faces is not None and self._had_faces(record.path)):
+                    done.append((record, photo_vectors(self.tagger, outputs, i, decoded.colour)))
+                    if faces or (faces_on and self._had_faces(record.path)):
                         found.append((outcome, _embeddings(faces)))
         finally:  # one index write per batch (see Index.put_many), even when interrupted
             if self.index is not None and done:
@@ -285,45 +281,67 @@ class Pipeline:
             )
         return self._known.name(faces, _embeddings(found))
 
-    def _write(self, decoded: Decoded, outcome: Outcome) -> PhotoRecord:
-        """Write, then report what the file holds: a tag the user deleted is not in it.
 
-        `written_to` is set only when the target's bytes changed (an unchanged re-tag writes
-        nothing and leaves the photo's mtime alone).
-        """
-        target = metadata.target(decoded.file.path, self.cfg.write)
-        before = _signature(target)
-        base = replace(base_record(decoded, self.cfg), detections=outcome.detections)
-        record = write_tags(base, outcome.tags, str(self.tagger.version), self.cfg)
-        proposed = places.with_place(outcome.tags, base.position, self.cfg)
-        for raw in pairs.companions(decoded.file.path):  # RAW+JPEG: the same keywords into both
-            metadata.write(
-                raw,
-                proposed,
-                str(self.tagger.version),
-                self.cfg.write,
-                self.cfg.tags.generic,
-                self.cfg.scan.max_file_bytes,
-                places_fill(base, self.cfg),
-            )
-        if self.tagger.faces is not None:  # our regions for the named faces, after the keywords
-            size = (decoded.width, decoded.height)
-            regions.write(
-                decoded.file.path,
-                people.ours(outcome.faces),
-                size,
-                self.cfg.write,
-                self.cfg.faces.keyword_prefix,
-                self.cfg.scan.max_file_bytes,
-            )
-            record = replace(
-                on_disk(record, self.cfg.write, max_bytes=self.cfg.scan.max_file_bytes),
-                people=people.names(outcome.faces),
-            )
-        outcome.tags = record.auto  # what the file holds now, not what was proposed
-        written = Path(record.written_to or decoded.file.path)
-        outcome.written_to = written if _signature(written) != before or written != target else None
-        return record
+def write_analysed(
+    decoded: Decoded, outcome: Outcome, version: str, cfg: Config, faces: bool
+) -> PhotoRecord:
+    """Write one analysed photo (and its RAW companion), then report what the file holds: a
+    tag the user deleted is not in it. `scan` and `backfill` both write through here.
+
+    `outcome` brings the proposed tags, the detections and, when `faces`, the named faces;
+    its tags become those the file holds now, and `written_to` is set only when the target's
+    bytes changed (an unchanged re-tag writes nothing and leaves the photo's mtime alone).
+    """
+    target = metadata.target(decoded.file.path, cfg.write)
+    before = _signature(target)
+    base = replace(base_record(decoded, cfg), detections=outcome.detections)
+    record = write_tags(base, outcome.tags, version, cfg)
+    proposed = places.with_place(outcome.tags, base.position, cfg)
+    for raw in pairs.companions(decoded.file.path):  # RAW+JPEG: the same keywords into both
+        metadata.write(
+            raw,
+            proposed,
+            version,
+            cfg.write,
+            cfg.tags.generic,
+            cfg.scan.max_file_bytes,
+            places_fill(base, cfg),
+        )
+    if faces:  # our regions for the named faces, after the keywords
+        size = (decoded.width, decoded.height)
+        regions.write(
+            decoded.file.path,
+            people.ours(outcome.faces),
+            size,
+            cfg.write,
+            cfg.faces.keyword_prefix,
+            cfg.scan.max_file_bytes,
+        )
+        record = replace(
+            on_disk(record, cfg.write, max_bytes=cfg.scan.max_file_bytes),
+            people=people.names(outcome.faces),
+        )
+    outcome.tags = record.auto  # what the file holds now, not what was proposed
+    written = Path(record.written_to or decoded.file.path)
+    outcome.written_to = written if _signature(written) != before or written != target else None
+    return record
+
+
+def photo_vectors(
+    tagger: Tagger, outputs: Batch, i: int, colour: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Photo i's vectors by store name, as the index keeps them for search and refine."""
+    return {
+        tagger.embedding_store: outputs.embeddings[i],
+        tagger.probability_store: outputs.probabilities[i],
+        COLOUR_STORE: colour,
+    }
+
+
+def failure_line(exc: Exception, path: Path) -> str:
+    """A write failure in one line, without the path the report puts before it."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return message.removeprefix(f"{path}: ")
 
 
 def _embeddings(faces: list[Face]) -> np.ndarray:
