@@ -422,6 +422,7 @@ def stages_table(
             detect.class_paths(labels.load("coco")),
             catalogued(path).ref,
             cfg.detector,
+            catalogued(path).input.stride,
         )
         for path in detector_files
     ]
@@ -490,7 +491,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=Path,
         action="append",
         help="with --stages: a catalogued detector file (repeat to compare; default the float"
-        " coco_nanodet.onnx; the int8 one is made by models/make_nanodet_int8.py)",
+        " coco_nanodet.onnx; the int8 one is made by models/make_nanodet_int8.py, the"
+        " any-shape one by models/make_nanodet_rect.py)",
     )
     parser.add_argument(
         "--calibrated", action="store_true", help="with --stages: calibrated fusions too"

@@ -10,8 +10,10 @@ then on fresh copies of the same files measures:
 and prints photos/s, the ratios 2/1 and 2/min(bounds), and peak RSS.
 With --detector, also `phototag scan` with the object detector installed (the default set:
 classifier + detector from one decode) on its own fresh copies in the same round, and the
-ratio of its rate to the classifier-only scan's. With --int8 FILE as well, the same with the
-int8 detector (coco-nanodet@g-416-int8, made by models/make_nanodet_int8.py) installed instead.
+ratio of its rate to the classifier-only scan's. With --with FILE (or --int8 FILE) as well,
+the same with that detector file installed instead (repeat for several): the int8 detector
+(coco-nanodet@g-416-int8, models/make_nanodet_int8.py) or the any-shape one
+(coco-nanodet@g-416-rect, models/make_nanodet_rect.py).
 """
 
 from __future__ import annotations
@@ -163,7 +165,13 @@ def main() -> None:
         "--detector", action="store_true", help="also scan with the detector (the default set)"
     )
     parser.add_argument(
-        "--int8", type=Path, help="with --detector: also scan with this int8 detector file"
+        "--with",
+        "--int8",
+        dest="extra",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --detector: also scan with this detector file instead (repeatable)",
     )
     args = parser.parse_args()
     files = make_camera_photos(args.photos)
@@ -172,7 +180,8 @@ def main() -> None:
         f"{len(files)} photos, 4000x3000 JPEG q90, {size_mb:.1f} MB each on average; "
         f"{os.cpu_count()} cores; {args.rounds} rounds"
     )
-    keys = ("naive", "ours", "model", "decode", "rss", "both", "int8")
+    extra = [f.name for f in args.extra] if args.detector else []
+    keys = ("naive", "ours", "model", "decode", "rss", "both", *extra)
     rows: dict[str, list[float]] = {k: [] for k in keys}
     for f in files:  # warm the page cache so every variant reads from memory alike
         f.read_bytes()
@@ -185,10 +194,12 @@ def main() -> None:
                 fresh_copies(files, work / "both")
                 both, _ = phototag_scan(work / "both", work / "home2", (MODEL, DETECTOR))
                 rows["both"].append(len(files) / both)
-            if args.detector and args.int8:
-                fresh_copies(files, work / "int8")
-                both, _ = phototag_scan(work / "int8", work / "home3", (MODEL, args.int8))
-                rows["int8"].append(len(files) / both)
+            for k, detector in enumerate(args.extra if args.detector else []):
+                fresh_copies(files, work / f"extra{k}")
+                both, _ = phototag_scan(
+                    work / f"extra{k}", work / f"home{k + 3}", (MODEL, detector)
+                )
+                rows[detector.name].append(len(files) / both)
             naive_files = fresh_copies(files[: args.naive_photos], work / "naive")
             rows["naive"].append(len(naive_files) / naive(naive_files, work / "naive.json"))
         rows["ours"].append(len(files) / seconds)
@@ -198,7 +209,7 @@ def main() -> None:
         print(
             f"round {r + 1}: naive {rows['naive'][-1]:.1f}, phototag {rows['ours'][-1]:.1f}, "
             f"model {rows['model'][-1]:.1f}, decode {rows['decode'][-1]:.1f}"
-            + "".join(f", {k} {rows[k][-1]:.1f}" for k in ("both", "int8") if rows[k])
+            + "".join(f", {k} {rows[k][-1]:.1f}" for k in ("both", *extra) if rows[k])
             + " photos/s",
             file=sys.stderr,
         )
@@ -216,9 +227,9 @@ def main() -> None:
         kept = np.median(np.array(rows["both"]) / np.array(rows["ours"]))
         print(f"scan, classifier + detector {med['both']:7.1f} photos/s")
         print(f"  its rate / classifier-only  {kept:5.1%}   (median of per-round ratios)")
-    if args.detector and args.int8:
-        kept = np.median(np.array(rows["int8"]) / np.array(rows["ours"]))
-        print(f"scan, classifier + int8 detector {med['int8']:7.1f} photos/s")
+    for name in extra:
+        kept = np.median(np.array(rows[name]) / np.array(rows["ours"]))
+        print(f"scan, classifier + {name} {med[name]:7.1f} photos/s")
         print(f"  its rate / classifier-only  {kept:5.1%}   (median of per-round ratios)")
 
 
