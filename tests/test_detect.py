@@ -172,18 +172,19 @@ def detector_installed(
     return catalogue.import_file(derived, "coco-nanodet").path
 
 
-def test_the_any_shape_detector_is_preferred_and_the_same_model_on_any_shape(
+def test_the_any_shape_detector_runs_when_named_and_is_the_same_model_on_any_shape(
     rect_detector: Path, photos: Path
 ) -> None:
     installed = catalogue.import_file(rect_detector, "coco-nanodet")  # sha256 matched
     assert (installed.spec.ref, installed.spec.input.stride) == ("coco-nanodet@g-416-rect", 32)
     catalogue.import_file(need_shared(DETECTOR), "coco-nanodet")
     cfg = Config()
+    square = detect.load(cfg)  # the square float one is preferred
+    assert square is not None and square.ref.startswith("coco-nanodet@g-416:")
+    assert square.stride == 0
+    cfg.detector.name = "coco-nanodet@g-416-rect"
     rect = detect.load(cfg)
     assert rect is not None and rect.ref.startswith("coco-nanodet@g-416-rect:")
-    cfg.detector.name = "coco-nanodet@g-416"
-    square = detect.load(cfg)
-    assert square is not None and square.stride == 0
     frames = [decode.load(photos / n, 224, 10**9, 416).letterbox for n in ("pets.jpg", "owl.jpg")]
     same = {"input": np.stack([f.pixels for f in frames if f is not None])}  # 416x416
     for x, y in zip(square.session.run(None, same), rect.session.run(None, same), strict=True):  # type: ignore[attr-defined]
