@@ -152,6 +152,8 @@ def shipped_entry() -> dict:
         (lambda d: d.update(order=True), "order must be int"),
         (lambda d: d["input"].update(dtype="int8"), "input: dtype must be one of uint8, float32"),
         (lambda d: d["input"].pop("size"), "input: missing size"),
+        (lambda d: d["input"].update(stride=100), "input.stride must divide input.size"),
+        (lambda d: d["input"].update(stride="32"), "input: stride must be int"),
         (lambda d: d.update(outputs=[]), "outputs must be a non-empty list"),
     ],
 )
