@@ -13,7 +13,9 @@ classifier + detector from one decode) on its own fresh copies in the same round
 ratio of its rate to the classifier-only scan's. With --with FILE (or --int8 FILE) as well,
 the same with that detector file installed instead (repeat for several): the int8 detector
 (coco-nanodet@g-416-int8, models/make_nanodet_int8.py) or the any-shape one
-(coco-nanodet@g-416-rect, models/make_nanodet_rect.py).
+(coco-nanodet@g-416-rect, models/make_nanodet_rect.py). Each scan's CPU time (user + system)
+per photo is reported beside its rate, with the same ratios: on a shared machine the wall
+clock of variants run a minute apart swings with the others' load, CPU time much less.
 """
 
 from __future__ import annotations
