@@ -412,6 +412,7 @@ def stages_table(
     detector_files: list[Path],
     fit: bool = False,
     learned: bool = False,
+    table_split: str = "val",
 ) -> None:
     cfg = Config()
     detectors = [
@@ -422,6 +423,7 @@ def stages_table(
             detect.class_paths(labels.load("coco")),
             catalogued(path).ref,
             cfg.detector,
+            catalogued(path).input.stride,
         )
         for path in detector_files
     ]
@@ -434,7 +436,7 @@ def stages_table(
                 truth[i, classes.index(tag)] = True
         return files, truth
 
-    files, truth = split("val")
+    files, truth = split(table_split)
     scores, ms = stage_scores(files, classes, models, detectors)
     cv: dict[str, float] = {}
     if fit:
@@ -450,7 +452,9 @@ def stages_table(
         ).items():
             scores[name] = s
     person = classes.index("person")
-    print("| coco256 val, 3 tags per photo | P | R | F1 | N+ | mAP | person P | person R | CV F1 |")
+    print(
+        f"| coco256 {table_split}, 3 tags per photo | P | R | F1 | N+ | mAP | person P | person R | CV F1 |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, s in scores.items():
         m = evaluate.annotation_metrics(s, truth, N_LABELS)
@@ -490,10 +494,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=Path,
         action="append",
         help="with --stages: a catalogued detector file (repeat to compare; default the float"
-        " coco_nanodet.onnx; the int8 one is made by models/make_nanodet_int8.py)",
+        " coco_nanodet.onnx; the int8 one is made by models/make_nanodet_int8.py, the"
+        " any-shape one by models/make_nanodet_rect.py)",
     )
     parser.add_argument(
         "--calibrated", action="store_true", help="with --stages: calibrated fusions too"
+    )
+    parser.add_argument(
+        "--split",
+        choices=("val", "train"),
+        default="val",
+        help="with --stages: the split the table scores (train: a second look, nothing fitted)",
     )
     args = parser.parse_args(argv)
     print(f"machine at start: {machine()}")
@@ -506,7 +517,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.stages:
         models = [(p, infer.Model(p, "input", 224, "cpu")) for p in args.classifier or [args.model]]
         detectors = args.detector or [SHARED / "models" / "coco_nanodet.onnx"]
-        stages_table(args.coco, classes, labels, models, detectors, args.calibrated, args.tagprop)
+        stages_table(
+            args.coco, classes, labels, models, detectors, args.calibrated, args.tagprop, args.split
+        )
         print(f"\nmachine at end: {machine()}")
         return
     t0 = time.perf_counter()

@@ -10,8 +10,12 @@ then on fresh copies of the same files measures:
 and prints photos/s, the ratios 2/1 and 2/min(bounds), and peak RSS.
 With --detector, also `phototag scan` with the object detector installed (the default set:
 classifier + detector from one decode) on its own fresh copies in the same round, and the
-ratio of its rate to the classifier-only scan's. With --int8 FILE as well, the same with the
-int8 detector (coco-nanodet@g-416-int8, made by models/make_nanodet_int8.py) installed instead.
+ratio of its rate to the classifier-only scan's. With --with FILE (or --int8 FILE) as well,
+the same with that detector file installed instead (repeat for several): the int8 detector
+(coco-nanodet@g-416-int8, models/make_nanodet_int8.py) or the any-shape one
+(coco-nanodet@g-416-rect, models/make_nanodet_rect.py). Each scan's CPU time (user + system)
+per photo is reported beside its rate, with the same ratios: on a shared machine the wall
+clock of variants run a minute apart swings with the others' load, CPU time much less.
 """
 
 from __future__ import annotations
@@ -91,9 +95,10 @@ def naive(files: list[Path], db_path: Path) -> float:
 
 def phototag_scan(
     folder: Path, home: Path, models: tuple[Path, ...] = (MODEL,)
-) -> tuple[float, int]:
+) -> tuple[float, float, int]:
     """`phototag scan` in a fresh process and fresh XDG folders with `models` installed;
-    returns seconds and peak RSS (KiB)."""
+    returns seconds, CPU seconds (user + system: steadier than the wall clock on a shared
+    machine) and peak RSS (KiB)."""
     env = dict(
         os.environ, XDG_DATA_HOME=str(home), XDG_STATE_HOME=str(home), XDG_CONFIG_HOME=str(home)
     )
@@ -102,12 +107,15 @@ def phototag_scan(
         subprocess.run(
             [*run, "models", "import", str(model)], env=env, check=True, capture_output=True
         )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([*run, "-q", "scan", str(folder)], env=env, check=True)
+    subprocess.run(
+        [*run, "-q", "scan", str(folder)], env=env, check=True, stdout=subprocess.DEVNULL
+    )
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, peak if peak > before else before
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, cpu, max(after.ru_maxrss, before.ru_maxrss)
 
 
 def model_bound(n: int) -> tuple[float, int]:
@@ -163,7 +171,13 @@ def main() -> None:
         "--detector", action="store_true", help="also scan with the detector (the default set)"
     )
     parser.add_argument(
-        "--int8", type=Path, help="with --detector: also scan with this int8 detector file"
+        "--with",
+        "--int8",
+        dest="extra",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --detector: also scan with this detector file instead (repeatable)",
     )
     args = parser.parse_args()
     files = make_camera_photos(args.photos)
@@ -172,23 +186,30 @@ def main() -> None:
         f"{len(files)} photos, 4000x3000 JPEG q90, {size_mb:.1f} MB each on average; "
         f"{os.cpu_count()} cores; {args.rounds} rounds"
     )
-    keys = ("naive", "ours", "model", "decode", "rss", "both", "int8")
+    extra = [f.name for f in args.extra] if args.detector else []
+    keys = ("naive", "ours", "model", "decode", "rss", "both", *extra)
     rows: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in ("ours", "both", *extra)}  # CPU s per photo
     for f in files:  # warm the page cache so every variant reads from memory alike
         f.read_bytes()
     for r in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="phototag-bench-") as tmp:
             work = Path(tmp)
             fresh_copies(files, work / "scan")
-            seconds, rss_kib = phototag_scan(work / "scan", work / "home")
+            seconds, used, rss_kib = phototag_scan(work / "scan", work / "home")
+            cpu["ours"].append(used / len(files))
             if args.detector:
                 fresh_copies(files, work / "both")
-                both, _ = phototag_scan(work / "both", work / "home2", (MODEL, DETECTOR))
+                both, used, _ = phototag_scan(work / "both", work / "home2", (MODEL, DETECTOR))
                 rows["both"].append(len(files) / both)
-            if args.detector and args.int8:
-                fresh_copies(files, work / "int8")
-                both, _ = phototag_scan(work / "int8", work / "home3", (MODEL, args.int8))
-                rows["int8"].append(len(files) / both)
+                cpu["both"].append(used / len(files))
+            for k, detector in enumerate(args.extra if args.detector else []):
+                fresh_copies(files, work / f"extra{k}")
+                both, used, _ = phototag_scan(
+                    work / f"extra{k}", work / f"home{k + 3}", (MODEL, detector)
+                )
+                rows[detector.name].append(len(files) / both)
+                cpu[detector.name].append(used / len(files))
             naive_files = fresh_copies(files[: args.naive_photos], work / "naive")
             rows["naive"].append(len(naive_files) / naive(naive_files, work / "naive.json"))
         rows["ours"].append(len(files) / seconds)
@@ -198,7 +219,7 @@ def main() -> None:
         print(
             f"round {r + 1}: naive {rows['naive'][-1]:.1f}, phototag {rows['ours'][-1]:.1f}, "
             f"model {rows['model'][-1]:.1f}, decode {rows['decode'][-1]:.1f}"
-            + "".join(f", {k} {rows[k][-1]:.1f}" for k in ("both", "int8") if rows[k])
+            + "".join(f", {k} {rows[k][-1]:.1f}" for k in ("both", *extra) if rows[k])
             + " photos/s",
             file=sys.stderr,
         )
@@ -212,14 +233,17 @@ def main() -> None:
     print(f"decode-only bound   {med['decode']:7.1f} photos/s")
     print(f"phototag / naive            {vs_naive:5.1f}x   (median of per-round ratios)")
     print(f"phototag / min(bounds)      {vs_bound:5.1%}")
-    if args.detector:
-        kept = np.median(np.array(rows["both"]) / np.array(rows["ours"]))
-        print(f"scan, classifier + detector {med['both']:7.1f} photos/s")
+    print(f"  CPU per photo (classifier-only scan) {1000 * np.median(cpu['ours']):.0f} ms")
+    for name in ("both", *extra) if args.detector else ():
+        kept = np.median(np.array(rows[name]) / np.array(rows["ours"]))
+        by_cpu = np.median(np.array(cpu["ours"]) / np.array(cpu[name]))
+        label = "detector" if name == "both" else name
+        print(f"scan, classifier + {label} {med[name]:7.1f} photos/s")
         print(f"  its rate / classifier-only  {kept:5.1%}   (median of per-round ratios)")
-    if args.detector and args.int8:
-        kept = np.median(np.array(rows["int8"]) / np.array(rows["ours"]))
-        print(f"scan, classifier + int8 detector {med['int8']:7.1f} photos/s")
-        print(f"  its rate / classifier-only  {kept:5.1%}   (median of per-round ratios)")
+        print(
+            f"  by CPU time: {1000 * np.median(cpu[name]):.0f} ms per photo, classifier-only's"
+            f" / its {by_cpu:5.1%}   (median of per-round ratios)"
+        )
 
 
 if __name__ == "__main__":

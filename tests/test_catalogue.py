@@ -83,7 +83,7 @@ def model_handler(
 @needs_shared
 def test_catalogue_pins_the_reference_models() -> None:
     # the int8 detector is derived, not shared: tests/test_detect.py makes it and imports it
-    derived = {"coco_nanodet_int8.onnx"}
+    derived = {"coco_nanodet_int8.onnx", "coco_nanodet_rect.onnx"}
     assert {s.file for s in catalogue.entries() if not (SHARED / s.file).exists()} == derived
     for spec in catalogue.entries():
         path = SHARED / spec.file
@@ -106,6 +106,7 @@ def test_entries_are_well_formed() -> None:
         "mobilenet-v2@tf2-ptq",
         "coco-nanodet@g-416",
         "coco-nanodet@g-416-int8",
+        "coco-nanodet@g-416-rect",
         "efficientnet-lite0@torch-1",
         "inat-bird@coral-quant",
         "inat-insect@coral-quant",
@@ -151,6 +152,8 @@ def shipped_entry() -> dict:
         (lambda d: d.update(order=True), "order must be int"),
         (lambda d: d["input"].update(dtype="int8"), "input: dtype must be one of uint8, float32"),
         (lambda d: d["input"].pop("size"), "input: missing size"),
+        (lambda d: d["input"].update(stride=100), "input.stride must divide input.size"),
+        (lambda d: d["input"].update(stride="32"), "input: stride must be int"),
         (lambda d: d.update(outputs=[]), "outputs must be a non-empty list"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -64,6 +65,37 @@ def test_letterbox_keeps_the_aspect_and_centres_on_black() -> None:
     assert tuple(frame.pixels[208, 208]) == (200, 100, 50)
 
 
+def test_fitted_cuts_the_square_to_the_photo_on_multiples_of_the_stride() -> None:
+    img = Image.new("RGB", (640, 480), (200, 100, 50))
+    frame = decode.letterboxed(img, 416)  # 416x312 of photo, 52 rows of black above and below
+    cut = detect.fitted(frame, 32)
+    assert cut.pixels.shape == (320, 416, 3)
+    assert (cut.x0, cut.y0, cut.width, cut.height) == (0, 4, 416, 312)
+    assert np.array_equal(cut.pixels, frame.pixels[48:368])  # the same pixels, less black
+    # a box keeps its place in the photo: the same fractions from either frame
+    box = np.array([104.0, 52.0 + 78.0, 312.0, 52.0 + 234.0])
+    assert detect.to_fractions(box - [0, 48, 0, 48], cut) == detect.to_fractions(box, frame)
+    portrait = detect.fitted(decode.letterboxed(Image.new("RGB", (300, 400)), 416), 32)
+    assert portrait.pixels.shape == (416, 320, 3) and portrait.x0 == 4
+    square = decode.letterboxed(Image.new("RGB", (500, 500)), 416)
+    assert detect.fitted(square, 32).pixels.shape == (416, 416, 3)
+
+
+def test_draft_mode_keeps_the_letterbox_size_on_the_long_side_only() -> None:
+    # 4000x3000 for a 224 stretch and a 416 letterbox: 416x312 is enough (1/8 scale decodes
+    # 500x375), not 416x416 (which forces 1/4, four times the pixels)
+    assert decode._draft_size((4000, 3000), 224, 416) == (416, 312)
+    assert decode._draft_size((3000, 4000), 224, 416) == (312, 416)
+    assert decode._draft_size((4000, 3000), 224, 0) == (224, 224)
+    assert decode._draft_size((4000, 3000), 224, 1600) == (1600, 1200)
+    img = Image.new("RGB", (4000, 3000))
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG")
+    jpeg = Image.open(buffer)
+    jpeg.draft("RGB", decode._draft_size(jpeg.size, 224, 416))
+    assert jpeg.size == (500, 375)
+
+
 def test_tags_from_boxes_best_score_per_class_and_people_for_two_persons() -> None:
     found = [
         Detection("people|person", 0.9, (0, 0, 1, 1)),
@@ -117,29 +149,53 @@ def int8_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def rect_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The any-shape detector as models/make_nanodet_rect.py derives it (a second)."""
+    out = tmp_path_factory.mktemp("rect") / "coco_nanodet_rect.onnx"
+    make = [sys.executable, str(ROOT / "models" / "make_nanodet_rect.py")]
+    subprocess.run([*make, str(need_shared(DETECTOR)), str(out)], check=True)
+    return out
+
+
 @pytest.fixture(
-    params=["float", pytest.param("int8", marks=pytest.mark.slow)], ids=["float", "int8"]
+    params=["float", "rect", pytest.param("int8", marks=pytest.mark.slow)],
+    ids=["float", "rect", "int8"],
 )
 def detector_installed(
     request: pytest.FixtureRequest, installed_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """The detector imported through the catalogue: the float file, or the derived int8 one."""
+    """The detector imported through the catalogue: the float file, or a derived one."""
     if request.param == "float":
         return catalogue.import_file(need_shared(DETECTOR), "coco-nanodet").path
-    return catalogue.import_file(request.getfixturevalue("int8_detector"), "coco-nanodet").path
+    derived = request.getfixturevalue(f"{request.param}_detector")
+    return catalogue.import_file(derived, "coco-nanodet").path
 
 
-@pytest.mark.slow
-def test_the_derived_int8_detector_is_the_catalogued_file_and_runs_when_named(
-    int8_detector: Path,
+def test_the_any_shape_detector_runs_when_named_and_is_the_same_model_on_any_shape(
+    rect_detector: Path, photos: Path
 ) -> None:
-    installed = catalogue.import_file(int8_detector, "coco-nanodet")  # sha256 matched
-    assert installed.spec.ref == "coco-nanodet@g-416-int8"
+    installed = catalogue.import_file(rect_detector, "coco-nanodet")  # sha256 matched
+    assert (installed.spec.ref, installed.spec.input.stride) == ("coco-nanodet@g-416-rect", 32)
     catalogue.import_file(need_shared(DETECTOR), "coco-nanodet")
     cfg = Config()
-    assert detect.load(cfg).ref.startswith("coco-nanodet@g-416:")  # the float one is preferred
-    cfg.detector.name = "coco-nanodet@g-416-int8"
-    assert detect.load(cfg).ref.startswith("coco-nanodet@g-416-int8:")
+    square = detect.load(cfg)  # the square float one is preferred
+    assert square is not None and square.ref.startswith("coco-nanodet@g-416:")
+    assert square.stride == 0
+    cfg.detector.name = "coco-nanodet@g-416-rect"
+    rect = detect.load(cfg)
+    assert rect is not None and rect.ref.startswith("coco-nanodet@g-416-rect:")
+    frames = [decode.load(photos / n, 224, 10**9, 416).letterbox for n in ("pets.jpg", "owl.jpg")]
+    same = {"input": np.stack([f.pixels for f in frames if f is not None])}  # 416x416
+    for x, y in zip(square.session.run(None, same), rect.session.run(None, same), strict=True):  # type: ignore[attr-defined]
+        assert np.array_equal(x, y)  # bit-identical on the square
+    # cut to the photos' shapes (416x352, 416x320: two inferences), the same objects found
+    for x, y in zip(square.run(frames), rect.run(frames), strict=True):  # type: ignore[arg-type]
+        confident = sorted(d.path for d in x if d.score >= 0.5)  # pets: 2 dogs; owl: a bird
+        assert confident and confident == sorted(d.path for d in y if d.score >= 0.5)
+        best_x, best_y = x[0], y[0]  # best first
+        assert best_x.path == best_y.path and abs(best_x.score - best_y.score) < 0.05
+        assert np.allclose(best_x.box, best_y.box, atol=0.02)
 
 
 @pytest.fixture

@@ -66,6 +66,9 @@ class InputSpec:
     size: int  # side of the square input, pixels
     colour: Colour
     normalisation: str  # how pixels are scaled before the graph; "none: ..." when the graph does it
+    # 0: exactly size x size; > 0: each side any multiple of stride up to size (a detector
+    # then gets the letterbox cut to the photo's shape instead of a square with black bands)
+    stride: int = 0
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ def parse(text: str, where: str) -> ModelSpec:
             size=inp.take("size", int),
             colour=inp.choice("colour", Colour),
             normalisation=inp.take("normalisation", str),
+            stride=inp.take("stride", int) if "stride" in inp.raw else 0,
         ),
         outputs=tuple(outputs),
         labels=doc.take("labels", str, _NAME),
@@ -188,6 +192,8 @@ def parse(text: str, where: str) -> ModelSpec:
         raise CatalogueError(f"{where}: a specialist, and only a specialist, needs a domain")
     if spec.size <= 0 or spec.input.size <= 0:
         raise CatalogueError(f"{where}: size and input.size must be positive")
+    if spec.input.stride < 0 or (spec.input.stride and spec.input.size % spec.input.stride):
+        raise CatalogueError(f"{where}: input.stride must divide input.size")
     return spec
 
 

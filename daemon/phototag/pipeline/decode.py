@@ -100,7 +100,7 @@ def decode(
             if small is not None:
                 img = small
             else:
-                img.draft("RGB", _draft_size(img.size, side, picture))  # JPEG only
+                img.draft("RGB", _draft_size(img.size, size, max(letterbox, picture)))  # JPEG only
                 img = ImageOps.exif_transpose(img)
             if img.mode != "RGB":
                 img = _to_rgb(img)
@@ -119,13 +119,15 @@ def decode(
     )
 
 
-def _draft_size(size: tuple[int, int], side: int, picture: int) -> tuple[int, int]:
-    """What JPEG draft mode must keep: `side` both ways (the models' inputs), and `picture`
-    on the long side (faces), so a 4000x3000 photo decodes at 2000x1500 for 1600, not whole."""
+def _draft_size(size: tuple[int, int], square: int, fit: int) -> tuple[int, int]:
+    """What JPEG draft mode must keep: `square` both ways (the classifier's stretch) and `fit`
+    on the long side (the letterbox, the faces' picture), the short side in proportion. So
+    a 4000x3000 photo decodes at 1/8 (500x375) for a 416 letterbox (416x312 of photo), not
+    at 1/4 as a 416x416 request would, and at 2000x1500 for a 1600 picture."""
     long = max(size)
     return (
-        max(side, -(-picture * size[0] // long)),
-        max(side, -(-picture * size[1] // long)),
+        max(square, -(-fit * size[0] // long)),
+        max(square, -(-fit * size[1] // long)),
     )
 
 

@@ -4,7 +4,9 @@ The detector graph (NanoDet, `kind: detector` in the catalogue) already decodes 
 per anchor point a sigmoid score per class and a box in input pixels. What is left here is
 choosing boxes (score floor, per-class non-maximum suppression on a vectorised IoU matrix),
 undoing the letterbox, and turning boxes into tags: a class's photo score is its best box's
-score, and several persons also make the photo `people`.
+score, and several persons also make the photo `people`. A graph that takes any multiple of
+its stride each way (`input.stride`) gets the letterbox cut to the photo's shape: the black
+bands of a square cost as much work as the photo.
 """
 
 from __future__ import annotations
@@ -77,6 +79,18 @@ def to_fractions(box: np.ndarray, frame: Letterbox) -> tuple[float, float, float
     )
 
 
+def fitted(frame: Letterbox, stride: int) -> Letterbox:
+    """The centred part of a square letterbox that holds the photo, each side rounded up to a
+    multiple of stride: the same pixels the graph would see, less black around them."""
+    side_y, side_x = frame.pixels.shape[:2]
+    h = min(side_y, -(-frame.height // stride) * stride)
+    w = min(side_x, -(-frame.width // stride) * stride)
+    top = min(max(0, frame.y0 - (h - frame.height) // 2), side_y - h)
+    left = min(max(0, frame.x0 - (w - frame.width) // 2), side_x - w)
+    pixels = frame.pixels[top : top + h, left : left + w]
+    return Letterbox(pixels, frame.x0 - left, frame.y0 - top, frame.width, frame.height)
+
+
 def detection_tags(detections: Sequence[Detection], threshold: float) -> list[Tag]:
     """A photo's tags from its boxes: each path at its best box's score, best first.
 
@@ -122,6 +136,7 @@ class Detector:
     class_paths: list[str]  # tag path per output class
     ref: str  # catalogue name@version:sha256[:12], part of the model version
     cfg: DetectorConfig
+    stride: int = 0  # > 0: the graph takes any multiple of it each way (see `fitted`)
 
     @property
     def name(self) -> str:
@@ -129,16 +144,23 @@ class Detector:
         return self.ref.split(":")[0]
 
     def run(self, frames: Sequence[Letterbox]) -> list[list[Detection]]:
-        """Each photo's boxes from its letterboxed pixels, in one batched inference."""
-        pixels = np.stack([f.pixels for f in frames])
-        scores, boxes = self.session.run(["scores", "boxes"], {self.input_name: pixels})  # type: ignore[attr-defined]
-        return [
-            [
-                Detection(self.class_paths[c], round(s, 4), to_fractions(box, frame), self.name)
-                for c, s, box in choose(scores[i], boxes[i], self.cfg.keep, self.cfg.iou)
-            ]
-            for i, frame in enumerate(frames)
-        ]
+        """Each photo's boxes from its letterboxed pixels, one batched inference per shape
+        (one for a camera's landscape photos, one for its portrait ones)."""
+        if self.stride:
+            frames = [fitted(f, self.stride) for f in frames]
+        found: list[list[Detection]] = [[] for _ in frames]
+        for shape in dict.fromkeys(f.pixels.shape for f in frames):
+            rows = [i for i, f in enumerate(frames) if f.pixels.shape == shape]
+            pixels = np.stack([frames[i].pixels for i in rows])
+            scores, boxes = self.session.run(["scores", "boxes"], {self.input_name: pixels})  # type: ignore[attr-defined]
+            for k, i in enumerate(rows):
+                found[i] = [
+                    Detection(
+                        self.class_paths[c], round(s, 4), to_fractions(box, frames[i]), self.name
+                    )
+                    for c, s, box in choose(scores[k], boxes[k], self.cfg.keep, self.cfg.iou)
+                ]
+        return found
 
 
 def load(cfg: Config) -> Detector | None:
@@ -159,6 +181,7 @@ def load(cfg: Config) -> Detector | None:
         class_paths(labels.load(spec.labels)),
         f"{spec.ref}:{spec.sha256[:12]}",
         cfg.detector,
+        spec.input.stride,
     )
 
 
