@@ -191,3 +191,22 @@ def test_paths_of_rows_names_the_photos_holding_them_now(tmp_path: Path, backend
         index.remove("/p/2.jpg")
         assert index.paths_of_rows("e", [0, 1, 2, 3, 9]) == {0: ["/p/0.jpg"], 3: ["/p/1.jpg"]}
         assert index.paths_of_rows("other", [0]) == {} and index.paths_of_rows("e", []) == {}
+
+
+def test_a_damaged_graph_is_one_line_and_built_again(
+    capsys: pytest.CaptureFixture[str], library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe = library.folder / "owl.jpg"
+    truth = exact(capsys, library, probe, monkeypatch)
+    similar(capsys, library, probe)
+    (graph,) = graphs(library)
+    graph.write_bytes(graph.read_bytes()[:1000])  # cut short
+    capsys.readouterr()
+    assert cli.main(["-q", "-c", str(library.config), "similar", str(probe), "-k", "5"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "unreadable" in err and "building it again" in err
+    agree(
+        [(Path(p).name, float(s)) for s, p in (line.split("  ", 1) for line in out.splitlines())],
+        truth,
+    )
+    assert len(ann.AnnIndex.load(graph)) == len(NAMES)

@@ -119,6 +119,10 @@ class AnnIndex:
     def __len__(self) -> int:
         return len(self._index)
 
+    @property
+    def dim(self) -> int:
+        return int(self._index.ndim)
+
     def add(self, keys: np.ndarray, vectors: np.ndarray, threads: int = 0) -> None:
         """Add or replace photos: a key already present is removed first."""
         keys = np.asarray(keys, np.uint64)
@@ -153,9 +157,7 @@ def current(store: VectorStore, threads: int = 0, log: Callable[[str], None] = _
     """
     path = graph_path(store.path)
     rows = store.rows
-    graph = AnnIndex.load(path, view=True) if path.exists() else None
-    if graph is not None and len(graph) > rows:
-        graph = None
+    graph = _saved(path, store, log)
     if graph is not None and rows - len(graph) <= TAIL_ROWS:
         return graph
     graph = AnnIndex.load(path) if graph is not None else AnnIndex(store.dim)
@@ -178,6 +180,18 @@ def current(store: VectorStore, threads: int = 0, log: Callable[[str], None] = _
     except OSError as exc:
         log(f"phototag: cannot save the `similar` graph {path}: {exc.strerror}")
     return graph
+
+
+def _saved(path: Path, store: VectorStore, log: Callable[[str], None]) -> AnnIndex | None:
+    """The saved graph, memory-mapped, if it is one of this store; else None (built anew)."""
+    if not path.exists():
+        return None
+    try:
+        graph = AnnIndex.load(path, view=True)
+    except (OSError, ValueError) as exc:
+        log(f"phototag: {path}: unreadable ({exc}); building it again")
+        return None
+    return graph if graph.dim == store.dim and len(graph) <= store.rows else None
 
 
 def similar(
