@@ -165,7 +165,7 @@ def current(store: VectorStore, threads: int = 0, log: Callable[[str], None] = _
     if rows - first > BUILD_CHUNK:
         log(
             f"phototag: indexing {rows - first:,} embeddings for `similar` (once, then kept "
-            f"in {path.name}); at 1 000 000 this takes tens of minutes"
+            f"in {path.name}); progress follows"
         )
     start = time.monotonic()
     for at in range(first, rows, BUILD_CHUNK):
