@@ -210,3 +210,18 @@ def test_a_damaged_graph_is_one_line_and_built_again(
         truth,
     )
     assert len(ann.AnnIndex.load(graph)) == len(NAMES)
+
+
+def test_a_long_first_build_says_so_and_prints_its_progress(
+    capsys: pytest.CaptureFixture[str], library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ann, "BUILD_CHUNK", 4)  # 11 rows: three chunks, as 1 000 000 in 20
+    capsys.readouterr()
+    photo = library.folder / "bird.bmp"
+    assert cli.main(["-q", "-c", str(library.config), "similar", str(photo)]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"phototag: indexing {len(NAMES)} embeddings for `similar`")
+    assert [line.split(" embeddings")[0] for line in lines[1:]] == [
+        f"phototag: {n} of {len(NAMES)}" for n in (4, 8, 11)
+    ]
+    assert "min left" in lines[-1] and len(graphs(library)) == 1
