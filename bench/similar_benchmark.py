@@ -1,7 +1,7 @@
 """`phototag similar` at library scale: the ANN graph's build, query latency and recall.
 
 Writes a synthetic library with embeddings (tests/synthetic_library.py) through the real
-`Index.put_many`, lets `library/neighbours.py` build and save the graph as `similar` does,
+`Index.put_many`, lets `ann.current` build and save the graph as the first `similar` does,
 then times `similar`'s lookup in process and `phototag similar` as a user runs it, and
 measures recall@10 of the graph against exact search (`similarity.nearest`).
 
