@@ -100,7 +100,7 @@ def faiss_ivf_index(data: np.ndarray, threads: int):
 
 
 LIBRARIES = {
-    "phototag AnnIndex (usearch HNSW f16, its defaults)": ("usearch", phototag_index),
+    "phototag AnnIndex (usearch HNSW f16 M=16 efC=128 ef=256)": ("usearch", phototag_index),
     "hnswlib (HNSW M=16 efC=200 ef=64)": ("hnswlib", hnswlib_index),
     "usearch (HNSW f16 M=16 efC=128 ef=64)": ("usearch", usearch_index),
     "faiss-cpu (HNSWFlat M=16 efC=200 ef=64)": ("faiss", faiss_hnsw_index),

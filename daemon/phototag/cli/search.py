@@ -22,7 +22,7 @@ from phototag.cli.common import (
     show,
 )
 from phototag.config import Config
-from phototag.library import similarity
+from phototag.library import ann, similarity
 from phototag.library.index import Index, PhotoRecord, under
 
 if TYPE_CHECKING:  # the model's modules load in the commands that run it, not in `search`
@@ -48,16 +48,31 @@ def cmd_similar(args: argparse.Namespace, cfg: Config) -> int:
         return 1
     embedding = tagger.model.run(decoded.pixels[None]).embeddings[0]
     with open_index(cfg, dry_run=True) as index:
-        others = [r for r in _embedded(index, tagger, []) if r.path != str(photo)]
-        matrix = index.vectors(tagger.embedding_store, others, len(embedding), np.float16)
-    found = similarity.nearest(matrix, embedding, args.k)
-    for row, score in zip(found.indices.tolist(), found.scores.tolist(), strict=True):
-        path = show(others[row].path)
+        store = index.store(tagger.embedding_store, len(embedding))
+        if ann.use_ann(store.rows):  # the graph: no record loaded but the hits'
+            found = ann.similar(index, tagger.embedding_store, embedding, args.k, str(photo))
+        else:
+            found = _nearest(index, tagger, embedding, args.k, str(photo))
+    for path, score in found:
+        path = show(path)
         if args.json:
             print(json.dumps({"path": path, "similarity": round(score, 4)}))
         else:
             print(f"{score:.3f}  {path}")
     return 0
+
+
+def _nearest(
+    index: Index, tagger: Tagger, embedding: np.ndarray, k: int, skip: str
+) -> list[tuple[str, float]]:
+    """Exact `similar`: every embedded photo but `skip` scanned, as (path, cosine) best first."""
+    others = [r for r in _embedded(index, tagger, []) if r.path != skip]
+    matrix = index.vectors(tagger.embedding_store, others, len(embedding), np.float16)
+    found = similarity.nearest(matrix, embedding, k)
+    return [
+        (others[row].path, score)
+        for row, score in zip(found.indices.tolist(), found.scores.tolist(), strict=True)
+    ]
 
 
 def cmd_duplicates(args: argparse.Namespace, cfg: Config) -> int:

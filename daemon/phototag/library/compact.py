@@ -76,6 +76,7 @@ def compact(db: sqlite3.Connection, folder: Path) -> list[Compacted]:
     import numpy as np
 
     from phototag.files import fileio
+    from phototag.library.ann import graph_path
 
     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     named: dict[str, list[tuple[int, int]]] = defaultdict(list)
@@ -111,5 +112,6 @@ def compact(db: sqlite3.Connection, folder: Path) -> list[Compacted]:
             path.unlink(missing_ok=True)
             raise
         old.unlink(missing_ok=True)
+        graph_path(old).unlink(missing_ok=True)  # its keys are the old row numbers
         done.append(Compacted(name, store.rows, len(keep)))
     return done

@@ -314,6 +314,18 @@ class Index(abc.ABC):
         return store
 
     @locked
+    def paths_of_rows(self, name: str, rows: Sequence[int]) -> dict[int, list[str]]:
+        """The photos whose `name` vector is one of `rows`, by row: what an ANN hit (a row
+        number) is now. A row no photo names (removed, re-analysed) is not in the answer."""
+        wanted = set(rows)
+        out: dict[int, list[str]] = {}
+        for r in self.records():
+            row = r.vectors.get(name)
+            if row in wanted:
+                out.setdefault(row, []).append(r.path)
+        return out
+
+    @locked
     def vectors(
         self, name: str, records: list[PhotoRecord], dim: int, dtype: type | str = "float32"
     ) -> np.ndarray:

@@ -25,7 +25,7 @@ import sys
 import time
 import typing
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +114,8 @@ _CHANGE_LOG = {
     "changes": "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
     "photo INTEGER NOT NULL)",
     "tags_path": "CREATE INDEX IF NOT EXISTS tags_path ON tags(path)",
+    # `paths_of_rows`: which photo an ANN hit (a store row) is, without a scan of `vectors`
+    "vectors_row": "CREATE INDEX IF NOT EXISTS vectors_row ON vectors(name, row)",
     **{
         f"photos_{name}": f"CREATE TRIGGER IF NOT EXISTS photos_{name} AFTER {event} ON photos "
         f"BEGIN INSERT INTO changes (photo) VALUES ({row}.id); END"
@@ -689,6 +691,19 @@ class SqliteIndex(Index):
     def tagged(self, term: str) -> bool:
         row = self.db.execute("SELECT 1 FROM terms WHERE term = ? LIMIT 1", (term,)).fetchone()
         return row is not None
+
+    @locked
+    def paths_of_rows(self, name: str, rows: Sequence[int]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        if not rows:
+            return out
+        sql = (
+            "SELECT row, path FROM vectors JOIN photos ON photos.id = vectors.photo "
+            f"WHERE name = ? AND row IN ({', '.join('?' * len(rows))})"
+        )
+        for row, path in self.db.execute(sql, [name, *rows]):
+            out.setdefault(row, []).append(_s(path))
+        return out
 
     @locked
     def meta(self, key: str) -> str | None:
