@@ -163,7 +163,7 @@ def check_files(photos: list[Dropped], originals: Originals) -> None:
             assert len(field) == len(set(field)), f"{p.path.name}: a keyword twice: {field}"
 
 
-@pytest.mark.parametrize("rounds", [pytest.param(2), pytest.param(10, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("rounds", [pytest.param(2), pytest.param(5, marks=pytest.mark.slow)])
 def test_scan_killed_at_random_moments_loses_at_most_a_batch(
     sources: list[Path],  # noqa: F811
     installed_model: Path,
