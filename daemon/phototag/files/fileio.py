@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TEMP_SUFFIX = ".phototag-tmp"  # every temp file of ours ends so (and starts with a dot)
@@ -19,22 +19,29 @@ log = logging.getLogger("phototag")
 
 
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write `data` to a hidden temp file beside `path`, fsync it, and rename it over `path`.
+    """Replace `path` with `data` crash-safely (`atomic_replace`)."""
+    atomic_replace(path, lambda tmp: tmp.write_bytes(data), mode)
 
-    The temp name starts with a dot and ends in TEMP_SUFFIX so folder watchers ignore it.
+
+def atomic_replace(path: Path, write: Callable[[Path], object], mode: int | None = None) -> None:
+    """Let `write` fill a hidden temp file beside `path`, fsync it, and rename it over `path`.
+
+    The temp name starts with a dot and ends in TEMP_SUFFIX so folder watchers ignore it;
+    `write` takes a path so libraries that save to a file name (usearch) can use it too.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        write(tmp)
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            tmp.unlink()
         raise
     fsync_dir(path.parent)
 

@@ -19,7 +19,6 @@ builds one (compact.py removes the old graph with the old store).
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -103,18 +102,9 @@ class AnnIndex:
         index._index = loaded
         return index
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, mode: int | None = None) -> None:
         """Write atomically (temp file, fsync, rename) so a crash never leaves half an index."""
-        tmp = path.with_name(f"{fileio.temp_prefix(path.name)}{os.getpid()}{fileio.TEMP_SUFFIX}")
-        try:
-            self._index.save(str(tmp))
-            with open(tmp, "rb") as written:
-                os.fsync(written.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fileio.fsync_dir(path.parent)
+        fileio.atomic_replace(path, lambda tmp: self._index.save(str(tmp)), mode)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -176,7 +166,7 @@ def current(store: VectorStore, threads: int = 0, log: Callable[[str], None] = _
             left = (time.monotonic() - start) * (1 - done) / done
             log(f"phototag: {end:,} of {rows:,} embeddings indexed, about {left / 60:.0f} min left")
     try:
-        graph.save(path)
+        graph.save(path, store.path.stat().st_mode & 0o777)  # readable as its store is
     except OSError as exc:
         log(f"phototag: cannot save the `similar` graph {path}: {exc.strerror}")
     return graph
