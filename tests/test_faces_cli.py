@@ -203,6 +203,17 @@ def test_people_named_once_are_found_in_unseen_photos_and_written_for_others(
         else:
             assert "RegionName" not in seen and "PersonInImage" not in seen, photo.name
             assert not any("People" in str(k) for k in seen.get("HierarchicalSubject", []))
+    # ... and from the index: found faces and voted names go, the user's namings stay, so
+    # the next vote (a naming below) cannot name the undone photos again.
+    after = indexed_faces()
+    assert after.keys() == {p.name for p in train}
+    assert all(f.source in ("user", "file") for faces in after.values() for f in faces)
+    assert run(capsys, cfg, "search", "person:Biden")[1].split() == sorted(
+        str(p) for p in train if p.name.startswith("biden")
+    )
+    other = next(p for p in train if p.name.startswith("rose"))
+    assert run(capsys, cfg, "faces", "name", str(other), "Rose")[0] == 0  # a vote runs
+    assert indexed_faces().keys() == after.keys()
 
 
 def test_a_negative_takes_a_name_off_and_forget_removes_faces_and_our_regions(

@@ -191,6 +191,28 @@ def test_paths_of_rows_names_the_photos_holding_them_now(tmp_path: Path, backend
         index.remove("/p/2.jpg")
         assert index.paths_of_rows("e", [0, 1, 2, 3, 9]) == {0: ["/p/0.jpg"], 3: ["/p/1.jpg"]}
         assert index.paths_of_rows("other", [0]) == {} and index.paths_of_rows("e", []) == {}
+        index.put(PhotoRecord("/p/7.jpg", 1, 1, "0"))  # no vector
+        assert index.vector_count("e") == 2 and index.vector_count("other") == 0
+
+
+def test_photos_without_an_embedding_are_counted_as_on_the_exact_path(
+    capsys: pytest.CaptureFixture[str], library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from phototag.library.index import PhotoRecord
+
+    with open_index(library.index) as index:
+        index.put(PhotoRecord(str(library.folder / "new.jpg"), 1, 1, "0"))  # not analysed yet
+    warnings = []
+    for min_rows in (1, 10**9):  # the graph, then exact search
+        monkeypatch.setattr(ann, "ANN_MIN_ROWS", min_rows)
+        capsys.readouterr()
+        assert (
+            cli.main(["-q", "-c", str(library.config), "similar", str(library.folder / "owl.jpg")])
+            == 0
+        )
+        warnings.append(capsys.readouterr().err)
+    assert warnings[0] == warnings[1]
+    assert "1 photos have no embedding from mobilenet-v2" in warnings[0]
 
 
 def test_a_damaged_graph_is_one_line_and_built_again(

@@ -50,6 +50,7 @@ def cmd_similar(args: argparse.Namespace, cfg: Config) -> int:
     with open_index(cfg, dry_run=True) as index:
         store = index.store(tagger.embedding_store, len(embedding))
         if ann.use_ann(store.rows):  # the graph: no record loaded but the hits'
+            _warn_unembedded(len(index) - index.vector_count(tagger.embedding_store), tagger)
             found = ann.similar(index, tagger.embedding_store, embedding, args.k, str(photo))
         else:
             found = _nearest(index, tagger, embedding, args.k, str(photo))
@@ -137,17 +138,21 @@ def _embedded(index: Index, tagger: Tagger, paths: Sequence[Path]) -> list[Photo
     groups and ties come out the same whatever order the index keeps its rows in."""
     records = sorted(under(index.records(), paths), key=lambda r: r.path)
     found = [r for r in records if tagger.embedding_store in r.vectors]
-    if len(found) < len(records):
-        print(
-            f"{len(records) - len(found)} photos have no embedding from "
-            f"{tagger.version.backbone}: run `phototag refine` first",
-            file=sys.stderr,
-        )
+    _warn_unembedded(len(records) - len(found), tagger)
     if not found:
         raise UserError(
             f"no indexed photos to compare (index {show(index.folder)}): run `phototag scan` first"
         )
     return found
+
+
+def _warn_unembedded(missing: int, tagger: Tagger) -> None:
+    if missing:
+        print(
+            f"{missing} photos have no embedding from "
+            f"{tagger.version.backbone}: run `phototag refine` first",
+            file=sys.stderr,
+        )
 
 
 def _embeddings(

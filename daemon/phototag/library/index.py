@@ -314,6 +314,12 @@ class Index(abc.ABC):
         return store
 
     @locked
+    def vector_count(self, name: str) -> int:
+        """How many photos have a `name` vector: what `similar` without loading records
+        needs to say how many photos it cannot compare."""
+        return sum(name in r.vectors for r in self.records())
+
+    @locked
     def paths_of_rows(self, name: str, rows: Sequence[int]) -> dict[int, list[str]]:
         """The photos whose `name` vector is one of `rows`, by row: what an ANN hit (a row
         number) is now. A row no photo names (removed, re-analysed) is not in the answer."""

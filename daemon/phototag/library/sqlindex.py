@@ -693,6 +693,10 @@ class SqliteIndex(Index):
         return row is not None
 
     @locked
+    def vector_count(self, name: str) -> int:
+        return self.db.execute("SELECT count(*) FROM vectors WHERE name = ?", (name,)).fetchone()[0]
+
+    @locked
     def paths_of_rows(self, name: str, rows: Sequence[int]) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
         if not rows:

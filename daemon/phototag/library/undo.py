@@ -3,7 +3,7 @@
 The index keeps the photo's record (its embeddings stay useful for search and TagProp, and the
 keywords the user deleted stay negative labels for training) with no auto tags and no model
 version: refine leaves such a photo alone and a re-scan skips it while it is unchanged, so an
-undo is not quietly re-done. `phototag tag` (or `scan --force`) tags it again when wanted.
+undo is not quietly re-done. Its faces go too, but those the user named (they train the vote). `phototag tag` (or `scan --force`) tags it again when wanted.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from phototag.config import Config
 from phototag.files import location, metadata
+from phototag.library import people
 from phototag.library.index import Index
 from phototag.pipeline.runner import on_disk
 
@@ -65,6 +66,10 @@ def _undo(path: Path, index: Index | None, cfg: Config, dry_run: bool) -> Undone
     record = index.get(path) or index.get(os.path.abspath(path))
     if record is not None and (done.written_to or record.model_version or record.auto):
         negatives = list(dict.fromkeys(record.negatives + before.removed_by_user))
+        # The faces we found and the names we voted go as our tags do (else the next vote
+        # would name them again and rewrite the file); the user's namings stay to learn from.
+        faces = index.faces(record.path)
+        kept = [f for f in faces if f.source in people.USERS]
         index.put(
             replace(
                 on_disk(record, cfg.write, max_bytes=cfg.scan.max_file_bytes),
@@ -72,6 +77,9 @@ def _undo(path: Path, index: Index | None, cfg: Config, dry_run: bool) -> Undone
                 negatives=negatives,
                 written_to=None,
                 tagged_at=0.0,
+                people=people.names(kept),
             )
         )
+        if len(kept) < len(faces):
+            index.put_faces(record.path, kept)
     return done
