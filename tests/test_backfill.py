@@ -131,6 +131,31 @@ def test_backfill_equals_scan_and_resumes(
     assert "backfilled 0 photos, 7 unchanged, 0 failed" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in filled.iterdir()} == before
 
+    # As scan: an edited photo is tagged again with its index record (its user keyword kept),
+    # an undone one stays undone though the user edited it since.
+    cat, pets = "00_cat_720p.jpg", "00_pets.jpg"
+    assert main(["-q", "-c", str(fill_cfg), "undo", str(filled / pets)]) == 0
+    for folder in (scanned, filled):
+        for name in (cat, pets):
+            add_keyword(folder / name, "Holiday")
+    assert main(["-q", "-c", str(scan_cfg), "scan", str(scanned)]) == 0
+    capsys.readouterr()
+    assert main(["-q", "-c", str(fill_cfg), "backfill", str(filled)]) == 0
+    assert "backfilled 1 photos, 5 unchanged, 1 left undone, 0 failed" in capsys.readouterr().err
+    a, b = index_of(scan_cfg), index_of(fill_cfg)
+    assert b[cat].user == ["Holiday"] and comparable(a[cat]) == comparable(b[cat])
+    assert exiftool_keywords(filled / cat) == exiftool_keywords(scanned / cat)
+    assert exiftool_keywords(filled / pets)["Subject"] == ["Holiday"]
+    assert not b[pets].model_version and not b[pets].auto
+
+
+def add_keyword(photo: Path, keyword: str) -> None:
+    """The user tags a photo in another program (exiftool), changing the file."""
+    subprocess.run(
+        ["exiftool", "-q", "-overwrite_original", f"-XMP-dc:Subject+={keyword}", str(photo)],
+        check=True,
+    )
+
 
 def test_bad_photos_are_reported_once_at_the_end(
     local_ray: object, photos: Path, installed_model: Path, tmp_path: Path, capsys

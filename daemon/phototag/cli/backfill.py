@@ -40,6 +40,7 @@ def cmd_backfill(args: argparse.Namespace, cfg: Config) -> int:
                 {
                     "tagged": report.tagged,
                     "unchanged": report.unchanged,
+                    "undone": report.undone,
                     "failed": [{"path": show(p), "error": e} for p, e in report.failures],
                     "seconds": round(report.seconds, 2),
                     "ray": report.address,
@@ -48,7 +49,8 @@ def cmd_backfill(args: argparse.Namespace, cfg: Config) -> int:
         )
     print(
         f"backfilled {report.tagged} photos, {report.unchanged} unchanged, "
-        f"{len(report.failures)} failed in {report.seconds:.1f} s "
+        + (f"{report.undone} left undone, " if report.undone else "")
+        + f"{len(report.failures)} failed in {report.seconds:.1f} s "
         f"({report.photos_per_s:.1f} photos/s) on Ray at {report.address}",
         file=sys.stderr,
     )

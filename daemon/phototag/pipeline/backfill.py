@@ -2,7 +2,8 @@
 
 The stages are scan's, on a distributed engine instead of threads:
 
-    driver: list files, skip what the index has unchanged
+    driver: list files, skip what scan would skip (unchanged, undone), send the index
+      record of a changed photo along
       -> decode (CPU tasks) -> infer + tag (actors that keep the classifier, detector and
       specialists loaded; GPU actors when the cluster has GPUs) -> write keywords beside
       each photo and its RAW companion (CPU tasks)
@@ -38,7 +39,13 @@ from phototag.config import Config, ScanConfig
 from phototag.files import fileio, metadata
 from phototag.library.index import Index, PhotoRecord
 from phototag.pipeline import decode, tagger
-from phototag.pipeline.runner import discover, failure_line, photo_vectors, write_analysed
+from phototag.pipeline.runner import (
+    discover,
+    failure_line,
+    photo_vectors,
+    skip_reason,
+    write_analysed,
+)
 from phototag.records import Decoded, Outcome, PhotoFile
 
 COMMIT_EVERY = 32  # photos per index commit on the driver
@@ -64,6 +71,7 @@ class Report:
 
     tagged: int = 0
     unchanged: int = 0
+    undone: int = 0  # taken back by `undo`: left so, as scan does
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, one-line reason)
     seconds: float = 0.0
     address: str = ""
@@ -121,7 +129,7 @@ def decode_batch(
             )
         except decode.DecodeError as exc:
             errors[i] = f"{path}\0{exc}"
-    return {"decoded": decoded, "error": errors}
+    return {"decoded": decoded, "error": errors, "indexed": batch["indexed"]}
 
 
 def without_faces(cfg: Config) -> Config:
@@ -150,7 +158,13 @@ class Infer:
         vectors = np.full(n, None, dtype=object)
         if ok:
             decoded: list[Decoded] = [batch["decoded"][i] for i in ok]
-            found = self.tagger.analyse(decoded, [None] * len(decoded))  # new to the index
+            # A changed photo's record: TagProp neither proposes the user's own or deleted
+            # keywords nor counts the photo as its own neighbour, as in scan.
+            records = [
+                PhotoRecord.from_doc(json.loads(doc)) if doc else None
+                for doc in batch["indexed"][ok]
+            ]
+            found = self.tagger.analyse(decoded, records)
             for j, i in enumerate(ok):
                 outcomes[i] = Outcome(decoded[j].file.path, found.tags[j], found.detections[j])
                 named = photo_vectors(self.tagger, found.batch, j, decoded[j].colour)
@@ -190,20 +204,26 @@ def write_batch(batch: dict[str, np.ndarray], cfg: Config) -> dict[str, np.ndarr
 # --- the driver -------------------------------------------------------------------------
 
 
-def todo(roots: Iterable[Path], cfg: Config, index: Index, report: Report) -> Iterator[str]:
-    """The photos below `roots` that the index does not have unchanged, as they are found."""
+def todo(
+    roots: Iterable[Path], cfg: Config, index: Index, report: Report
+) -> Iterator[dict[str, str]]:
+    """The photos below `roots` that scan would tag, as they are found: each path with its
+    index record as JSON ("" for a photo new to the index)."""
     for item in discover(roots, cfg.scan):
         if isinstance(item, Outcome):
             report.failures.append((str(item.path), item.error or "cannot read"))
             continue
         try:
-            unchanged = index.unchanged(PhotoFile.stat(item))
+            reason = skip_reason(index, PhotoFile.stat(item), cfg)
         except OSError:
-            unchanged = False  # decode reports it with the right words
-        if unchanged:
+            reason = None  # decode reports it with the right words
+        if reason == "unchanged":
             report.unchanged += 1
+        elif reason == "undone":
+            report.undone += 1
         else:
-            yield str(item)
+            record = index.get(item)
+            yield {"path": str(item), "indexed": json.dumps(record.to_doc()) if record else ""}
 
 
 def backfill(
@@ -238,14 +258,14 @@ def backfill(
     return report
 
 
-def _dataset(paths_: list[str], cfg: Config, local: tagger.Tagger) -> Any:
-    """decode tasks -> model actors -> write tasks, over these paths."""
+def _dataset(rows: list[dict[str, str]], cfg: Config, local: tagger.Tagger) -> Any:
+    """decode tasks -> model actors -> write tasks, over these photos (`todo`'s rows)."""
     ray = ray_module()
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     actors = max(1, gpus or int(resources.get("CPU", 1)) // 2)
     return (
-        ray.data.from_items([{"path": p} for p in paths_])
+        ray.data.from_items(rows)
         .map_batches(
             decode_batch,
             fn_args=(local.model.input_size, local.letterbox, cfg.scan),
@@ -305,7 +325,8 @@ def describe(report: Report) -> str:
     """The last run for `phototag status`: counts, then each failure on its own line."""
     lines = [
         f"last backfill: {report.tagged} tagged, {report.unchanged} unchanged, "
-        f"{len(report.failures)} failed in {report.seconds:.0f} s (Ray at {report.address})"
+        + (f"{report.undone} left undone, " if report.undone else "")
+        + f"{len(report.failures)} failed in {report.seconds:.0f} s (Ray at {report.address})"
     ]
     lines += [f"  failed: {path}: {reason}" for path, reason in report.failures[:20]]
     if len(report.failures) > 20:

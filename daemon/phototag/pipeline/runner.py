@@ -190,12 +190,8 @@ class Pipeline:
             file = PhotoFile.stat(path)
         except OSError:
             return None  # decode reports it with the right words
-        if sidecar.unchanged(self.index, file, self.cfg.write):
-            return Outcome(path, skipped="unchanged")
-        record = self.index.get(path)
-        if record is not None and not record.model_version:  # undone: stays so until forced
-            return Outcome(path, skipped="undone")
-        return None
+        reason = skip_reason(self.index, file, self.cfg)
+        return None if reason is None else Outcome(path, skipped=reason)
 
     def _result(self, path: Path, future: Future[Decoded]) -> Decoded | Outcome:
         try:
@@ -369,6 +365,17 @@ def reuse_photo_buffers() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum; larger blocks still get their own map
     mallopt(m_trim_threshold, 64 << 20)  # give memory back only when this much is free at the top
+
+
+def skip_reason(index: Index, file: PhotoFile, cfg: Config) -> str | None:
+    """Why `scan` and `backfill` leave an indexed photo alone, unless forced: "unchanged"
+    (nor its sidecar), or "undone" (it stays so); None: tag it."""
+    if sidecar.unchanged(index, file, cfg.write):
+        return "unchanged"
+    record = index.get(file.path)
+    if record is not None and not record.model_version:
+        return "undone"
+    return None
 
 
 def base_record(decoded: Decoded, cfg: Config) -> PhotoRecord:
