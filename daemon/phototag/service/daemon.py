@@ -375,9 +375,8 @@ class Service:
                 self._state = "tagging"
                 self._write_status()
                 sd_notify(f"STATUS={self._summary()}")
-                self._work(jobs)
+                worked |= self._work(jobs)
                 sd_notify(f"STATUS={self._summary()}")
-                worked = True
             elif worked:
                 worked = False
                 self._idle()
@@ -434,13 +433,15 @@ class Service:
 
     # work ---------------------------------------------------------------------------
 
-    def _work(self, jobs: list[Job]) -> None:
+    def _work(self, jobs: list[Job]) -> bool:
         """Run jobs in their queue order: consecutive tags as one batch, moves and deletes
         one by one between them (a photo tagged, then moved, must be tagged first).
 
         Jobs are marked done only after the index is flushed (`_flush`), so a crash in
-        between repeats them instead of losing their index updates.
+        between repeats them instead of losing their index updates. True when a job did
+        something: our own keyword write coming back later is no new stretch of work.
         """
+        unchanged = self._unchanged
         finished: list[Job] = []
         tags: list[Job] = []
         for job in jobs:
@@ -452,6 +453,7 @@ class Service:
             if self._relocate(job):
                 finished.append(job)
         self._unflushed += finished + self._tag(tags)
+        return self._unchanged - unchanged < len(jobs)
 
     def _flush(self) -> None:
         """Write the index, then mark the jobs it covers done.
