@@ -14,15 +14,19 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from phototag import catalogue
 from phototag.config import Config, WriteConfig
+from phototag.config import load as load_config
 from phototag.files import metadata
 from phototag.library.index import open_index
+from phototag.pipeline import tagger
+from tests.conftest import MODEL_V2, need_shared
 from tests.test_service_e2e import (
     USER_KEYWORD,
     Dropped,
@@ -81,12 +85,18 @@ def folders(tmp_path: Path, *names: str) -> list[Path]:
 
 @contextmanager
 def service_beside(
-    tmp_path: Path, images: list[Path], *names: str
+    tmp_path: Path,
+    images: list[Path],
+    *names: str,
+    before: Callable[[list[Path], Path, Originals], None] | None = None,
 ) -> Iterator[tuple[list[Path], Path, Originals, ServiceProcess]]:
-    """The service watching `watched`, started, with folders `names` beside it not watched."""
+    """The service watching `watched`, started (after `before`, given the folders, the config
+    and the photos), with folders `names` beside it not watched."""
     dirs = folders(tmp_path, "watched", *names)
     cfg_file = config(tmp_path, dirs[0])
     originals = Originals.make(images, (640, 480))
+    if before is not None:
+        before(dirs, cfg_file, originals)
     service = ServiceProcess(cfg_file, tmp_path / "service.log")
     try:
         service.wait_started()
@@ -100,45 +110,63 @@ def test_service_scan_refine_and_tag_share_the_index(
     installed_model: Path,
     tmp_path: Path,
 ) -> None:
-    """The service drains a folder while `scan` tags another and `refine` runs; then `tag`
-    of one photo while the service runs tags it at once. Every photo is tagged once."""
-    with service_beside(tmp_path, sources, "scanned", "single") as setup:
-        (watched, scanned, single), cfg_file, originals, service = setup
+    """The service drains a folder while `scan` tags another and `refine` re-analyses a third
+    (tagged by the older model) with the newer one; then `tag` of one photo while the service
+    runs tags it at once. Every photo is tagged once, and nobody's commit is lost."""
+    to_refine: list[Dropped] = []
+
+    def tagged_by_the_older_model(dirs: list[Path], cfg_file: Path, originals: Originals) -> None:
+        to_refine.extend(drop(originals, dirs[3], 400, 16))
+        finished(phototag(cfg_file, "scan", str(dirs[3])))
+        catalogue.import_file(need_shared(MODEL_V2))  # everyone below resolves the newer one
+
+    with service_beside(
+        tmp_path, sources, "scanned", "single", "refined", before=tagged_by_the_older_model
+    ) as setup:
+        (watched, scanned, single, _), cfg_file, originals, service = setup
         by_scan = drop(originals, scanned, 100, 16)
         by_service = drop(originals, watched, 0, 16)
         scan, refine = phototag(cfg_file, "scan", str(scanned)), phototag(cfg_file, "refine")
         scan_out, _ = finished(scan)
-        finished(refine)
+        _, refine_err = finished(refine)
         assert printed(scan_out, scanned) == {str(p.path) for p in by_scan}
+        assert f"{len(to_refine)} photos need re-analysis" in refine_err
         service.wait_drained(len(by_service))
         assert set(tagged_counts(service.text()).values()) == {1}  # each inferred once
         by_tag = drop(originals, single, 200, 1)
         tag_out, _ = finished(phototag(cfg_file, "tag", str(by_tag[0].path)))
         assert printed(tag_out, single) == {str(by_tag[0].path)}
-        check_tagged_once(by_service + by_scan + by_tag, originals)
+        check_tagged_once(by_service + by_scan + by_tag + to_refine, originals)
+        with open_index(Config().index_dir, readonly=True) as index:
+            versions = {r.model_version for r in index.records()}
+        assert versions == {str(tagger.load(load_config(cfg_file)).version)}
 
 
-def kill_scan_at_random(
-    rng: random.Random, originals: Originals, folder: Path, cfg_file: Path, n: int
+def kill_at_random(
+    rng: random.Random, originals: Originals, folder: Path, cfg_file: Path, n: int, command: str
 ) -> None:
-    """One round: scan `n` photos, kill -9 at a random moment, check, rerun, check again."""
+    """One round: `scan` the folder or `tag` its `n` photos, kill -9 at a random moment, check,
+    rerun, check again."""
     photos = drop(originals, folder, 0, n)
-    scan = phototag(cfg_file, "scan", str(folder))
-    assert scan.stdout is not None
-    lines = [scan.stdout.readline() for _ in range(rng.randrange(n - BATCH))]  # then kill it
+    args = [str(folder)] if command == "scan" else [str(p.path) for p in photos]
+    proc = phototag(cfg_file, command, *args)
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline() for _ in range(rng.randrange(n - BATCH))]  # then kill it
     time.sleep(rng.uniform(0.0, 0.05) if lines else rng.uniform(0.2, 1.0))
-    scan.kill()
-    out, _ = scan.communicate(timeout=30)
-    assert scan.returncode == -9, "scan ended before it was killed"
+    proc.kill()
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == -9, f"{command} ended before it was killed"
     committed = printed("".join(lines) + out, folder)
     indexed = indexed_under(folder)
     assert committed <= indexed  # every photo it reported is in the index
     written = {str(p.path) for p in photos if metadata.read(p.path, WriteConfig()).ours}
     assert len(written - indexed) <= BATCH  # at most the batch being committed is lost
     check_files(photos, originals)
-    rerun_out, _ = finished(phototag(cfg_file, "scan", str(folder)))
-    assert printed(rerun_out, folder) == {str(p.path) for p in photos} - indexed
-    assert indexed_under(folder) == {str(p.path) for p in photos}
+    rerun_out, _ = finished(phototag(cfg_file, command, *args))
+    everything = {str(p.path) for p in photos}
+    # scan leaves what it committed alone; tag re-tags what it is given, without doubling
+    assert printed(rerun_out, folder) == everything - (indexed if command == "scan" else set())
+    assert indexed_under(folder) == everything
     check_files(photos, originals)
 
 
@@ -164,7 +192,7 @@ def check_files(photos: list[Dropped], originals: Originals) -> None:
 
 
 @pytest.mark.parametrize("rounds", [pytest.param(2), pytest.param(5, marks=pytest.mark.slow)])
-def test_scan_killed_at_random_moments_loses_at_most_a_batch(
+def test_scan_and_tag_killed_at_random_moments_lose_at_most_a_batch(
     sources: list[Path],  # noqa: F811
     installed_model: Path,
     tmp_path: Path,
@@ -174,7 +202,8 @@ def test_scan_killed_at_random_moments_loses_at_most_a_batch(
     rng = random.Random(rounds)
     for i in range(rounds):
         folder, cfg_dir = folders(tmp_path, f"round{i}", f"cfg{i}")
-        kill_scan_at_random(rng, originals, folder, config(cfg_dir, folder), 40)
+        command = ("scan", "tag")[i % 2]
+        kill_at_random(rng, originals, folder, config(cfg_dir, folder), 40, command)
 
 
 def test_service_killed_mid_drain_keeps_what_it_committed(
@@ -204,6 +233,47 @@ def test_service_killed_mid_drain_keeps_what_it_committed(
         check_tagged_once(photos, originals)
     finally:
         again.stop()
+
+
+def test_refine_killed_mid_commit_loses_nothing_and_a_rerun_finishes(
+    sources: list[Path],  # noqa: F811
+    installed_model: Path,
+    tmp_path: Path,
+) -> None:
+    """kill -9 of `refine` while it re-analyses with a newer model: every photo stays indexed,
+    at most the batch being committed has its new keywords on file before the index knows,
+    and a second `refine` brings every photo to the new version with file and index agreeing."""
+    (folder,) = folders(tmp_path, "album")
+    cfg_file = config(tmp_path, folder)
+    originals = Originals.make(sources, (1600, 1200))
+    photos = drop(originals, folder, 0, 40)
+    finished(phototag(cfg_file, "scan", str(folder)))
+    catalogue.import_file(need_shared(MODEL_V2))  # resolve now picks it: refine re-analyses
+    new_version = str(tagger.load(load_config(cfg_file)).version)
+    refine = phototag(cfg_file, "refine")
+    assert refine.stdout is not None
+    refine.stdout.readline()  # the first changed photo is committed; kill it soon after
+    time.sleep(random.Random(3).uniform(0.0, 0.3))
+    refine.kill()
+    refine.communicate(timeout=30)
+    assert refine.returncode == -9, "refine ended before it was killed"
+    with open_index(Config().index_dir, readonly=True) as index:
+        records = {r.path: r for r in index.records()}
+    assert set(records) == {str(p.path) for p in photos}  # nothing lost
+    behind = [
+        path
+        for path, r in records.items()
+        if [t.path for t in r.auto]
+        != [t.path for t in metadata.read(Path(path), WriteConfig()).ours]
+    ]
+    assert len(behind) <= BATCH and all(records[p].model_version != new_version for p in behind)
+    assert 0 < sum(r.model_version == new_version for r in records.values()) < len(photos)
+    check_files(photos, originals)
+    finished(phototag(cfg_file, "refine"))
+    assert indexed_under(folder) == set(records)  # file and index agree for every photo
+    with open_index(Config().index_dir, readonly=True) as index:
+        assert {r.model_version for r in index.records()} == {new_version}
+    check_files(photos, originals)
 
 
 # Every command of the README that needs no network and no benchmark download, as written
