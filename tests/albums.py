@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -25,28 +23,6 @@ def copy_photos(folder: Path, names: list[str]) -> list[Path]:
         shutil.copyfile(PHOTOS / name, out[-1])
         out[-1].chmod(0o644)
     return out
-
-
-def exiftool(path: Path, *args: str) -> None:
-    """Edit keywords as the user would, with another program."""
-    subprocess.run(["exiftool", "-q", "-overwrite_original", *args, str(path)], check=True)
-
-
-def keyword_sets(paths: list[Path]) -> dict[Path, dict[str, list[str]]]:
-    """Keyword fields of many files as exiftool, an independent reader, sees them (one call)."""
-    fields = ("Subject", "HierarchicalSubject", "TagsList", "Keywords")
-    tags = ["-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-IPTC:Keywords"]
-    out = subprocess.run(
-        ["exiftool", "-j", *tags, *map(str, paths)],
-        capture_output=True,
-        check=True,
-    ).stdout
-    found = {Path(d["SourceFile"]): d for d in json.loads(out)}
-
-    def as_list(value: object) -> list[str]:
-        return [str(v) for v in (value if isinstance(value, list) else [value])]
-
-    return {p: {f: as_list(found[p][f]) if f in found[p] else [] for f in fields} for p in paths}
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

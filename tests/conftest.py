@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -47,44 +49,70 @@ def installed_model() -> Path:
     return catalogue.import_file(need_shared(MODEL_V1), "mobilenet-v2").path
 
 
-def exiftool_keywords(path: Path) -> dict[str, list[str]]:
-    """Keywords as exiftool, an independent reader, sees them."""
-    import json
+# --- exiftool, the independent reader (and the user's other program) --------------------
 
+KEYWORD_FIELDS = ("Subject", "HierarchicalSubject", "TagsList", "Keywords")
+
+
+def _exiftool_needed() -> None:
     if shutil.which("exiftool") is None:
         pytest.fail(
             "exiftool is needed as an independent reader: apt-get install libimage-exiftool-perl"
         )
-    out = subprocess.run(
-        [
-            "exiftool",
-            "-j",
-            "-XMP:Subject",
-            "-XMP:HierarchicalSubject",
-            "-XMP:TagsList",
-            "-IPTC:Keywords",
-            str(path),
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    data = json.loads(out)[0]
 
-    def as_list(key: str) -> list[str]:
-        value = data.get(key, [])
-        return [str(v) for v in (value if isinstance(value, list) else [value])]
 
-    return {k: as_list(k) for k in ("Subject", "HierarchicalSubject", "TagsList", "Keywords")}
+def exiftool(path: Path, *args: str) -> None:
+    """Edit a photo as the user would, with another program."""
+    _exiftool_needed()
+    subprocess.run(["exiftool", "-q", "-overwrite_original", *args, str(path)], check=True)
+
+
+def exiftool_read(
+    paths: Sequence[Path], *tags: str, numeric: bool = False, mwg: bool = False
+) -> dict[Path, dict[str, list[object]]]:
+    """`tags` of many files in one exiftool call (each call starts Perl: a sixth of a second),
+    every value as a list; `numeric` is exiftool's -n, `mwg` reads by the MWG rules."""
+    _exiftool_needed()
+    options = [*(["-n"] if numeric else []), *(["-use", "MWG"] if mwg else [])]
+    cmd = ["exiftool", "-j", *options, *tags, *map(str, paths)]
+    found = {Path(d.pop("SourceFile")): d for d in json.loads(_run(cmd))}
+    return {
+        p: {k: v if isinstance(v, list) else [v] for k, v in found[Path(p)].items()} for p in paths
+    }
+
+
+def keyword_sets(paths: Sequence[Path]) -> dict[Path, dict[str, list[str]]]:
+    """The four keyword fields of many files, as strings; a missing field is an empty list."""
+    tags = ["-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-IPTC:Keywords"]
+    found = exiftool_read(paths, *tags)
+    return {p: {f: [str(v) for v in found[p].get(f, [])] for f in KEYWORD_FIELDS} for p in paths}
+
+
+def exiftool_keywords(path: Path) -> dict[str, list[str]]:
+    """Keywords as exiftool, an independent reader, sees them."""
+    return keyword_sets([path])[path]
 
 
 def mwg_keywords(path: Path) -> list[str]:
     """`exiftool -use MWG -MWG:Keywords`: dc:subject reconciled with IPTC by the digest."""
-    import json
+    return [
+        str(v) for v in exiftool_read([path], "-MWG:Keywords", mwg=True)[path].get("Keywords", [])
+    ]
 
-    cmd = ["exiftool", "-j", "-use", "MWG", "-MWG:Keywords", str(path)]
-    found = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)[0]
-    value = found.get("Keywords", [])
-    return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+def exiftool_warnings(path: Path) -> set[str]:
+    """exiftool's validation warnings (text output: JSON would keep only one of the repeats)."""
+    _exiftool_needed()
+    out = _run(["exiftool", "-validate", "-warning", "-a", "-s", str(path)], check=False)
+    return {
+        v.strip()
+        for k, _, v in (x.partition(":") for x in out.splitlines())
+        if k.strip() == "Warning"
+    }
+
+
+def _run(cmd: list[str], check: bool = True) -> str:
+    return subprocess.run(cmd, capture_output=True, check=check, text=True).stdout
 
 
 @pytest.fixture(params=["sqlite", "tinydb"])

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import MODEL_V1, MODELS, SHARED, need_shared
+from conftest import MODEL_V1, MODELS, SHARED, exiftool_read, need_shared
 from PIL import Image, ImageOps
 
 from phototag import catalogue, cli, config
@@ -34,24 +34,11 @@ def run(capsys: pytest.CaptureFixture[str], cfg: Path, *args: str) -> tuple[int,
     return status, out, err
 
 
-def exiftool(path: Path) -> dict[str, list[object]]:
-    out = subprocess.run(
-        [
-            "exiftool",
-            "-j",
-            "-n",
-            "-XMP-mwg-rs:RegionName",
-            "-XMP-mwg-rs:RegionAreaX",
-            "-XMP-mwg-rs:RegionAreaY",
-            "-XMP-iptcExt:PersonInImage",
-            "-XMP:HierarchicalSubject",
-            str(path),
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    data = json.loads(out)[0]
-    return {k: v if isinstance(v, list) else [v] for k, v in data.items() if k != "SourceFile"}
+def faces_on_file(path: Path) -> dict[str, list[object]]:
+    """Face regions, PersonInImage and the hierarchy as exiftool sees them."""
+    tags = ["-XMP-mwg-rs:RegionName", "-XMP-mwg-rs:RegionAreaX", "-XMP-mwg-rs:RegionAreaY"]
+    tags += ["-XMP-iptcExt:PersonInImage", "-XMP:HierarchicalSubject"]
+    return exiftool_read([path], *tags, numeric=True)[path]
 
 
 def digikam_region(path: Path, name: str) -> None:
@@ -171,7 +158,7 @@ def test_people_named_once_are_found_in_unseen_photos_and_written_for_others(
             assert all(x.source == "propagated" for x in found[name] if x.name)
 
             # Where others read it: one region and PersonInImage per name, on that face.
-            seen = exiftool(root / "test" / name)
+            seen = faces_on_file(root / "test" / name)
             assert sorted(map(str, seen["RegionName"])) == sorted(given)
             assert sorted(map(str, seen["PersonInImage"])) == sorted(given)
             assert {f"People|{n}" for n in given} <= set(map(str, seen["HierarchicalSubject"]))
@@ -188,7 +175,7 @@ def test_people_named_once_are_found_in_unseen_photos_and_written_for_others(
         )
     assert (precision, recall) == (1.0, 1.0)
     assert [f.name for f in found["face.jpg"]] == [""] * 4  # strangers stay strangers
-    assert "RegionName" not in exiftool(root / "strangers" / "face.jpg")
+    assert "RegionName" not in faces_on_file(root / "strangers" / "face.jpg")
 
     assert run(capsys, cfg, "search", "person:Biden AND suit")[1].strip()  # and plain names:
     assert str(root / "test" / "t5.jpg") in run(capsys, cfg, "search", "Biden")[1].split()
@@ -197,7 +184,7 @@ def test_people_named_once_are_found_in_unseen_photos_and_written_for_others(
     status, _, err = run(capsys, cfg, "undo", str(root))
     assert status == 0, err
     for photo in [*train, *(root / "test").glob("*.jpg")]:
-        seen = exiftool(photo)
+        seen = faces_on_file(photo)
         if photo == alex:
             assert seen["RegionName"] == [ALEX]
         else:
@@ -231,28 +218,28 @@ def test_a_negative_takes_a_name_off_and_forget_removes_faces_and_our_regions(
     assert indexed_faces()["biden_1.jpg"][0].name == "Joe"  # the vote, from the file's naming
     (alex,) = indexed_faces()["t1.jpg"]  # its one face, by its PersonInImage
     assert (alex.name, alex.source) == (ALEX, "file")
-    assert exiftool(biden_1)["RegionName"] == ["Joe"]
+    assert faces_on_file(biden_1)["RegionName"] == ["Joe"]
 
     status, out, _ = run(capsys, cfg, "faces", "not", str(biden_1), "--face", "1", "Joe")
     assert status == 0 and "is not 'Joe'" in out
     (face,) = indexed_faces()["biden_1.jpg"]
     assert (face.name, face.not_names) == ("", ["Joe"])
-    assert "RegionName" not in exiftool(biden_1)
+    assert "RegionName" not in faces_on_file(biden_1)
 
     status, _, err = run(capsys, cfg, "faces", "name", str(biden_1), "A|B")
     assert status == 2 and "cannot be a person's name" in err
     status, _, err = run(capsys, cfg, "faces", "name", str(biden_1), "--face", "3", "Joe")
     assert status == 2 and "no face 3" in err
     assert run(capsys, cfg, "faces", "name", str(biden_1), "Joseph")[0] == 0
-    assert exiftool(biden_1)["RegionName"] == ["Joseph"]
+    assert faces_on_file(biden_1)["RegionName"] == ["Joseph"]
 
     status, _, err = run(capsys, cfg, "faces", "forget")  # no terminal to ask on
     assert status == 2 and "--yes" in err
     status, out, _ = run(capsys, cfg, "faces", "forget", "--yes")
     assert status == 0 and "forgot 3 faces" in out
     assert indexed_faces() == {}
-    assert "RegionName" not in exiftool(biden_1)
-    assert exiftool(folder / "biden_2.jpg")["RegionName"] == ["Joe"]  # the user's stays
+    assert "RegionName" not in faces_on_file(biden_1)
+    assert faces_on_file(folder / "biden_2.jpg")["RegionName"] == ["Joe"]  # the user's stays
 
 
 def test_faces_on_without_the_face_models_is_one_line_and_tagging_goes_on(

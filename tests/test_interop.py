@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from phototag.config import WriteConfig
 from phototag.files import keywords, metadata
 from phototag.records import Tag
-from tests.conftest import mwg_keywords
+from tests.conftest import exiftool, exiftool_read, exiftool_warnings, mwg_keywords
 from tests.test_metadata import exiv2_values
 
 SHARED = Path(__file__).parents[1].parent / "shared"
@@ -36,32 +35,14 @@ def copy(tmp_path: Path, name: str, src: Path = PHOTOS) -> Path:
     return dest
 
 
-def exiftool(path: Path, *args: str) -> None:
-    subprocess.run(["exiftool", "-q", "-overwrite_original", *args, str(path)], check=True)
-
-
-def tags(path: Path, *names: str, mwg: bool = False) -> dict[str, object]:
-    cmd = ["exiftool", "-j", *(["-use", "MWG"] if mwg else []), *names, str(path)]
-    found = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)[0]
-    return {k: v if isinstance(v, list) else [v] for k, v in found.items() if k != "SourceFile"}
+def tags(path: Path, *names: str, mwg: bool = False) -> dict[str, list[object]]:
+    return exiftool_read([path], *names, mwg=mwg)[path]
 
 
 def as_list(found: dict[str, object], key: str) -> list[str]:
     value = found.get(key, [])
     assert isinstance(value, list)
     return [str(v) for v in value]
-
-
-def warnings(path: Path) -> set[str]:
-    """exiftool's validation warnings (text output: JSON would keep only one of the repeats)."""
-    out = subprocess.run(
-        ["exiftool", "-validate", "-warning", "-a", "-s", str(path)], capture_output=True
-    ).stdout.decode()
-    return {
-        v.strip()
-        for k, _, v in (x.partition(":") for x in out.splitlines())
-        if k.strip() == "Warning"
-    }
 
 
 def test_digikam_sees_the_users_keywords(tmp_path: Path) -> None:
@@ -204,13 +185,13 @@ def test_every_shared_photo_validates_and_mwg_reads_all(
 ) -> None:
     """`exiftool -validate` finds nothing our write introduced; MWG:Keywords is the full set."""
     path = copy(tmp_path, name, folder)
-    before = warnings(path)
+    before = exiftool_warnings(path)
     user = metadata.read(path, WriteConfig()).keywords
     cfg = WriteConfig(mode=mode)  # type: ignore[arg-type]
     ours = ["cat", "bird", "sunset", "animal", "mammal"]
     for retag in ([CAT, BIRD, SUNSET], [CAT, SUNSET, BIRD]):  # a second write changes XMP only
         dest = metadata.write(path, retag, "m@1", cfg).target
-        assert warnings(path) <= before
+        assert exiftool_warnings(path) <= before
         if dest != path:
-            assert warnings(dest) <= set()
+            assert exiftool_warnings(dest) <= set()
         assert mwg_keywords(dest) == [*user, *ours]

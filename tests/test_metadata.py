@@ -18,6 +18,7 @@ from phototag.config import WriteConfig
 from phototag.files import keywords, metadata
 from phototag.files.metadata import MetadataError
 from phototag.records import Tag
+from tests.conftest import exiftool, exiftool_keywords
 
 PHOTOS = Path(__file__).parents[1].parent / "shared" / "photos"
 needs_photos = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"{PHOTOS} not found")
@@ -30,8 +31,6 @@ CAT = Tag("animal|mammal|cat", 0.91)
 DOG = Tag("animal|mammal|dog", 0.55)
 BIRD = Tag("animal|bird", 0.42)
 SUNSET = Tag("sunset", 0.3)  # one level: a flat keyword that stands alone, so IPTC gets it
-READ_TAGS = ["-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-IPTC:Keywords"]
-FIELDS = [tag.split(":")[1] for tag in READ_TAGS]
 
 
 def copy_photo(tmp_path: Path, name: str = "face.jpg", as_name: str | None = None) -> Path:
@@ -39,22 +38,6 @@ def copy_photo(tmp_path: Path, name: str = "face.jpg", as_name: str | None = Non
     shutil.copyfile(PHOTOS / name, dest)
     dest.chmod(0o644)
     return dest
-
-
-def exiftool(path: Path, *args: str) -> None:
-    subprocess.run(["exiftool", "-q", "-overwrite_original", *args, str(path)], check=True)
-
-
-def exiftool_keywords(path: Path) -> dict[str, list[str]]:
-    """Keyword fields as exiftool reads them; missing fields are empty lists."""
-    out = subprocess.run(
-        ["exiftool", "-j", *READ_TAGS, str(path)],
-        check=True,
-        capture_output=True,
-    ).stdout
-    found = json.loads(out)[0]
-    values = {f: found.get(f, []) for f in FIELDS}
-    return {f: [str(x) for x in v] if isinstance(v, list) else [str(v)] for f, v in values.items()}
 
 
 def exiv2_values(path: Path) -> dict[str, list[str]]:

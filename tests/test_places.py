@@ -19,8 +19,8 @@ from phototag.library.index import PhotoRecord
 from phototag.library.query import And, Term, parse
 from phototag.pipeline import decode, places
 from phototag.records import Position, Tag
-from tests.albums import exiftool, records, run
-from tests.conftest import mwg_keywords
+from tests.albums import records, run
+from tests.conftest import exiftool, mwg_keywords
 
 LISBON = Position(38.7223, -9.1393)
 BERLIN = Position(52.5200, 13.4050)

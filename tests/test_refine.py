@@ -16,8 +16,8 @@ from phototag.files import metadata
 from phototag.library.index import PhotoRecord, open_index, under
 from phototag.pipeline import decode, infer, labels, tagger, vocabulary
 from phototag.records import ModelVersion
-from tests.albums import copy_photos, exiftool, keyword_sets, records, run
-from tests.conftest import MODEL_V2, need_shared
+from tests.albums import copy_photos, records, run
+from tests.conftest import MODEL_V2, exiftool, keyword_sets, need_shared
 
 PHOTOS = ["cat_720p.jpg", "parrot.jpg", "hot_dog.jpg", "kite_and_cold.jpg", "owl.jpg", "bird.bmp"]
 V2 = "mobilenet-v2@tf2-ptq"

@@ -4,7 +4,6 @@ and exiv2; other programs' regions (made with exiftool as digiKam writes them) s
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import subprocess
@@ -20,7 +19,14 @@ from phototag.files import metadata, mwg, regions
 from phototag.files.regions import Region
 from phototag.records import Tag
 from tests.albums import run
-from tests.conftest import PHOTOS, exiftool_keywords, need_shared
+from tests.conftest import (
+    PHOTOS,
+    exiftool,
+    exiftool_keywords,
+    exiftool_read,
+    exiftool_warnings,
+    need_shared,
+)
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("exiftool") and shutil.which("exiv2")), reason="exiftool/exiv2 not installed"
@@ -45,21 +51,13 @@ def photo(tmp_path: Path, *exiftool_args: str) -> Path:
     return dest
 
 
-def exiftool(path: Path, *args: str) -> None:
-    subprocess.run(["exiftool", "-q", "-overwrite_original", *args, str(path)], check=True)
-
-
 def exif_faces(path: Path) -> dict[str, list[object]]:
     """Region names, areas and PersonInImage as exiftool, an independent reader, sees them."""
     names = ["RegionName", "RegionType", "RegionAreaX", "RegionAreaY", "RegionAreaW"]
     names += ["RegionAreaH", "RegionAppliedToDimensionsW", "RegionAppliedToDimensionsH"]
-    cmd = ["exiftool", "-j", "-n", "-XMP-mwg-rs:all", "-XMP-iptcExt:PersonInImage", str(path)]
-    found = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)[0]
-    return {
-        k: v if isinstance(v, list) else [v]
-        for k, v in found.items()
-        if k in [*names, "PersonInImage"]
-    }
+    tags = ("-XMP-mwg-rs:all", "-XMP-iptcExt:PersonInImage")
+    found = exiftool_read([path], *tags, numeric=True)[path]
+    return {k: v for k, v in found.items() if k in [*names, "PersonInImage"]}
 
 
 def exiv2_xmp(path: Path) -> dict[str, str]:
@@ -67,13 +65,6 @@ def exiv2_xmp(path: Path) -> dict[str, str]:
     out = subprocess.run(["exiv2", "-px", str(path)], capture_output=True, check=True).stdout
     lines = (line.split(None, 3) for line in out.decode().splitlines())
     return {p[0]: p[3] if len(p) > 3 else "" for p in lines}
-
-
-def warnings(path: Path) -> set[str]:
-    out = subprocess.run(
-        ["exiftool", "-validate", "-warning", "-a", "-s", str(path)], capture_output=True
-    ).stdout.decode()
-    return {v.strip() for k, _, v in (x.partition(":") for x in out.splitlines()) if "Warning" in k}
 
 
 def sha(path: Path) -> str:
@@ -88,7 +79,7 @@ def theirs(path: Path) -> dict[str, str]:
 
 def test_ours_read_back_by_exiftool_and_exiv2_in_every_keyword_field(tmp_path: Path) -> None:
     path = photo(tmp_path)
-    cfg, before_warnings = WriteConfig(), warnings(path)
+    cfg, before_warnings = WriteConfig(), exiftool_warnings(path)
     assert regions.write(path, [ALICE, BOB], SIZE, cfg) == path
     seen = exif_faces(path)
     assert seen["RegionName"] == ["Alice", "Bob"]
@@ -113,7 +104,7 @@ def test_ours_read_back_by_exiftool_and_exiv2_in_every_keyword_field(tmp_path: P
         Region("Alice", 0.25, 0.4, 0.1, 0.15, True),
         Region("Bob", 0.7, 0.35, 0.08, 0.12, True),
     ]
-    assert warnings(path) <= before_warnings  # nothing our write introduced
+    assert exiftool_warnings(path) <= before_warnings  # nothing our write introduced
 
 
 def test_a_digikam_region_is_the_users_and_survives_our_write_and_undo(
@@ -123,7 +114,7 @@ def test_a_digikam_region_is_the_users_and_survives_our_write_and_undo(
     cfg = WriteConfig()
     grandma = Region("Grandma", 0.5, 0.45, 0.12, 0.18)
     assert regions.read(path, cfg) == [grandma]
-    user_region, before_warnings = theirs(path), warnings(path)
+    user_region, before_warnings = theirs(path), exiftool_warnings(path)
 
     regions.write(path, [ALICE], SIZE, cfg)
     assert regions.read(path, cfg) == [grandma, replace(ALICE, ours=True)]
@@ -132,7 +123,7 @@ def test_a_digikam_region_is_the_users_and_survives_our_write_and_undo(
     assert seen["RegionName"] == ["Grandma", "Alice"]
     assert seen["PersonInImage"] == ["Grandma", "Alice"]
     assert seen["RegionAppliedToDimensionsW"] == [512]  # digiKam's, kept
-    assert warnings(path) <= before_warnings
+    assert exiftool_warnings(path) <= before_warnings
 
     status, _, err = run(capsys, "undo", str(path))
     assert status == 0, err
@@ -364,7 +355,7 @@ def test_a_format_exiv2_cannot_write_gets_a_sidecar_and_undo_empties_it(
     side = regions.write(path, [ALICE], SIZE, WriteConfig())
     assert side == tmp_path / "bird.bmp.xmp" and sha(path) == digest
     assert exif_faces(side)["RegionName"] == ["Alice"]
-    assert warnings(side) == set()
+    assert exiftool_warnings(side) == set()
     status, _, err = run(capsys, "undo", str(path))
     assert status == 0, err
     assert not side.exists()  # it held only ours

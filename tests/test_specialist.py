@@ -12,8 +12,8 @@ import pytest
 from phototag import catalogue
 from phototag.pipeline import decode, detect, infer, labels, specialist
 from phototag.records import Detection, ModelVersion, Tag
-from tests.albums import copy_photos, keyword_sets, records, run
-from tests.conftest import MODELS, mwg_keywords, need_shared
+from tests.albums import copy_photos, records, run
+from tests.conftest import MODELS, keyword_sets, mwg_keywords, need_shared
 
 OWL = "animal|bird|owl|Burrowing Owl"
 

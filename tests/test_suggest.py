@@ -14,7 +14,8 @@ from phototag.learn import suggest
 from phototag.learn.suggest import Suggestion, TagScores
 from phototag.library.index import PhotoRecord
 from phototag.records import Tag
-from tests.albums import copy_photos, exiftool, keyword_sets, records, run
+from tests.albums import copy_photos, records, run
+from tests.conftest import exiftool, keyword_sets
 
 PATHS = ["animal", "animal|bird", "animal|mammal", "animal|mammal|cat", "animal|mammal|dog", "food"]
 

@@ -20,8 +20,8 @@ from phototag.pipeline import decode, tagger
 from phototag.pipeline.runner import Pipeline
 from phototag.records import Tag
 from phototag.service import daemon as service
-from tests.albums import keyword_sets, run
-from tests.conftest import PHOTOS, need_shared
+from tests.albums import run
+from tests.conftest import PHOTOS, keyword_sets, need_shared
 
 STORES = train.Stores("0123456789ab", 32, 10)
 

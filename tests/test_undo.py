@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.albums import copy_photos, exiftool, keyword_sets, pixels, records, run
+from tests.albums import copy_photos, pixels, records, run
+from tests.conftest import exiftool, keyword_sets
 
 PHOTOS = ["cat_720p.jpg", "owl.jpg", "hot_dog.jpg", "bird.bmp"]
 

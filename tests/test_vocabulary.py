@@ -12,8 +12,8 @@ from phototag.config import TagsConfig
 from phototag.pipeline import decode, detect, infer, tagger, vocabulary
 from phototag.pipeline.vocabulary import Vocabulary
 from phototag.records import Tag
-from tests.albums import copy_photos, keyword_sets, records, run
-from tests.conftest import MODELS, need_shared
+from tests.albums import copy_photos, records, run
+from tests.conftest import MODELS, keyword_sets, need_shared
 
 
 def paths(tags: list[Tag]) -> list[str]:
