@@ -25,7 +25,6 @@ pytestmark = [
         reason="darktable or xvfb-run not installed (.ci/run installs both)",
     ),
     pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"{PHOTOS} not found"),
-    pytest.mark.slow,
 ]
 
 LUA = """

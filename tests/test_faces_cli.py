@@ -112,7 +112,6 @@ def indexed_faces() -> dict[str, list[FaceRecord]]:
     return found
 
 
-@pytest.mark.slow
 def test_people_named_once_are_found_in_unseen_photos_and_written_for_others(
     library: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

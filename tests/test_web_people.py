@@ -18,7 +18,7 @@ from phototag.pipeline import tagger
 from phototag.web import auth
 from phototag.web.app import create_app
 from tests.conftest import MODEL_V1, MODELS, SHARED, need_shared
-from tests.test_faces_cli import exiftool
+from tests.test_faces_cli import faces_on_file
 from tests.test_web import login
 from tests.web_library import PASSWORD, USER
 
@@ -67,7 +67,7 @@ def test_a_face_group_named_in_the_review_queue_is_written_into_its_photos(
     for face in members:
         now = next(f for f in index.faces(face.photo) if f.number == face.number)
         assert (now.name, now.source) == ("Someone Dear", "user")
-        found = exiftool(Path(face.photo))
+        found = faces_on_file(Path(face.photo))
         assert "Someone Dear" in found["RegionName"] and "Someone Dear" in found["PersonInImage"]
         assert "People|Someone Dear" in found["HierarchicalSubject"]
     assert f'data-group="{group}"' not in client.get("/review").text  # named: off the queue
