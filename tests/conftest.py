@@ -75,9 +75,12 @@ def exiftool_read(
     _exiftool_needed()
     options = [*(["-n"] if numeric else []), *(["-use", "MWG"] if mwg else [])]
     cmd = ["exiftool", "-j", *options, *tags, *map(str, paths)]
-    found = {Path(d.pop("SourceFile")): d for d in json.loads(_run(cmd))}
+    # In the order given: exiftool's SourceFile is its own re-encoding of a non-UTF-8 name.
+    found = json.loads(_run(cmd))
+    assert len(found) == len(paths), found
     return {
-        p: {k: v if isinstance(v, list) else [v] for k, v in found[Path(p)].items()} for p in paths
+        p: {k: v if isinstance(v, list) else [v] for k, v in d.items() if k != "SourceFile"}
+        for p, d in zip(paths, found, strict=True)
     }
 
 
