@@ -51,7 +51,8 @@ def installed_model() -> Path:
 
 # --- exiftool, the independent reader (and the user's other program) --------------------
 
-KEYWORD_FIELDS = ("Subject", "HierarchicalSubject", "TagsList", "Keywords")
+KEYWORD_TAGS = ("-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-IPTC:Keywords")
+KEYWORD_FIELDS = tuple(tag.split(":")[1] for tag in KEYWORD_TAGS)  # exiftool -j names
 
 
 def _exiftool_needed() -> None:
@@ -86,8 +87,7 @@ def exiftool_read(
 
 def keyword_sets(paths: Sequence[Path]) -> dict[Path, dict[str, list[str]]]:
     """The four keyword fields of many files, as strings; a missing field is an empty list."""
-    tags = ["-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-IPTC:Keywords"]
-    found = exiftool_read(paths, *tags)
+    found = exiftool_read(paths, *KEYWORD_TAGS)
     return {p: {f: [str(v) for v in found[p].get(f, [])] for f in KEYWORD_FIELDS} for p in paths}
 
 
